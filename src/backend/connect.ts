@@ -1,0 +1,167 @@
+// Opening a server connection: TCP, StartupMessage and authentication as a client, up to the first ReadyForQuery.
+import net from 'node:net';
+import { AUTH, B } from '../protocol/codes.js';
+import { collectAll, FrameScanner, type FrameSink } from '../protocol/frame-scanner.js';
+import { decodeErrorFields, decodeParameterStatus } from '../protocol/backend-messages.js';
+import { passwordMessage, saslInitialResponse, saslResponse } from '../protocol/frontend-messages.js';
+import { encodeStartupMessage } from '../protocol/startup.js';
+import { md5Password, ScramClient } from '../protocol/scram.js';
+import { BodyReader } from '../protocol/writer.js';
+import { errors, ProxyError } from '../errors.js';
+
+export interface ConnectOptions {
+  node: string;
+  host: string;
+  port: number;
+  user: string;
+  /** null when the proxy knows no password for the user (trust towards the server). */
+  password: string | null;
+  /** Startup parameters to send (user and database included). */
+  params: ReadonlyMap<string, string>;
+  connectTimeout: number;
+}
+
+export interface ServerConnection {
+  node: string;
+  socket: net.Socket;
+  pid: number;
+  secret: number;
+  parameters: Map<string, string>;
+  /** ParameterStatus and NoticeResponse frames of the startup, whole, to relay to the client. */
+  startupFrames: Buffer[];
+}
+
+/** The server refused the startup (bad database, too many connections, …): its ErrorResponse frame, as sent. */
+export class ServerStartupError extends Error {
+  constructor(
+    readonly frame: Buffer,
+    readonly fields: Record<string, string>,
+  ) {
+    super(fields.M ?? 'server refused the connection');
+  }
+  get sqlstate(): string {
+    return this.fields.C ?? '08006';
+  }
+}
+
+function frameOf(type: number, body: Buffer): Buffer {
+  const f = Buffer.allocUnsafe(5 + body.length);
+  f[0] = type;
+  f.writeInt32BE(body.length + 4, 1);
+  body.copy(f, 5);
+  return f;
+}
+
+export function connectServer(o: ConnectOptions): Promise<ServerConnection> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: o.host, port: o.port });
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 10_000);
+    let done = false;
+    let scram: ScramClient | null = null;
+    const conn: ServerConnection = { node: o.node, socket, pid: 0, secret: 0, parameters: new Map(), startupFrames: [] };
+
+    const fail = (err: Error) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.removeAllListeners('data');
+      socket.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(
+      () => fail(errors.backendConnect(o.node, `timed out after ${o.connectTimeout} ms connecting to ${o.host}:${o.port}`)),
+      o.connectTimeout,
+    );
+    const needPassword = (): string => {
+      if (o.password === null) throw errors.backendConnect(o.node, `server asks a password for user "${o.user}" but none is configured in users`);
+      return o.password;
+    };
+
+    const sink: FrameSink = {
+      onFrameHeader() {},
+      onFrame(type, body) {
+        if (done) return;
+        try {
+          switch (type) {
+            case B.Authentication: {
+              const r = new BodyReader(body);
+              const kind = r.int32();
+              if (kind === AUTH.Ok) break;
+              if (kind === AUTH.CleartextPassword) socket.write(passwordMessage(needPassword()));
+              else if (kind === AUTH.MD5Password) socket.write(passwordMessage(md5Password(o.user, needPassword(), r.bytes(4))));
+              else if (kind === AUTH.SASL) {
+                const mechanisms: string[] = [];
+                for (let m = r.cstring(); m !== ''; m = r.cstring()) mechanisms.push(m);
+                if (!mechanisms.includes('SCRAM-SHA-256')) throw errors.backendConnect(o.node, `server offers only SASL mechanisms ${mechanisms.join(', ')}`);
+                scram = new ScramClient(needPassword());
+                socket.write(saslInitialResponse('SCRAM-SHA-256', scram.clientFirst()));
+              } else if (kind === AUTH.SASLContinue && scram) socket.write(saslResponse(scram.clientFinal(r.rest().toString())));
+              else if (kind === AUTH.SASLFinal && scram) scram.verifyServerFinal(r.rest().toString());
+              else throw errors.backendConnect(o.node, `server asked for an authentication method pgsplit does not speak (code ${kind})`);
+              break;
+            }
+            case B.ParameterStatus: {
+              const [k, v] = decodeParameterStatus(body);
+              conn.parameters.set(k, v);
+              conn.startupFrames.push(frameOf(type, body));
+              break;
+            }
+            case B.NoticeResponse:
+              conn.startupFrames.push(frameOf(type, body));
+              break;
+            case B.BackendKeyData: {
+              const r = new BodyReader(body);
+              conn.pid = r.int32();
+              conn.secret = r.int32();
+              break;
+            }
+            case B.ErrorResponse:
+              fail(new ServerStartupError(frameOf(type, body), decodeErrorFields(body)));
+              break;
+            case B.ReadyForQuery:
+              done = true;
+              clearTimeout(timer);
+              socket.removeListener('data', onData);
+              socket.removeListener('error', onError);
+              socket.removeListener('close', onClose);
+              resolve(conn);
+              break;
+            default:
+              throw errors.backendConnect(o.node, `unexpected message '${String.fromCharCode(type)}' during startup`);
+          }
+        } catch (err) {
+          fail(err instanceof ProxyError ? err : errors.backendConnect(o.node, (err as Error).message));
+        }
+      },
+    };
+    const scanner = new FrameScanner(collectAll(), sink, 1 << 20);
+    const onData = (chunk: Buffer) => {
+      try {
+        scanner.push(chunk);
+      } catch (err) {
+        fail(errors.backendConnect(o.node, (err as Error).message));
+      }
+    };
+    const onError = (err: Error) => fail(errors.backendConnect(o.node, `${err.message} (${o.host}:${o.port})`));
+    const onClose = () => fail(errors.backendConnect(o.node, 'server closed the connection during startup'));
+    socket.on('data', onData);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    socket.once('connect', () => socket.write(encodeStartupMessage(o.params)));
+  });
+}
+
+/** Send a CancelRequest for (pid, secret) to a server; best effort, like libpq's PQcancel. */
+export function sendCancel(host: string, port: number, packet: Buffer, timeoutMs = 5000): Promise<void> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const t = setTimeout(() => s.destroy(), timeoutMs);
+    s.once('connect', () => s.end(packet));
+    s.on('error', () => {});
+    s.once('close', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}

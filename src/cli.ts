@@ -1,0 +1,88 @@
+// The `pgsplit` command line: `pgsplit --config FILE` runs the proxy; signals reload (SIGHUP) and drain (SIGTERM).
+import { ConfigError, loadConfig } from './config/load.js';
+import { createLogger } from './util/logger.js';
+import { startPgsplit } from './main.js';
+
+const USAGE = `usage: pgsplit --config FILE        run the proxy (or set PGSPLIT_CONFIG)
+       pgsplit --help | --version`;
+
+function parseArgs(argv: string[]): { config?: string; help?: boolean; version?: boolean } {
+  const out: { config?: string; help?: boolean; version?: boolean } = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--config' || a === '-c') {
+      const v = argv[++i];
+      if (!v) throw new Error(`${a} needs a file name`);
+      out.config = v;
+    } else if (a.startsWith('--config=')) out.config = a.slice('--config='.length);
+    else if (a === '--help' || a === '-h') out.help = true;
+    else if (a === '--version' || a === '-V') out.version = true;
+    else throw new Error(`unknown argument "${a}"`);
+  }
+  return out;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let args;
+  try {
+    args = parseArgs(argv);
+  } catch (err) {
+    console.error(`pgsplit: ${(err as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (args.help) {
+    console.log(USAGE);
+    return;
+  }
+  if (args.version) {
+    console.log('pgsplit 0.1.0');
+    return;
+  }
+  const file = args.config ?? process.env.PGSPLIT_CONFIG;
+  if (!file) {
+    console.error(`pgsplit: no config file given\n${USAGE}`);
+    process.exit(2);
+  }
+  let config;
+  try {
+    config = loadConfig(file);
+  } catch (err) {
+    console.error(err instanceof ConfigError ? err.message : `pgsplit: ${(err as Error).message}`);
+    process.exit(2);
+  }
+  const log = createLogger(config.log.level);
+  let proxy;
+  try {
+    proxy = await startPgsplit(config, { logger: log });
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, 'pgsplit failed to start');
+    await new Promise((r) => setTimeout(r, 50));
+    process.exit(1);
+  }
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal, drain_timeout_ms: config.shutdown.drain_timeout }, 'draining: no new clients; waiting for transactions to finish');
+    void proxy.close().then(() => {
+      log.info('pgsplit stopped');
+      setTimeout(() => process.exit(0), 20);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    try {
+      const next = loadConfig(file);
+      const refused = proxy.reload(next);
+      for (const key of refused) log.warn({ key }, 'config reload: this key cannot change while running; restart pgsplit to apply it');
+      log.info('config reloaded');
+    } catch (err) {
+      log.error({ err: err instanceof ConfigError ? err.issues : (err as Error).message }, 'config reload failed; keeping the running config');
+    }
+  });
+}

@@ -1,0 +1,145 @@
+// Zod schema for pgsplit.yaml: validates the file, applies defaults and converts durations to milliseconds.
+import { z } from 'zod';
+import { parseDuration } from './units.js';
+
+// Leaves are hand-rolled on top of z.unknown() instead of z.string()/z.number() for two reasons: zod aborts
+// the whole parent on a type mismatch (hiding sibling checks such as duplicate names), and we want every
+// message to say what was expected and what was found, which zod's defaults do not.
+
+const INVALID = Symbol('invalid');
+type Parsed<T> = T | typeof INVALID;
+
+// Node's timers overflow above 2^31-1 ms and silently fire after 1 ms instead.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const AUTH_METHODS = ['scram-sha-256', 'md5', 'trust'] as const;
+
+function show(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v);
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return String(v);
+}
+
+function leaf<T>(expected: string, parse: (v: unknown) => Parsed<T>, secret = false) {
+  return z.unknown().transform((v, ctx): T => {
+    const out = v === undefined ? INVALID : parse(v);
+    if (out !== INVALID) return out;
+    const message =
+      v === undefined ? `required; expected ${expected}` : secret ? `expected ${expected}` : `expected ${expected}, got ${show(v)}`;
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message });
+    return z.NEVER;
+  });
+}
+
+const str = (opts: { pattern?: RegExp; expected?: string; secret?: boolean; allowEmpty?: boolean } = {}) =>
+  leaf(
+    opts.expected ?? (opts.allowEmpty ? 'a string' : 'a non-empty string'),
+    (v) =>
+      typeof v === 'string' && (opts.allowEmpty || v !== '') && (!opts.pattern || opts.pattern.test(v)) ? v : INVALID,
+    opts.secret,
+  );
+
+// Digit strings are accepted because ${VAR} interpolation always produces strings (e.g. port: ${PGPORT}).
+const int = (min: number, max: number, expected = `an integer ${min}..${max}`) =>
+  leaf(expected, (v) => {
+    const n = typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v;
+    return typeof n === 'number' && Number.isInteger(n) && n >= min && n <= max ? n : INVALID;
+  });
+
+const port = () => int(0, 65535);
+
+const bool = () => leaf('true or false', (v) => (v === true || v === 'true' ? true : v === false || v === 'false' ? false : INVALID));
+
+const oneOf = <T extends string>(values: readonly T[]) =>
+  leaf(`one of ${values.join(', ')}`, (v) => (values.includes(v as T) ? (v as T) : INVALID));
+
+const duration = (allowZero = false) =>
+  leaf(`a duration with a unit like "500ms", "2s", "1m" or "1h" (${allowZero ? '>= 0' : '> 0'}, at most 596h)`, (v) => {
+    if (typeof v !== 'string') return INVALID;
+    try {
+      const ms = parseDuration(v);
+      return (allowZero || ms > 0) && ms <= MAX_TIMER_MS ? ms : INVALID;
+    } catch {
+      return INVALID;
+    }
+  });
+
+function typeMap(expected: string): z.ZodErrorMap {
+  return (issue, ctx) =>
+    issue.code === z.ZodIssueCode.invalid_type
+      ? { message: ctx.data === undefined ? `required; expected ${expected}` : `expected ${expected}, got ${show(ctx.data)}` }
+      : { message: ctx.defaultError };
+}
+
+function section<S extends z.ZodRawShape>(shape: S) {
+  const keys = Object.keys(shape).join(', ');
+  return z.object(shape, { errorMap: typeMap(`a mapping with keys ${keys}`) }).strict(`unknown key (allowed: ${keys})`);
+}
+
+function uniqueNames(what: string, list: string) {
+  return (items: { name: unknown }[], ctx: z.RefinementCtx) => {
+    const seen = new Map<string, number>();
+    items.forEach((item, i) => {
+      if (typeof item.name !== 'string') return;
+      const first = seen.get(item.name);
+      if (first === undefined) seen.set(item.name, i);
+      else ctx.addIssue({ code: z.ZodIssueCode.custom, path: [i, 'name'], message: `duplicate ${what} name "${item.name}" (also used by ${list}[${first}])` });
+    });
+  };
+}
+
+const nodeSchema = section({
+  name: str({ pattern: /^[A-Za-z0-9_.-]+$/, expected: 'a name made of letters, digits, "_", "." or "-"' }),
+  host: str({ expected: 'a non-empty host name or IP address' }),
+  port: port().default(5432),
+});
+
+const userSchema = section({
+  name: str(),
+  password: str({ secret: true, allowEmpty: true }),
+});
+
+export const configSchema = section({
+  listen: section({
+    host: str().default('127.0.0.1'),
+    port: port().default(6432),
+    max_client_connections: int(1, Number.MAX_SAFE_INTEGER, 'an integer >= 1').default(1000),
+  }).default({}),
+  admin: section({
+    host: str().default('127.0.0.1'),
+    port: port().default(9930),
+    enabled: bool().default(true),
+  }).default({}),
+  auth: section({ method: oneOf(AUTH_METHODS).default('scram-sha-256') }).default({}),
+  users: z.array(userSchema, { errorMap: typeMap('a list of { name, password }') }).default([]).superRefine(uniqueNames('user', 'users')),
+  nodes: z
+    .array(nodeSchema, { errorMap: typeMap('a list of { name, host, port }') })
+    .min(1, 'expected at least one node')
+    .superRefine(uniqueNames('node', 'nodes')),
+  monitor: section({
+    user: str().default('postgres'),
+    password: str({ secret: true, allowEmpty: true }).default(''),
+    database: str().default('postgres'),
+    interval: duration().default('1s'),
+    connect_timeout: duration().default('2s'),
+    probe_timeout: duration().default('2s'),
+  }).default({}),
+  backend: section({ connect_timeout: duration().default('5s') }).default({}),
+  shutdown: section({ drain_timeout: duration(true).default('30s') }).default({}),
+  log: section({ level: oneOf(LOG_LEVELS).default('info') }).default({}),
+}).superRefine((c, ctx) => {
+  // Only scram/md5 need client passwords; PostgreSQL itself never accepts an empty one for those methods.
+  if (c.auth.method !== 'scram-sha-256' && c.auth.method !== 'md5') return;
+  if (c.users.length === 0) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['users'], message: `expected at least one user when auth.method is ${c.auth.method} (use auth.method: trust to allow anyone)` });
+  }
+  c.users.forEach((u, i) => {
+    if (u.password === '') {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['users', i, 'password'], message: `must not be empty when auth.method is ${c.auth.method}` });
+    }
+  });
+});
+
+export type Config = z.output<typeof configSchema>;

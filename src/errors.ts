@@ -1,0 +1,45 @@
+// ProxyError: an error the proxy itself reports to a client, with a real SQLSTATE and a stable code.
+
+export type Severity = 'ERROR' | 'FATAL';
+
+export class ProxyError extends Error {
+  constructor(
+    readonly sqlstate: string,
+    readonly code: string,
+    message: string,
+    readonly severity: Severity = 'ERROR',
+    readonly detail?: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+    this.name = 'ProxyError';
+  }
+}
+
+// Named constructors so every client-facing failure has one place that decides its SQLSTATE and wording.
+export const errors = {
+  noPrimary: (why: string) =>
+    new ProxyError('57P03', 'no_primary', 'pgsplit: no primary server is available', 'FATAL', why,
+      'The cluster may be failing over; retry shortly. GET /status on the admin port shows what the monitor sees.'),
+  backendConnect: (node: string, why: string) =>
+    new ProxyError('08006', 'backend_connect_failed', `pgsplit: could not connect to server "${node}"`, 'FATAL', why),
+  backendLost: (node: string, why: string) =>
+    new ProxyError('08006', 'backend_lost', `pgsplit: connection to server "${node}" was lost`, 'FATAL', why,
+      'Reconnect; if the primary failed, pgsplit routes the new connection to the node that is primary now.'),
+  authFailed: (user: string) =>
+    new ProxyError('28P01', 'auth_failed', `password authentication failed for user "${user}"`, 'FATAL'),
+  unknownUser: (user: string) =>
+    // Same wording as a bad password so that a probe cannot tell which user names exist.
+    new ProxyError('28P01', 'auth_failed', `password authentication failed for user "${user}"`, 'FATAL'),
+  protocolViolation: (why: string) =>
+    new ProxyError('08P01', 'protocol_violation', `pgsplit: protocol violation: ${why}`, 'FATAL'),
+  unsupportedProtocol: (major: number, minor: number) =>
+    new ProxyError('0A000', 'unsupported_protocol',
+      `unsupported frontend protocol ${major}.${minor}: server supports 3.0 to 3.0`, 'FATAL'),
+  featureNotSupported: (what: string) =>
+    new ProxyError('0A000', 'feature_not_supported', `pgsplit: ${what} is not supported`, 'FATAL'),
+  tooManyClients: (max: number) =>
+    new ProxyError('53300', 'too_many_clients', `pgsplit: sorry, too many clients already (max_client_connections = ${max})`, 'FATAL'),
+  shuttingDown: () =>
+    new ProxyError('57P01', 'shutting_down', 'pgsplit: terminating connection because the proxy is shutting down', 'FATAL'),
+};

@@ -1,0 +1,134 @@
+// A new client connection from accept to a running Session: SSL/GSS refusal, cancel requests, auth, server connect.
+import type net from 'node:net';
+import type { Logger } from '../util/logger.js';
+import { errors, ProxyError } from '../errors.js';
+import { backendKeyData, errorResponse, readyForQuery } from '../protocol/backend-messages.js';
+import { decodeStartupPacket } from '../protocol/startup.js';
+import { connectServer, ServerStartupError } from '../backend/connect.js';
+import type { Topology } from '../topology/topology.js';
+import { authenticateClient, type AuthMethod } from './auth.js';
+import { ClientGone, HandshakeReader } from './handshake-reader.js';
+import type { CancelRegistry } from './cancel-registry.js';
+import { Session } from './session.js';
+import type { ProxyStats } from './stats.js';
+
+export interface FrontendSettings {
+  authMethod: AuthMethod;
+  users: ReadonlyMap<string, string>;
+  maxClientConnections: number;
+  backendConnectTimeout: number;
+}
+
+export interface FrontendContext {
+  settings(): FrontendSettings;
+  topology: Topology;
+  stats: ProxyStats;
+  cancels: CancelRegistry;
+  log: Logger;
+  sessions: Set<Session>;
+  /** While draining, new clients are refused. */
+  draining(): boolean;
+}
+
+// PostgreSQL's authentication_timeout default.
+const AUTHENTICATION_TIMEOUT = 60_000;
+const NO = Buffer.from('N');
+
+export async function acceptClient(socket: net.Socket, ctx: FrontendContext): Promise<void> {
+  socket.setNoDelay(true);
+  socket.on('error', () => {});
+  const reader = new HandshakeReader(socket);
+  const deadline = Date.now() + AUTHENTICATION_TIMEOUT;
+  let user = '';
+  try {
+    let params: Map<string, string> | null = null;
+    while (params === null) {
+      const p = decodeStartupPacket(await reader.startupPacket(deadline));
+      if (p.kind === 'ssl' || p.kind === 'gssenc') socket.write(NO);
+      else if (p.kind === 'cancel') {
+        ctx.cancels.cancel(p.pid, p.secret);
+        socket.end();
+        return;
+      } else if (p.kind === 'unsupported') throw errors.unsupportedProtocol(p.major, p.minor);
+      else params = p.params;
+    }
+    user = params.get('user') ?? '';
+    if (user === '') throw new ProxyError('28000', 'no_user', 'no PostgreSQL user name specified in startup packet', 'FATAL');
+    if (!params.has('database')) params.set('database', user);
+    const replication = params.get('replication');
+    if (replication !== undefined && !['false', 'off', 'no', '0'].includes(replication.toLowerCase())) {
+      throw errors.featureNotSupported('a replication connection through the proxy');
+    }
+    if (ctx.draining()) throw errors.shuttingDown();
+    const s = ctx.settings();
+    if (ctx.stats.clientConnections >= s.maxClientConnections) {
+      ctx.stats.clientConnectionsRefused++;
+      throw errors.tooManyClients(s.maxClientConnections);
+    }
+    const password = s.users.get(user);
+    try {
+      await authenticateClient(socket, reader, s.authMethod, user, password, deadline);
+    } catch (err) {
+      if (err instanceof ProxyError && err.sqlstate === '28P01') {
+        ctx.stats.authFailures++;
+        ctx.log.info({ user, remote: socket.remoteAddress }, 'client authentication failed');
+      }
+      throw err;
+    }
+
+    const primary = ctx.topology.primary;
+    if (!primary) {
+      const seen = ctx.topology.all().map((n) => `${n.name}: ${n.up ? n.role : `down (${n.lastError ?? 'not probed yet'})`}`);
+      throw errors.noPrimary(`no node is known to be out of recovery; ${seen.join('; ')}`);
+    }
+    let server;
+    try {
+      server = await connectServer({
+        node: primary.name,
+        host: primary.host,
+        port: primary.port,
+        user,
+        password: password ?? null,
+        params,
+        connectTimeout: s.backendConnectTimeout,
+      });
+    } catch (err) {
+      ctx.stats.backendFailed(primary.name);
+      throw err;
+    }
+    if (socket.destroyed) {
+      server.socket.destroy();
+      return;
+    }
+    ctx.stats.backendOpened(primary.name);
+    server.socket.once('close', () => ctx.stats.backendClosed(primary.name));
+
+    ctx.stats.clientConnections++;
+    ctx.stats.clientConnectionsTotal++;
+    const session: Session = new Session(socket, server, primary, { pid: 0, secret: 0 }, user, ctx, (done) => {
+      ctx.sessions.delete(done);
+      ctx.cancels.unregister(done.key.pid);
+      ctx.stats.clientConnections--;
+    });
+    Object.assign(session.key, ctx.cancels.register(session));
+    ctx.sessions.add(session);
+    socket.write(Buffer.concat([...server.startupFrames, backendKeyData(session.key.pid, session.key.secret), readyForQuery('I')]));
+    session.start(reader.detach());
+  } catch (err) {
+    reader.detach();
+    if (err instanceof ClientGone) {
+      socket.destroy();
+      return;
+    }
+    if (err instanceof ServerStartupError) {
+      // The server's own refusal (unknown database, too many connections …), relayed as it was sent.
+      ctx.log.info({ user, sqlstate: err.sqlstate, reason: err.message }, 'server refused the client connection');
+      socket.end(err.frame);
+      return;
+    }
+    const pe = err instanceof ProxyError ? err : errors.protocolViolation((err as Error).message);
+    if (!(err instanceof ProxyError)) ctx.log.warn({ err: (err as Error).message }, 'client startup failed');
+    else if (pe.sqlstate !== '28P01') ctx.log.info({ user, code: pe.code, reason: pe.message, detail: pe.detail }, 'client connection refused');
+    if (!socket.destroyed) socket.end(errorResponse(pe));
+  }
+}

@@ -1,0 +1,188 @@
+// A client session after startup: relays bytes both ways unchanged, tracking ReadyForQuery and in-flight queries.
+import type net from 'node:net';
+import type { Logger } from '../util/logger.js';
+import { errors, type ProxyError } from '../errors.js';
+import { B, F } from '../protocol/codes.js';
+import { errorResponse, decodeErrorFields } from '../protocol/backend-messages.js';
+import { COLLECT, FrameScanner, frameModes, NOTICE, type FrameSink } from '../protocol/frame-scanner.js';
+import { encodeCancelRequest } from '../protocol/startup.js';
+import { terminate } from '../protocol/frontend-messages.js';
+import { sendCancel, type ServerConnection } from '../backend/connect.js';
+import type { Cancellable, CancelRegistry } from './cancel-registry.js';
+import type { ProxyStats } from './stats.js';
+
+export interface SessionContext {
+  stats: ProxyStats;
+  cancels: CancelRegistry;
+  log: Logger;
+}
+
+// Client messages that each produce exactly one ReadyForQuery; Terminate ends the session.
+const CLIENT_MODES = frameModes({ Q: NOTICE, S: NOTICE, F: NOTICE, X: NOTICE });
+// Server messages the proxy reads: ReadyForQuery for the transaction status, ErrorResponse for FATALs.
+const SERVER_MODES = frameModes({ Z: COLLECT, E: COLLECT });
+
+export class Session implements Cancellable {
+  /** Transaction status from the last ReadyForQuery: I idle, T in a transaction, E failed transaction. */
+  txStatus = 0x49;
+  /** ReadyForQuery messages still owed by the server for what the client has sent. */
+  private pending = 0;
+  private terminating = false;
+  private closed = false;
+  private serverSentFatal = false;
+  private drainRequested = false;
+  private readonly clientScanner: FrameScanner;
+  private readonly serverScanner: FrameScanner;
+  private clientFrames = 0;
+  private serverFrames = 0;
+
+  constructor(
+    private readonly client: net.Socket,
+    private readonly server: ServerConnection,
+    private readonly serverAddress: { host: string; port: number },
+    readonly key: { pid: number; secret: number },
+    readonly user: string,
+    private readonly ctx: SessionContext,
+    private readonly onEnd: (s: Session) => void,
+  ) {
+    const clientSink: FrameSink = {
+      onFrameHeader: (type) => {
+        if (type === F.Terminate) this.terminating = true;
+        else this.pending++;
+      },
+      onFrame() {},
+    };
+    const serverSink: FrameSink = {
+      onFrameHeader() {},
+      onFrame: (type, body) => {
+        if (type === B.ReadyForQuery) {
+          this.txStatus = body[0];
+          if (this.pending > 0) this.pending--;
+          if (this.drainRequested && this.idle) this.end(errors.shuttingDown());
+        } else {
+          const severity = decodeErrorFields(body).V;
+          if (severity === 'FATAL' || severity === 'PANIC') this.serverSentFatal = true;
+        }
+      },
+    };
+    this.clientScanner = new FrameScanner(CLIENT_MODES, clientSink);
+    this.serverScanner = new FrameScanner(SERVER_MODES, serverSink, 1 << 24);
+  }
+
+  get node(): string {
+    return this.server.node;
+  }
+
+  /** No query in flight and no transaction open: the session can be closed without losing work. */
+  get idle(): boolean {
+    return this.pending === 0 && this.txStatus === 0x49;
+  }
+
+  start(leftover: Buffer): void {
+    const c = this.client;
+    const s = this.server.socket;
+    c.on('data', this.onClientData);
+    s.on('data', this.onServerData);
+    c.on('drain', () => s.resume());
+    s.on('drain', () => c.resume());
+    c.on('close', this.onClientClose);
+    c.on('error', this.onClientError);
+    s.on('close', this.onServerClose);
+    s.on('error', this.onServerError);
+    if (leftover.length > 0) this.onClientData(leftover);
+  }
+
+  private readonly onClientData = (chunk: Buffer) => {
+    const stats = this.ctx.stats;
+    stats.bytesFromClients += chunk.length;
+    try {
+      this.clientScanner.push(chunk);
+    } catch (err) {
+      this.end(errors.protocolViolation((err as Error).message));
+      return;
+    }
+    stats.messagesFromClients += this.clientScanner.frames - this.clientFrames;
+    this.clientFrames = this.clientScanner.frames;
+    if (!this.server.socket.write(chunk)) this.client.pause();
+  };
+
+  private readonly onServerData = (chunk: Buffer) => {
+    const stats = this.ctx.stats;
+    stats.bytesFromServers += chunk.length;
+    try {
+      this.serverScanner.push(chunk);
+    } catch (err) {
+      this.ctx.log.error({ node: this.node, err: (err as Error).message }, 'invalid data from server');
+      this.end(errors.backendLost(this.node, `invalid data from server: ${(err as Error).message}`));
+      return;
+    }
+    stats.messagesFromServers += this.serverScanner.frames - this.serverFrames;
+    this.serverFrames = this.serverScanner.frames;
+    if (!this.client.write(chunk)) this.server.socket.pause();
+  };
+
+  private readonly onClientError = (err: Error) => {
+    this.ctx.log.debug({ pid: this.key.pid, err: err.message }, 'client socket error');
+  };
+
+  private readonly onServerError = (err: Error) => {
+    if (this.terminating || this.closed) return;
+    this.ctx.log.warn({ pid: this.key.pid, node: this.node, err: err.message }, 'server socket error');
+  };
+
+  private readonly onClientClose = () => {
+    if (this.closed) return;
+    // A client that vanished mid-query must not leave its query running on the server.
+    if (this.pending > 0 && !this.terminating) this.cancel();
+    this.finish();
+    const s = this.server.socket;
+    if (!s.destroyed) {
+      if (this.terminating) s.end();
+      else s.end(terminate());
+    }
+  };
+
+  private readonly onServerClose = () => {
+    if (this.closed) return;
+    if (!this.terminating && !this.serverSentFatal && !this.client.destroyed) {
+      this.client.write(errorResponse(errors.backendLost(this.node, 'the server closed the connection unexpectedly')));
+    }
+    this.finish();
+    this.client.end();
+  };
+
+  cancel(): void {
+    this.ctx.stats.cancelRequests++;
+    void sendCancel(this.serverAddress.host, this.serverAddress.port, encodeCancelRequest(this.server.pid, this.server.secret));
+  }
+
+  /** Ask the session to close once it is idle (SIGTERM drain). */
+  drain(): void {
+    if (this.idle) this.end(errors.shuttingDown());
+    else this.drainRequested = true;
+  }
+
+  /** Close the session now, telling the client why. */
+  end(err: ProxyError): void {
+    if (this.closed) return;
+    if (!this.client.destroyed) this.client.end(errorResponse(err));
+    if (this.pending > 0) this.cancel();
+    this.finish();
+    const s = this.server.socket;
+    if (!s.destroyed) s.end(terminate());
+  }
+
+  private finish(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.resume();
+    this.server.socket.resume();
+    this.onEnd(this);
+  }
+
+  destroy(): void {
+    this.finish();
+    this.client.destroy();
+    this.server.socket.destroy();
+  }
+}

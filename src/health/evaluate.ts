@@ -1,0 +1,59 @@
+// Pure decision of what a round of probes means for the topology: node health and which node is the primary.
+import type { NodeState, Role } from '../topology/topology.js';
+
+export interface ProbeSample {
+  inRecovery: boolean;
+  currentLsn: string | null;
+  receiveLsn: string | null;
+  replayLsn: string | null;
+  replayTimestamp: string | null;
+  timeline: number | null;
+  systemIdentifier: string | null;
+  serverVersion: string | null;
+}
+
+export type ProbeResult = { ok: true; at: number; sample: ProbeSample } | { ok: false; at: number; error: string };
+
+/** The node state after one probe. */
+export function applyProbe(node: NodeState, r: ProbeResult): NodeState {
+  if (!r.ok) {
+    return { ...node, up: false, failures: node.failures + 1, lastProbeAt: r.at, lastError: r.error };
+  }
+  const s = r.sample;
+  const role: Role = s.inRecovery ? 'replica' : 'primary';
+  return {
+    ...node,
+    up: true,
+    failures: 0,
+    lastProbeAt: r.at,
+    lastError: null,
+    role,
+    currentLsn: s.currentLsn,
+    receiveLsn: s.receiveLsn,
+    replayLsn: s.replayLsn,
+    replayTimestamp: s.replayTimestamp,
+    timeline: s.timeline,
+    systemIdentifier: s.systemIdentifier,
+    serverVersion: s.serverVersion,
+  };
+}
+
+export interface PrimaryDecision {
+  primary: string | null;
+  /** Nodes that also claim to be primary but were not chosen (split brain); never routed to. */
+  conflicting: string[];
+}
+
+/**
+ * Which node is the primary: the reachable node out of recovery. When several claim it, the current one
+ * keeps the role (stability beats guessing); otherwise the one on the highest timeline, then config order.
+ */
+export function choosePrimary(nodes: readonly NodeState[], current: string | null): PrimaryDecision {
+  const claimants = nodes.filter((n) => n.up && n.role === 'primary');
+  if (claimants.length === 0) return { primary: null, conflicting: [] };
+  let chosen = claimants.find((n) => n.name === current);
+  if (!chosen) {
+    chosen = claimants.reduce((best, n) => ((n.timeline ?? 0) > (best.timeline ?? 0) ? n : best), claimants[0]);
+  }
+  return { primary: chosen.name, conflicting: claimants.filter((n) => n !== chosen).map((n) => n.name) };
+}

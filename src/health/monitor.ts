@@ -1,0 +1,166 @@
+// The monitor: probes every node on an interval over its own connection and feeds the results to the topology.
+import pg from 'pg';
+import type { Logger } from '../util/logger.js';
+import type { Topology } from '../topology/topology.js';
+import { applyProbe, choosePrimary, type ProbeResult, type ProbeSample } from './evaluate.js';
+
+export interface MonitorSettings {
+  user: string;
+  password: string;
+  database: string;
+  interval: number;
+  connect_timeout: number;
+  probe_timeout: number;
+}
+
+const PROBE_SQL = `SELECT pg_is_in_recovery() AS in_recovery,
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS current_lsn,
+  pg_last_wal_receive_lsn()::text AS receive_lsn,
+  pg_last_wal_replay_lsn()::text AS replay_lsn,
+  pg_last_xact_replay_timestamp()::text AS replay_ts,
+  CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver)
+       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline,
+  (SELECT system_identifier::text FROM pg_control_system()) AS sysid,
+  current_setting('server_version') AS version`;
+
+class NodeProbe {
+  private client: pg.Client | null = null;
+
+  constructor(
+    private readonly host: string,
+    private readonly port: number,
+    private readonly settings: () => MonitorSettings,
+  ) {}
+
+  async probe(): Promise<ProbeResult> {
+    const at = Date.now();
+    try {
+      const client = await this.connection();
+      const res = await client.query(PROBE_SQL);
+      const row = res.rows[0];
+      const sample: ProbeSample = {
+        inRecovery: row.in_recovery === true,
+        currentLsn: row.current_lsn,
+        receiveLsn: row.receive_lsn,
+        replayLsn: row.replay_lsn,
+        replayTimestamp: row.replay_ts,
+        timeline: row.timeline === null ? null : Number(row.timeline),
+        systemIdentifier: row.sysid,
+        serverVersion: row.version,
+      };
+      return { ok: true, at, sample };
+    } catch (err) {
+      this.close();
+      return { ok: false, at, error: (err as Error).message || String(err) };
+    }
+  }
+
+  private async connection(): Promise<pg.Client> {
+    if (this.client) return this.client;
+    const s = this.settings();
+    const client = new pg.Client({
+      host: this.host,
+      port: this.port,
+      user: s.user,
+      password: s.password,
+      database: s.database,
+      application_name: 'pgsplit-monitor',
+      connectionTimeoutMillis: s.connect_timeout,
+      query_timeout: s.probe_timeout,
+      keepAlive: true,
+    });
+    // A dead socket surfaces as an 'error' event between probes; the next probe reconnects.
+    client.on('error', () => this.close());
+    this.client = client;
+    try {
+      await client.connect();
+    } catch (err) {
+      this.close();
+      throw err;
+    }
+    return client;
+  }
+
+  close(): void {
+    const c = this.client;
+    this.client = null;
+    if (c) c.end().catch(() => {});
+  }
+}
+
+export class Monitor {
+  private probes = new Map<string, NodeProbe>();
+  private timer: NodeJS.Timeout | null = null;
+  private running = false;
+  private round: Promise<void> | null = null;
+
+  constructor(
+    private readonly topology: Topology,
+    private settings: MonitorSettings,
+    private readonly log: Logger,
+  ) {}
+
+  setSettings(s: MonitorSettings): void {
+    this.settings = s;
+    for (const p of this.probes.values()) p.close();
+    this.probes.clear();
+  }
+
+  /** Probe every node once now; resolves when the round is done (never rejects). */
+  probeAll(): Promise<void> {
+    if (!this.round) {
+      this.round = this.doRound().finally(() => {
+        this.round = null;
+      });
+    }
+    return this.round;
+  }
+
+  private async doRound(): Promise<void> {
+    const nodes = this.topology.all();
+    await Promise.all(
+      nodes.map(async (n) => {
+        let probe = this.probes.get(n.name);
+        if (!probe) {
+          probe = new NodeProbe(n.host, n.port, () => this.settings);
+          this.probes.set(n.name, probe);
+        }
+        const result = await probe.probe();
+        const current = this.topology.node(n.name);
+        if (!current) return;
+        const next = applyProbe(current, result);
+        if (current.up !== next.up || current.role !== next.role) {
+          this.log.info({ node: n.name, up: next.up, role: next.role, error: next.lastError ?? undefined }, 'node state changed');
+        }
+        this.topology.update(n.name, next);
+      }),
+    );
+    const current = this.topology.primary?.name ?? null;
+    const decision = choosePrimary(this.topology.all(), current);
+    if (decision.conflicting.length > 0) {
+      this.log.warn({ primary: decision.primary, conflicting: decision.conflicting }, 'more than one node claims to be primary; routing only to the chosen one');
+    }
+    if (decision.primary !== current) {
+      this.log.info({ primary: decision.primary, previous: current }, 'primary changed');
+      this.topology.setPrimary(decision.primary);
+    }
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    const tick = async () => {
+      await this.probeAll();
+      if (this.running) this.timer = setTimeout(tick, this.settings.interval);
+    };
+    void tick();
+  }
+
+  stop(): void {
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    for (const p of this.probes.values()) p.close();
+    this.probes.clear();
+  }
+}

@@ -1,0 +1,126 @@
+// Composition root: builds the topology, monitor, listener and admin server from a config, and tears them down.
+import type { Config } from './config/schema.js';
+import { redactConfig } from './config/load.js';
+import { createLogger, type Logger } from './util/logger.js';
+import { Topology } from './topology/topology.js';
+import { Monitor } from './health/monitor.js';
+import { ProxyStats } from './frontend/stats.js';
+import { CancelRegistry } from './frontend/cancel-registry.js';
+import { Listener } from './frontend/listener.js';
+import type { FrontendSettings } from './frontend/client-startup.js';
+import type { Session } from './frontend/session.js';
+import { createMetrics } from './metrics/registry.js';
+import { AdminServer } from './admin/server.js';
+
+export interface Pgsplit {
+  listenPort: number;
+  adminPort: number | null;
+  topology: Topology;
+  stats: ProxyStats;
+  /** Apply a new config; returns the keys that cannot change live (they keep their old value). */
+  reload(next: Config): string[];
+  /** Drain sessions (up to drainTimeoutMs, default shutdown.drain_timeout), then stop everything. */
+  close(drainTimeoutMs?: number): Promise<void>;
+}
+
+function frontendSettings(c: Config): FrontendSettings {
+  return {
+    authMethod: c.auth.method,
+    users: new Map(c.users.map((u) => [u.name, u.password])),
+    maxClientConnections: c.listen.max_client_connections,
+    backendConnectTimeout: c.backend.connect_timeout,
+  };
+}
+
+export async function startPgsplit(initial: Config, opts: { logger?: Logger } = {}): Promise<Pgsplit> {
+  let config = initial;
+  const log = opts.logger ?? createLogger(config.log.level);
+  const startedAt = Date.now();
+  const topology = new Topology(config.nodes);
+  const monitor = new Monitor(topology, config.monitor, log);
+  const stats = new ProxyStats();
+  const cancels = new CancelRegistry();
+  const sessions = new Set<Session>();
+  let settings = frontendSettings(config);
+
+  // One probe round before listening, so the first client already finds the primary if there is one.
+  await monitor.probeAll();
+  monitor.start();
+
+  const listener = new Listener({ settings: () => settings, topology, stats, cancels, log, sessions });
+  let listenPort: number;
+  try {
+    listenPort = await listener.listen(config.listen.host, config.listen.port);
+  } catch (err) {
+    monitor.stop();
+    throw new Error(`cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as Error).message}`);
+  }
+
+  const status = () => ({
+    version: '0.1.0',
+    uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
+    primary: topology.primary?.name ?? null,
+    client_connections: stats.clientConnections,
+    nodes: topology.all().map((n) => ({
+      name: n.name,
+      host: n.host,
+      port: n.port,
+      role: n.name === topology.primary?.name ? 'primary' : n.role,
+      up: n.up,
+      consecutive_failures: n.failures,
+      last_probe_at: n.lastProbeAt ? new Date(n.lastProbeAt).toISOString() : null,
+      last_error: n.lastError,
+      current_lsn: n.currentLsn,
+      receive_lsn: n.receiveLsn,
+      replay_lsn: n.replayLsn,
+      replay_timestamp: n.replayTimestamp,
+      timeline: n.timeline,
+      server_version: n.serverVersion,
+      backend_connections: stats.backendConnections.get(n.name) ?? 0,
+    })),
+    config: redactConfig(config),
+  });
+
+  let admin: AdminServer | null = null;
+  let adminPort: number | null = null;
+  if (config.admin.enabled) {
+    admin = new AdminServer({ registry: createMetrics(stats, topology), topology, status });
+    try {
+      adminPort = await admin.listen(config.admin.host, config.admin.port);
+    } catch (err) {
+      monitor.stop();
+      await listener.drain(0);
+      throw new Error(`cannot listen on admin ${config.admin.host}:${config.admin.port}: ${(err as Error).message}`);
+    }
+  }
+  log.info({ listen: `${config.listen.host}:${listenPort}`, admin: adminPort ? `${config.admin.host}:${adminPort}` : null, primary: topology.primary?.name ?? null }, 'pgsplit listening');
+
+  return {
+    listenPort,
+    adminPort,
+    topology,
+    stats,
+    reload(next: Config): string[] {
+      const refused: string[] = [];
+      const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+      if (!same(next.listen.host, config.listen.host) || !same(next.listen.port, config.listen.port)) refused.push('listen');
+      if (!same(next.admin, config.admin)) refused.push('admin');
+      const applied: Config = {
+        ...next,
+        listen: { ...next.listen, host: config.listen.host, port: config.listen.port },
+        admin: config.admin,
+      };
+      if (!same(applied.monitor, config.monitor)) monitor.setSettings(applied.monitor);
+      if (!same(applied.nodes, config.nodes)) topology.setAddresses(applied.nodes);
+      log.level = applied.log.level;
+      config = applied;
+      settings = frontendSettings(config);
+      return refused;
+    },
+    async close(drainTimeoutMs = config.shutdown.drain_timeout): Promise<void> {
+      await listener.drain(drainTimeoutMs);
+      monitor.stop();
+      await admin?.close();
+    },
+  };
+}

@@ -1,0 +1,110 @@
+// Prometheus metrics: a prom-client registry whose gauges and counters are read from the stats and topology at scrape time.
+import client from 'prom-client';
+import type { ProxyStats } from '../frontend/stats.js';
+import type { Topology } from '../topology/topology.js';
+
+export function createMetrics(stats: ProxyStats, topology: Topology): client.Registry {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry, prefix: 'pgsplit_process_' });
+
+  // Counters are kept as plain numbers on the hot path; a scrape copies them in.
+  const counter = (name: string, help: string, read: () => number) =>
+    new client.Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+
+  new client.Gauge({
+    name: 'pgsplit_client_connections',
+    help: 'Client connections currently open (authenticated sessions).',
+    registers: [registry],
+    collect() {
+      this.set(stats.clientConnections);
+    },
+  });
+  counter('pgsplit_client_connections_total', 'Client sessions started since the proxy started.', () => stats.clientConnectionsTotal);
+  counter('pgsplit_client_connections_refused_total', 'Client connections refused because max_client_connections was reached.', () => stats.clientConnectionsRefused);
+  counter('pgsplit_auth_failures_total', 'Client authentication failures (wrong password or unknown user).', () => stats.authFailures);
+  counter('pgsplit_cancel_requests_total', 'Cancel requests forwarded to servers (from clients, or for clients that vanished mid-query).', () => stats.cancelRequests);
+
+  new client.Counter({
+    name: 'pgsplit_bytes_total',
+    help: 'Bytes relayed, by direction (client_to_server, server_to_client).',
+    labelNames: ['direction'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ direction: 'client_to_server' }, stats.bytesFromClients);
+      this.inc({ direction: 'server_to_client' }, stats.bytesFromServers);
+    },
+  });
+  new client.Counter({
+    name: 'pgsplit_messages_total',
+    help: 'Protocol messages relayed, by direction.',
+    labelNames: ['direction'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ direction: 'client_to_server' }, stats.messagesFromClients);
+      this.inc({ direction: 'server_to_client' }, stats.messagesFromServers);
+    },
+  });
+  new client.Gauge({
+    name: 'pgsplit_backend_connections',
+    help: 'Server connections currently open, per node.',
+    labelNames: ['node'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const n of topology.all()) this.set({ node: n.name }, stats.backendConnections.get(n.name) ?? 0);
+    },
+  });
+  new client.Counter({
+    name: 'pgsplit_backend_connect_failures_total',
+    help: 'Failed attempts to open a server connection, per node.',
+    labelNames: ['node'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const n of topology.all()) this.inc({ node: n.name }, stats.backendConnectFailures.get(n.name) ?? 0);
+    },
+  });
+  new client.Gauge({
+    name: 'pgsplit_node_up',
+    help: '1 when the last probe of the node succeeded.',
+    labelNames: ['node'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const n of topology.all()) this.set({ node: n.name }, n.up ? 1 : 0);
+    },
+  });
+  new client.Gauge({
+    name: 'pgsplit_node_role',
+    help: '1 for the role the node has now (primary, replica, unknown), 0 for the others.',
+    labelNames: ['node', 'role'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const primary = topology.primary?.name;
+      for (const n of topology.all()) {
+        const role = n.name === primary ? 'primary' : n.up && n.role === 'replica' ? 'replica' : 'unknown';
+        for (const r of ['primary', 'replica', 'unknown']) this.set({ node: n.name, role: r }, r === role ? 1 : 0);
+      }
+    },
+  });
+  new client.Gauge({
+    name: 'pgsplit_primary_known',
+    help: '1 when the monitor knows a primary to route writes to.',
+    registers: [registry],
+    collect() {
+      this.set(topology.primary ? 1 : 0);
+    },
+  });
+  return registry;
+}

@@ -1,0 +1,121 @@
+// SCRAM-SHA-256 (RFC 5802/7677) as PostgreSQL uses it: the client side towards servers, the server side towards clients.
+import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+
+const hmac = (key: Buffer, data: string | Buffer): Buffer => createHmac('sha256', key).update(data).digest();
+const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest();
+const xor = (a: Buffer, b: Buffer): Buffer => {
+  const out = Buffer.allocUnsafe(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i] ^ b[i];
+  return out;
+};
+
+export const DEFAULT_ITERATIONS = 4096;
+
+export interface ScramKeys {
+  salt: Buffer;
+  iterations: number;
+  storedKey: Buffer;
+  serverKey: Buffer;
+}
+
+export function deriveKeys(password: string, salt: Buffer, iterations: number): ScramKeys & { clientKey: Buffer } {
+  const salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
+  const clientKey = hmac(salted, 'Client Key');
+  return { salt, iterations, clientKey, storedKey: sha256(clientKey), serverKey: hmac(salted, 'Server Key') };
+}
+
+function attributes(msg: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const part of msg.split(',')) {
+    const eq = part.indexOf('=');
+    if (eq === 1) out.set(part[0], part.slice(2));
+  }
+  return out;
+}
+
+export class ScramError extends Error {}
+
+/** Client side: one instance per authentication exchange with a server. */
+export class ScramClient {
+  private readonly nonce = randomBytes(18).toString('base64');
+  private readonly firstBare = `n=*,r=${this.nonce}`;
+  private expectedServerSignature: Buffer | null = null;
+
+  constructor(private readonly password: string) {}
+
+  clientFirst(): string {
+    return `n,,${this.firstBare}`;
+  }
+
+  clientFinal(serverFirst: string): string {
+    const a = attributes(serverFirst);
+    const nonce = a.get('r');
+    const salt = a.get('s');
+    const iterations = Number(a.get('i'));
+    if (!nonce || !salt || !Number.isInteger(iterations) || iterations < 1) throw new ScramError('malformed SCRAM server-first-message');
+    if (!nonce.startsWith(this.nonce)) throw new ScramError('SCRAM server nonce does not extend the client nonce');
+    const keys = deriveKeys(this.password, Buffer.from(salt, 'base64'), iterations);
+    const withoutProof = `c=biws,r=${nonce}`;
+    const authMessage = `${this.firstBare},${serverFirst},${withoutProof}`;
+    const proof = xor(keys.clientKey, hmac(keys.storedKey, authMessage));
+    this.expectedServerSignature = hmac(keys.serverKey, authMessage);
+    return `${withoutProof},p=${proof.toString('base64')}`;
+  }
+
+  verifyServerFinal(serverFinal: string): void {
+    const v = attributes(serverFinal).get('v');
+    if (!v || !this.expectedServerSignature) throw new ScramError('malformed SCRAM server-final-message');
+    const got = Buffer.from(v, 'base64');
+    if (got.length !== this.expectedServerSignature.length || !timingSafeEqual(got, this.expectedServerSignature)) {
+      throw new ScramError('server signature does not match: the server does not know the password');
+    }
+  }
+}
+
+/** Server side: one instance per client authentication exchange. */
+export class ScramServer {
+  private clientFirstBare = '';
+  private serverFirst = '';
+  private gs2Header = '';
+  private nonce = '';
+
+  constructor(private readonly keys: ScramKeys) {}
+
+  /** Handle client-first-message; returns server-first-message. */
+  serverFirstMessage(clientFirst: string): string {
+    const m = /^([ny]),(a=[^,]*)?,(.*)$/.exec(clientFirst);
+    if (!m) {
+      if (clientFirst.startsWith('p=')) throw new ScramError('channel binding is not supported by pgsplit; use SCRAM-SHA-256 without -PLUS');
+      throw new ScramError('malformed SCRAM client-first-message');
+    }
+    this.gs2Header = clientFirst.slice(0, clientFirst.length - m[3].length);
+    this.clientFirstBare = m[3];
+    const clientNonce = attributes(this.clientFirstBare).get('r');
+    if (!clientNonce) throw new ScramError('SCRAM client-first-message has no nonce');
+    this.nonce = clientNonce + randomBytes(18).toString('base64');
+    this.serverFirst = `r=${this.nonce},s=${this.keys.salt.toString('base64')},i=${this.keys.iterations}`;
+    return this.serverFirst;
+  }
+
+  /** Handle client-final-message; returns server-final-message, or null when the proof is wrong. */
+  serverFinalMessage(clientFinal: string): string | null {
+    const a = attributes(clientFinal);
+    const proofB64 = a.get('p');
+    if (a.get('c') !== Buffer.from(this.gs2Header).toString('base64') || a.get('r') !== this.nonce || !proofB64) {
+      throw new ScramError('malformed or mismatched SCRAM client-final-message');
+    }
+    const withoutProof = clientFinal.slice(0, clientFinal.lastIndexOf(',p='));
+    const authMessage = `${this.clientFirstBare},${this.serverFirst},${withoutProof}`;
+    const proof = Buffer.from(proofB64, 'base64');
+    if (proof.length !== 32) return null;
+    const clientKey = xor(proof, hmac(this.keys.storedKey, authMessage));
+    if (!timingSafeEqual(sha256(clientKey), this.keys.storedKey)) return null;
+    return `v=${hmac(this.keys.serverKey, authMessage).toString('base64')}`;
+  }
+}
+
+/** md5 password hashing as PostgreSQL's `md5` method does it. */
+export function md5Password(user: string, password: string, salt: Buffer): string {
+  const inner = createHash('md5').update(password + user).digest('hex');
+  return 'md5' + createHash('md5').update(Buffer.concat([Buffer.from(inner), salt])).digest('hex');
+}
