@@ -1,0 +1,100 @@
+// Starts pgsplit in front of a harness cluster (in-process or as a child process) with a config built for it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+import { startPgsplit, type Pgsplit } from '../../src/main.js';
+import { silentLogger, createLogger } from '../../src/util/logger.js';
+import type { ClusterInfo } from './cluster.js';
+import { freePort } from './ports.js';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** YAML text of a config for this cluster; `extra` is appended verbatim (top-level keys not set here). */
+export function configYamlFor(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'superuser'>, o: { port?: number; adminPort?: number; auth?: string; logLevel?: string; extra?: string } = {}): string {
+  return [
+    `listen: { host: 127.0.0.1, port: ${o.port ?? 0} }`,
+    `admin: { host: 127.0.0.1, port: ${o.adminPort ?? 0} }`,
+    `auth: { method: ${o.auth ?? 'scram-sha-256'} }`,
+    'users:',
+    `  - { name: ${cluster.app.user}, password: "${cluster.app.password}" }`,
+    '  - { name: md5user, password: md5secret }',
+    '  - { name: pwuser, password: pwsecret }',
+    'nodes:',
+    ...cluster.nodes.map((n) => `  - { name: ${n.name}, host: ${n.host}, port: ${n.port} }`),
+    `monitor: { user: ${cluster.superuser}, password: "", database: postgres, interval: 500ms, connect_timeout: 2s, probe_timeout: 2s }`,
+    `log: { level: ${o.logLevel ?? 'warn'} }`,
+    o.extra ?? '',
+  ].join('\n');
+}
+
+export function configFor(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'superuser'>, o: Parameters<typeof configYamlFor>[1] = {}): Config {
+  return parseConfig(configYamlFor(cluster, o), {});
+}
+
+export interface RunningProxy extends Pgsplit {
+  /** postgres:// URL for the app user through the proxy. */
+  url: string;
+  host: string;
+}
+
+/** pgsplit in this process; logs are silent unless PGSPLIT_TEST_VERBOSE is set. */
+export async function startProxy(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'superuser'>, o: Parameters<typeof configYamlFor>[1] = {}): Promise<RunningProxy> {
+  const config = configFor(cluster, o);
+  const logger = process.env.PGSPLIT_TEST_VERBOSE ? createLogger('debug') : silentLogger;
+  const p = await startPgsplit(config, { logger });
+  const { user, password, database } = cluster.app;
+  return Object.assign(p, { host: '127.0.0.1', url: `postgres://${user}:${password}@127.0.0.1:${p.listenPort}/${database}` });
+}
+
+export interface ProxyProcess {
+  child: ChildProcess;
+  port: number;
+  adminPort: number;
+  configFile: string;
+  stop(): Promise<void>;
+}
+
+/** pgsplit as its own process (`node bin/pgsplit.js`, needs `npm run build`), as a user would run it. */
+export async function spawnProxy(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'superuser'>, o: Parameters<typeof configYamlFor>[1] = {}): Promise<ProxyProcess> {
+  const port = o.port || (await freePort());
+  const adminPort = o.adminPort || (await freePort());
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgsplit-proxy-'));
+  const configFile = path.join(dir, 'pgsplit.yaml');
+  fs.writeFileSync(configFile, configYamlFor(cluster, { ...o, port, adminPort, logLevel: o.logLevel ?? 'info' }));
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/pgsplit.js'), '--config', configFile], { stdio: ['ignore', 'inherit', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    if (process.env.PGSPLIT_TEST_VERBOSE) process.stderr.write(d);
+  });
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`pgsplit exited with ${child.exitCode}: ${stderr}`);
+    try {
+      const r = await fetch(`http://127.0.0.1:${adminPort}/ready`);
+      if (r.status === 200) break;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`pgsplit did not become ready: ${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const stop = async () => {
+    if (child.exitCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(t);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  return { child, port, adminPort, configFile, stop };
+}
