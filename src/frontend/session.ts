@@ -17,8 +17,10 @@ export interface SessionContext {
   log: Logger;
 }
 
-// Client messages that each produce exactly one ReadyForQuery; Terminate ends the session.
-const CLIENT_MODES = frameModes({ Q: NOTICE, S: NOTICE, F: NOTICE, X: NOTICE });
+// Query, Sync and FunctionCall each produce exactly one ReadyForQuery; Parse/Bind/Execute may start work
+// before their Sync arrives; Terminate ends the session.
+const CLIENT_MODES = frameModes({ Q: NOTICE, S: NOTICE, F: NOTICE, X: NOTICE, P: NOTICE, B: NOTICE, E: NOTICE });
+const OWES_READY = frameModes({ Q: 1, S: 1, F: 1 });
 // Server messages the proxy reads: ReadyForQuery for the transaction status, ErrorResponse for FATALs.
 const SERVER_MODES = frameModes({ Z: COLLECT, E: COLLECT });
 
@@ -27,6 +29,8 @@ export class Session implements Cancellable {
   txStatus = 0x49;
   /** ReadyForQuery messages still owed by the server for what the client has sent. */
   private pending = 0;
+  /** Extended-protocol messages were sent since the last Sync (the server may be executing them). */
+  private unsynced = false;
   private terminating = false;
   private closed = false;
   private serverSentFatal = false;
@@ -48,7 +52,10 @@ export class Session implements Cancellable {
     const clientSink: FrameSink = {
       onFrameHeader: (type) => {
         if (type === F.Terminate) this.terminating = true;
-        else this.pending++;
+        else if (OWES_READY[type] === 1) {
+          this.pending++;
+          if (type === F.Sync) this.unsynced = false;
+        } else this.unsynced = true;
       },
       onFrame() {},
     };
@@ -76,6 +83,11 @@ export class Session implements Cancellable {
   /** No query in flight and no transaction open: the session can be closed without losing work. */
   get idle(): boolean {
     return this.pending === 0 && this.txStatus === 0x49;
+  }
+
+  /** The server may be running something for this client right now. */
+  private get busy(): boolean {
+    return this.pending > 0 || this.unsynced;
   }
 
   start(leftover: Buffer): void {
@@ -133,7 +145,7 @@ export class Session implements Cancellable {
   private readonly onClientClose = () => {
     if (this.closed) return;
     // A client that vanished mid-query must not leave its query running on the server.
-    if (this.pending > 0 && !this.terminating) this.cancel();
+    if (this.busy && !this.terminating) this.cancel();
     this.finish();
     const s = this.server.socket;
     if (!s.destroyed) {
@@ -166,7 +178,7 @@ export class Session implements Cancellable {
   end(err: ProxyError): void {
     if (this.closed) return;
     if (!this.client.destroyed) this.client.end(errorResponse(err));
-    if (this.pending > 0) this.cancel();
+    if (this.busy) this.cancel();
     this.finish();
     const s = this.server.socket;
     if (!s.destroyed) s.end(terminate());
