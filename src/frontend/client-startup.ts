@@ -2,7 +2,7 @@
 import type net from 'node:net';
 import type { Logger } from '../util/logger.js';
 import { errors, ProxyError } from '../errors.js';
-import { backendKeyData, errorResponse, readyForQuery } from '../protocol/backend-messages.js';
+import { backendKeyData, errorResponse, negotiateProtocolVersion, readyForQuery } from '../protocol/backend-messages.js';
 import { decodeStartupPacket } from '../protocol/startup.js';
 import { connectServer, ServerStartupError } from '../backend/connect.js';
 import type { Topology } from '../topology/topology.js';
@@ -50,7 +50,13 @@ export async function acceptClient(socket: net.Socket, ctx: FrontendContext): Pr
         socket.end();
         return;
       } else if (p.kind === 'unsupported') throw errors.unsupportedProtocol(p.major, p.minor);
-      else params = p.params;
+      else {
+        params = p.params;
+        // Protocol options (_pq_.*) are not forwarded; a newer minor version or any option is negotiated down.
+        const options = [...params.keys()].filter((k) => k.startsWith('_pq_.'));
+        for (const o of options) params.delete(o);
+        if (p.minor > 0 || options.length > 0) socket.write(negotiateProtocolVersion(0, options));
+      }
     }
     user = params.get('user') ?? '';
     if (user === '') throw new ProxyError('28000', 'no_user', 'no PostgreSQL user name specified in startup packet', 'FATAL');

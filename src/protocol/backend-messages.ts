@@ -27,6 +27,14 @@ export function parameterStatus(name: string, value: string): Buffer {
   return MessageWriter.message(B.ParameterStatus, (w) => w.cstring(name).cstring(value));
 }
 
+/** NegotiateProtocolVersion: the newest minor version we speak and the protocol options we did not recognize. */
+export function negotiateProtocolVersion(newestMinor: number, unrecognized: string[]): Buffer {
+  return MessageWriter.message(0x76, (w) => {
+    w.int32((3 << 16) | newestMinor).int32(unrecognized.length);
+    for (const o of unrecognized) w.cstring(o);
+  });
+}
+
 export function authenticationOk(): Buffer {
   return MessageWriter.message(B.Authentication, (w) => w.int32(AUTH.Ok));
 }

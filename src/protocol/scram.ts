@@ -1,5 +1,6 @@
 // SCRAM-SHA-256 (RFC 5802/7677) as PostgreSQL uses it: the client side towards servers, the server side towards clients.
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import saslprepLib from '@mongodb-js/saslprep';
 
 const hmac = (key: Buffer, data: string | Buffer): Buffer => createHmac('sha256', key).update(data).digest();
 const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest();
@@ -18,8 +19,21 @@ export interface ScramKeys {
   serverKey: Buffer;
 }
 
+/**
+ * Prepare a password as PostgreSQL's pg_saslprep() does: ASCII is used as is; otherwise SASLprep
+ * (RFC 4013), and when that rejects the string (prohibited characters) the raw password is used.
+ */
+export function preparePassword(password: string): string {
+  if (/^[\x00-\x7f]*$/.test(password)) return password;
+  try {
+    return saslprepLib(password, { allowUnassigned: true });
+  } catch {
+    return password;
+  }
+}
+
 export function deriveKeys(password: string, salt: Buffer, iterations: number): ScramKeys & { clientKey: Buffer } {
-  const salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
+  const salted = pbkdf2Sync(preparePassword(password), salt, iterations, 32, 'sha256');
   const clientKey = hmac(salted, 'Client Key');
   return { salt, iterations, clientKey, storedKey: sha256(clientKey), serverKey: hmac(salted, 'Server Key') };
 }

@@ -3,7 +3,7 @@ import { CANCEL_REQUEST, GSSENC_REQUEST, PROTOCOL_3_0, SSL_REQUEST } from './cod
 import { BodyReader, MessageWriter } from './writer.js';
 
 export type StartupPacket =
-  | { kind: 'startup'; params: Map<string, string> }
+  | { kind: 'startup'; params: Map<string, string>; minor: number }
   | { kind: 'ssl' }
   | { kind: 'gssenc' }
   | { kind: 'cancel'; pid: number; secret: number }
@@ -19,14 +19,15 @@ export function decodeStartupPacket(packet: Buffer): StartupPacket {
   if (code === SSL_REQUEST) return { kind: 'ssl' };
   if (code === GSSENC_REQUEST) return { kind: 'gssenc' };
   if (code === CANCEL_REQUEST) return { kind: 'cancel', pid: r.int32(), secret: r.int32() };
-  if (code !== PROTOCOL_3_0) return { kind: 'unsupported', major: code >>> 16, minor: code & 0xffff };
+  // Any 3.x is accepted: a newer minor version is answered with NegotiateProtocolVersion and runs as 3.0.
+  if (code >>> 16 !== PROTOCOL_3_0 >>> 16) return { kind: 'unsupported', major: code >>> 16, minor: code & 0xffff };
   const params = new Map<string, string>();
   while (!r.done) {
     const name = r.cstring();
     if (name === '') break;
     params.set(name, r.cstring());
   }
-  return { kind: 'startup', params };
+  return { kind: 'startup', params, minor: code & 0xffff };
 }
 
 export function encodeStartupMessage(params: Iterable<[string, string]>): Buffer {

@@ -1,0 +1,181 @@
+// Unit tests for the pure health decisions: applying a probe to a node's state and choosing the primary.
+import { describe, it, expect } from 'vitest';
+import { applyProbe, choosePrimary, type ProbeResult, type ProbeSample } from '../../src/health/evaluate.js';
+import { initialNodeState, type NodeState } from '../../src/topology/topology.js';
+
+const node = (name: string, patch: Partial<NodeState> = {}): NodeState => ({
+  ...initialNodeState({ name, host: `${name}.db`, port: 5432 }),
+  ...patch,
+});
+
+const sample = (patch: Partial<ProbeSample> = {}): ProbeSample => ({
+  inRecovery: false,
+  currentLsn: '0/3000148',
+  receiveLsn: null,
+  replayLsn: null,
+  replayTimestamp: null,
+  timeline: 1,
+  systemIdentifier: '7301234567890123456',
+  serverVersion: '15.18',
+  ...patch,
+});
+
+const ok = (at: number, s: Partial<ProbeSample> = {}): ProbeResult => ({ ok: true, at, sample: sample(s) });
+const fail = (at: number, error: string): ProbeResult => ({ ok: false, at, error });
+
+describe('initialNodeState', () => {
+  it('starts unknown and down, with nothing known', () => {
+    expect(initialNodeState({ name: 'pg1', host: 'h', port: 1 })).toEqual({
+      name: 'pg1',
+      host: 'h',
+      port: 1,
+      role: 'unknown',
+      up: false,
+      failures: 0,
+      lastProbeAt: null,
+      lastError: null,
+      currentLsn: null,
+      receiveLsn: null,
+      replayLsn: null,
+      replayTimestamp: null,
+      timeline: null,
+      systemIdentifier: null,
+      serverVersion: null,
+    });
+  });
+});
+
+describe('applyProbe: success', () => {
+  it.each([
+    ['primary', false, 'primary'],
+    ['replica', true, 'replica'],
+  ] as const)('%s sample → up, role from inRecovery', (_n, inRecovery, role) => {
+    const before = node('pg1', { failures: 3, lastError: 'timeout', up: false, role: 'unknown' });
+    const after = applyProbe(before, ok(1000, { inRecovery }));
+    expect(after.up).toBe(true);
+    expect(after.role).toBe(role);
+    expect(after.failures).toBe(0);
+    expect(after.lastError).toBeNull();
+    expect(after.lastProbeAt).toBe(1000);
+  });
+
+  it('copies every LSN and identity field from the sample, keeping the address', () => {
+    const s = sample({
+      inRecovery: true,
+      currentLsn: null,
+      receiveLsn: '0/5000060',
+      replayLsn: '0/5000028',
+      replayTimestamp: '2024-05-01 12:00:00.123+00',
+      timeline: 3,
+      systemIdentifier: '7000000000000000001',
+      serverVersion: '16.2',
+    });
+    const after = applyProbe(node('pg2'), { ok: true, at: 5, sample: s });
+    expect(after).toEqual({
+      name: 'pg2',
+      host: 'pg2.db',
+      port: 5432,
+      role: 'replica',
+      up: true,
+      failures: 0,
+      lastProbeAt: 5,
+      lastError: null,
+      currentLsn: null,
+      receiveLsn: '0/5000060',
+      replayLsn: '0/5000028',
+      replayTimestamp: '2024-05-01 12:00:00.123+00',
+      timeline: 3,
+      systemIdentifier: '7000000000000000001',
+      serverVersion: '16.2',
+    });
+  });
+
+  it('a promoted replica becomes primary and its replica-only LSNs are replaced', () => {
+    const replica = applyProbe(node('pg2'), ok(1, { inRecovery: true, currentLsn: null, receiveLsn: '0/1', replayLsn: '0/1' }));
+    const promoted = applyProbe(replica, ok(2, { inRecovery: false, currentLsn: '0/2', receiveLsn: null, replayLsn: null, timeline: 2 }));
+    expect(promoted).toMatchObject({ role: 'primary', currentLsn: '0/2', receiveLsn: null, replayLsn: null, timeline: 2 });
+  });
+
+  it('does not mutate its input', () => {
+    const before = node('pg1', { failures: 2 });
+    const snapshot = structuredClone(before);
+    applyProbe(before, ok(1));
+    applyProbe(before, fail(2, 'x'));
+    expect(before).toEqual(snapshot);
+  });
+});
+
+describe('applyProbe: failure', () => {
+  it('marks the node down, counts consecutive failures and records the error', () => {
+    let n = applyProbe(node('pg1'), ok(1, { currentLsn: '0/10' }));
+    n = applyProbe(n, fail(2, 'connect ECONNREFUSED'));
+    expect(n).toMatchObject({ up: false, failures: 1, lastProbeAt: 2, lastError: 'connect ECONNREFUSED' });
+    n = applyProbe(n, fail(3, 'timeout'));
+    expect(n).toMatchObject({ up: false, failures: 2, lastProbeAt: 3, lastError: 'timeout' });
+    n = applyProbe(n, fail(4, 'timeout'));
+    expect(n.failures).toBe(3);
+  });
+
+  it('keeps what was last known (role, LSNs) while down', () => {
+    const up = applyProbe(node('pg1'), ok(1, { currentLsn: '0/10', timeline: 4 }));
+    const down = applyProbe(up, fail(2, 'gone'));
+    expect(down).toMatchObject({ role: 'primary', currentLsn: '0/10', timeline: 4 });
+  });
+
+  it('a success after failures resets the count and clears the error', () => {
+    let n = node('pg1');
+    for (let i = 0; i < 5; i++) n = applyProbe(n, fail(i, `e${i}`));
+    expect(n.failures).toBe(5);
+    n = applyProbe(n, ok(10));
+    expect(n).toMatchObject({ up: true, failures: 0, lastError: null, lastProbeAt: 10 });
+  });
+});
+
+describe('choosePrimary', () => {
+  const P = (name: string, timeline: number | null = 1, up = true): NodeState => node(name, { up, role: 'primary', timeline });
+  const R = (name: string, up = true): NodeState => node(name, { up, role: 'replica', timeline: 1 });
+  const U = (name: string): NodeState => node(name); // never probed: unknown, down
+
+  it.each<[string, NodeState[], string | null, { primary: string | null; conflicting: string[] }]>([
+    ['no nodes', [], null, { primary: null, conflicting: [] }],
+    ['only replicas', [R('pg1'), R('pg2')], null, { primary: null, conflicting: [] }],
+    ['only replicas, a current is remembered', [R('pg1'), R('pg2')], 'pg1', { primary: null, conflicting: [] }],
+    ['never probed', [U('pg1'), U('pg2')], null, { primary: null, conflicting: [] }],
+    ['one claimant', [R('pg1'), P('pg2'), R('pg3')], null, { primary: 'pg2', conflicting: [] }],
+    ['one claimant, is current', [P('pg1'), R('pg2')], 'pg1', { primary: 'pg1', conflicting: [] }],
+    ['one claimant, another was current', [R('pg1'), P('pg2')], 'pg1', { primary: 'pg2', conflicting: [] }],
+    ['current unknown name', [P('pg1')], 'nope', { primary: 'pg1', conflicting: [] }],
+    ['two claimants: current keeps the role (first)', [P('pg1', 1), P('pg2', 2)], 'pg1', { primary: 'pg1', conflicting: ['pg2'] }],
+    ['two claimants: current keeps the role (second, lower timeline)', [P('pg1', 5), P('pg2', 2)], 'pg2', { primary: 'pg2', conflicting: ['pg1'] }],
+    ['two claimants, no current: higher timeline wins', [P('pg1', 1), P('pg2', 2)], null, { primary: 'pg2', conflicting: ['pg1'] }],
+    ['two claimants, no current: higher timeline wins (first)', [P('pg1', 3), P('pg2', 2)], null, { primary: 'pg1', conflicting: ['pg2'] }],
+    ['two claimants, current is a replica: higher timeline', [P('pg1', 1), R('pg2'), P('pg3', 7)], 'pg2', { primary: 'pg3', conflicting: ['pg1'] }],
+    ['equal timelines: config order', [R('pg1'), P('pg2', 2), P('pg3', 2)], null, { primary: 'pg2', conflicting: ['pg3'] }],
+    ['unknown timeline loses to a known one', [P('pg1', null), P('pg2', 1)], null, { primary: 'pg2', conflicting: ['pg1'] }],
+    ['three claimants', [P('pg1', 2), P('pg2', 9), P('pg3', 4)], null, { primary: 'pg2', conflicting: ['pg1', 'pg3'] }],
+    ['three claimants with current', [P('pg1', 2), P('pg2', 9), P('pg3', 4)], 'pg3', { primary: 'pg3', conflicting: ['pg1', 'pg2'] }],
+    // down nodes are never chosen, whatever they last claimed
+    ['down primary only', [P('pg1', 1, false), R('pg2')], 'pg1', { primary: null, conflicting: [] }],
+    ['down current loses to a live claimant', [P('pg1', 9, false), P('pg2', 1)], 'pg1', { primary: 'pg2', conflicting: [] }],
+    ['down node with higher timeline is not chosen nor conflicting', [P('pg1', 1), P('pg2', 9, false)], null, { primary: 'pg1', conflicting: [] }],
+    ['down replica', [R('pg1', false), P('pg2')], null, { primary: 'pg2', conflicting: [] }],
+  ])('%s', (_n, nodes, current, want) => {
+    expect(choosePrimary(nodes, current)).toEqual(want);
+  });
+
+  it('works on states produced by applyProbe', () => {
+    const pg1 = applyProbe(node('pg1'), ok(1, { inRecovery: false, timeline: 1 }));
+    const pg2 = applyProbe(node('pg2'), ok(1, { inRecovery: true }));
+    const pg3 = applyProbe(node('pg3'), ok(1, { inRecovery: false, timeline: 2 })); // promoted: split brain
+    expect(choosePrimary([pg1, pg2, pg3], 'pg1')).toEqual({ primary: 'pg1', conflicting: ['pg3'] });
+    const pg1Down = applyProbe(pg1, fail(2, 'ECONNREFUSED'));
+    expect(choosePrimary([pg1Down, pg2, pg3], 'pg1')).toEqual({ primary: 'pg3', conflicting: [] });
+  });
+
+  it('does not reorder or mutate its input', () => {
+    const nodes = [P('pg1', 1), P('pg2', 2)];
+    const snapshot = structuredClone(nodes);
+    choosePrimary(nodes, null);
+    expect(nodes).toEqual(snapshot);
+  });
+});
