@@ -35,6 +35,8 @@ export class Session implements Cancellable {
   private closed = false;
   private serverSentFatal = false;
   private drainRequested = false;
+  /** Set by the scanner when a drain may close the session; acted on after the chunk is relayed. */
+  private drainNow = false;
   private readonly clientScanner: FrameScanner;
   private readonly serverScanner: FrameScanner;
   private clientFrames = 0;
@@ -65,7 +67,7 @@ export class Session implements Cancellable {
         if (type === B.ReadyForQuery) {
           this.txStatus = body[0];
           if (this.pending > 0) this.pending--;
-          if (this.drainRequested && this.idle) this.end(errors.shuttingDown());
+          if (this.drainRequested && this.idle) this.drainNow = true;
         } else {
           const severity = decodeErrorFields(body).V;
           if (severity === 'FATAL' || severity === 'PANIC') this.serverSentFatal = true;
@@ -105,6 +107,7 @@ export class Session implements Cancellable {
   }
 
   private readonly onClientData = (chunk: Buffer) => {
+    if (this.closed) return;
     const stats = this.ctx.stats;
     stats.bytesFromClients += chunk.length;
     try {
@@ -115,10 +118,13 @@ export class Session implements Cancellable {
     }
     stats.messagesFromClients += this.clientScanner.frames - this.clientFrames;
     this.clientFrames = this.clientScanner.frames;
-    if (!this.server.socket.write(chunk)) this.client.pause();
+    if (!this.server.socket.write(chunk) && !this.server.socket.destroyed) this.client.pause();
   };
 
   private readonly onServerData = (chunk: Buffer) => {
+    // After the client is gone the server's remaining output (a cancel's error, ReadyForQuery) is dropped,
+    // but still read, so the socket sees the server's end and closes.
+    if (this.closed) return;
     const stats = this.ctx.stats;
     stats.bytesFromServers += chunk.length;
     try {
@@ -130,7 +136,8 @@ export class Session implements Cancellable {
     }
     stats.messagesFromServers += this.serverScanner.frames - this.serverFrames;
     this.serverFrames = this.serverScanner.frames;
-    if (!this.client.write(chunk)) this.server.socket.pause();
+    if (!this.client.write(chunk) && !this.client.destroyed) this.server.socket.pause();
+    if (this.drainNow) this.end(errors.shuttingDown());
   };
 
   private readonly onClientError = (err: Error) => {

@@ -1,0 +1,123 @@
+// The admin HTTP port through a running proxy: /health, /ready, /status, /metrics (and that they move), 404, no secrets.
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { startProxy, type RunningProxy } from '../harness/proxy.js';
+import { adminGet, endQuietly, eventually, metricValue, proxyClient, using } from './helpers.js';
+
+const info = inject('cluster');
+
+let proxy: RunningProxy;
+
+interface StatusNode {
+  name: string;
+  role: string;
+  up: boolean;
+  port: number;
+}
+
+describe('admin HTTP', () => {
+  beforeAll(async () => {
+    proxy = await startProxy(info);
+    // Replicas are discovered by the monitor; give it a probe round or two.
+    await eventually('the monitor to see every node', async () => {
+      const s = JSON.parse((await adminGet(proxy, '/status')).body) as { nodes: StatusNode[] };
+      return s.nodes.length === 3 && s.nodes.every((n) => n.up) ? true : undefined;
+    });
+  });
+
+  afterAll(async () => {
+    await proxy?.close(1_000);
+  });
+
+  it('GET /health is 200', async () => {
+    const r = await adminGet(proxy, '/health');
+    expect(r.status).toBe(200);
+  });
+
+  it('GET /ready is 200 and names the primary', async () => {
+    const r = await adminGet(proxy, '/ready');
+    expect(r.status).toBe(200);
+    expect(r.body).toMatch(/pg1/);
+  });
+
+  it('GET /status lists pg1 as primary and pg2, pg3 as replicas, all up', async () => {
+    const r = await adminGet(proxy, '/status');
+    expect(r.status).toBe(200);
+    expect(r.type).toMatch(/application\/json/);
+    const s = JSON.parse(r.body) as { primary: string; nodes: StatusNode[] };
+    expect(s.primary).toBe('pg1');
+    const byName = Object.fromEntries(s.nodes.map((n) => [n.name, n]));
+    expect(Object.keys(byName).sort()).toEqual(['pg1', 'pg2', 'pg3']);
+    expect(byName.pg1).toMatchObject({ role: 'primary', up: true, port: info.nodes[0]!.port });
+    expect(byName.pg2).toMatchObject({ role: 'replica', up: true, port: info.nodes[1]!.port });
+    expect(byName.pg3).toMatchObject({ role: 'replica', up: true, port: info.nodes[2]!.port });
+  });
+
+  it('never shows a password in /status', async () => {
+    const body = (await adminGet(proxy, '/status')).body;
+    for (const secret of [info.app.password, 'md5secret', 'pwsecret']) {
+      expect(body).not.toMatch(new RegExp(`["':\\s]${secret}["'\\s,}]`));
+      expect(body.includes(`"${secret}"`)).toBe(false);
+    }
+    expect(body).not.toContain('md5secret');
+    expect(body).not.toContain('pwsecret');
+    // The users are listed, with their passwords masked.
+    expect(body).toContain('md5user');
+  });
+
+  it('GET /metrics has the pgsplit series', async () => {
+    const r = await adminGet(proxy, '/metrics');
+    expect(r.status).toBe(200);
+    expect(r.type).toMatch(/text\/plain/);
+    const m = r.body;
+    expect(metricValue(m, 'pgsplit_client_connections')).toBeDefined();
+    expect(metricValue(m, 'pgsplit_backend_connections', { node: 'pg1' })).toBeDefined();
+    expect(metricValue(m, 'pgsplit_bytes_total')).toBeDefined();
+    expect(metricValue(m, 'pgsplit_messages_total')).toBeDefined();
+    for (const node of ['pg1', 'pg2', 'pg3']) expect(metricValue(m, 'pgsplit_node_up', { node })).toBe(1);
+    expect(metricValue(m, 'pgsplit_node_role', { node: 'pg1', role: 'primary' })).toBe(1);
+    expect(metricValue(m, 'pgsplit_node_role', { node: 'pg1', role: 'replica' })).toBe(0);
+    expect(metricValue(m, 'pgsplit_node_role', { node: 'pg2', role: 'replica' })).toBe(1);
+    expect(metricValue(m, 'pgsplit_node_role', { node: 'pg3', role: 'replica' })).toBe(1);
+    expect(metricValue(m, 'pgsplit_node_role', { node: 'pg2', role: 'primary' })).toBe(0);
+  });
+
+  it('metrics move with traffic: connections up while open, bytes and messages grow', async () => {
+    const before = (await adminGet(proxy, '/metrics')).body;
+    const c = await proxyClient(proxy, info);
+    try {
+      for (let i = 0; i < 20; i++) await c.query({ text: 'SELECT $1::int AS i, repeat($2, 100) AS pad', values: [i, 'x'] });
+      const during = (await adminGet(proxy, '/metrics')).body;
+      expect(metricValue(during, 'pgsplit_client_connections')).toBe((metricValue(before, 'pgsplit_client_connections') ?? 0) + 1);
+      expect(metricValue(during, 'pgsplit_backend_connections', { node: 'pg1' })).toBe((metricValue(before, 'pgsplit_backend_connections', { node: 'pg1' }) ?? 0) + 1);
+      for (const direction of ['client_to_server', 'server_to_client']) {
+        expect(metricValue(during, 'pgsplit_bytes_total', { direction })!).toBeGreaterThan(metricValue(before, 'pgsplit_bytes_total', { direction }) ?? 0);
+        // 20 Parse/Bind/Describe/Execute/Sync rounds at least.
+        expect(metricValue(during, 'pgsplit_messages_total', { direction })!).toBeGreaterThanOrEqual((metricValue(before, 'pgsplit_messages_total', { direction }) ?? 0) + 20);
+      }
+      // The 100-byte pads went server -> client 20 times.
+      expect(metricValue(during, 'pgsplit_bytes_total', { direction: 'server_to_client' })! - (metricValue(before, 'pgsplit_bytes_total', { direction: 'server_to_client' }) ?? 0)).toBeGreaterThan(2_000);
+    } finally {
+      await endQuietly(c);
+    }
+    await eventually('connection gauges back down', async () => {
+      const after = (await adminGet(proxy, '/metrics')).body;
+      return metricValue(after, 'pgsplit_client_connections') === metricValue(before, 'pgsplit_client_connections') &&
+        metricValue(after, 'pgsplit_backend_connections', { node: 'pg1' }) === metricValue(before, 'pgsplit_backend_connections', { node: 'pg1' })
+        ? true
+        : undefined;
+    });
+  });
+
+  it('shows the open session in /status', async () => {
+    await using(proxyClient(proxy, info), async () => {
+      const s = JSON.parse((await adminGet(proxy, '/status')).body) as { client_connections: number; nodes: (StatusNode & { backend_connections: number })[] };
+      expect(s.client_connections).toBe(1);
+      expect(s.nodes.find((n) => n.name === 'pg1')!.backend_connections).toBe(1);
+    });
+  });
+
+  it('answers 404 on an unknown path', async () => {
+    const r = await adminGet(proxy, '/no/such/thing');
+    expect(r.status).toBe(404);
+  });
+});

@@ -1,0 +1,103 @@
+// A client that vanishes mid-query leaves no server backend behind, and the proxy's connection counts drop back.
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import pg from 'pg';
+import { attachCluster } from '../harness/cluster.js';
+import { startProxy, type RunningProxy } from '../harness/proxy.js';
+import { adminGet, backendsRunning, directClient, endQuietly, eventually, metricValue, proxyClient } from './helpers.js';
+
+const info = inject('cluster');
+const cluster = attachCluster(info);
+const primary = cluster.nodes[0]!;
+
+let proxy: RunningProxy;
+let direct: pg.Client;
+
+const backendMetric = async (): Promise<number | undefined> =>
+  metricValue((await adminGet(proxy, '/metrics')).body, 'pgsplit_backend_connections', { node: 'pg1' });
+
+/** Destroys the client's socket without a Terminate message, as a crashed or killed client would. */
+function vanish(c: pg.Client): void {
+  (c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+}
+
+describe('a client that vanishes mid-query', () => {
+  beforeAll(async () => {
+    proxy = await startProxy(info);
+    direct = await directClient(primary, info);
+  });
+
+  afterAll(async () => {
+    await endQuietly(direct);
+    await proxy?.close(1_000);
+  });
+
+  it('leaves no backend running its query, and the counts drop back', async () => {
+    expect(proxy.stats.clientConnections).toBe(0);
+    expect(await backendMetric()).toBe(0);
+
+    const marker = `vanish_${Date.now()}`;
+    const c = await proxyClient(proxy, info);
+    try {
+      const q = c.query(`SELECT pg_sleep(60) /* ${marker} */`).catch((e: Error) => e);
+      await eventually('the query to run on the primary', async () =>
+        (await backendsRunning(direct, marker)).some((b) => b.state === 'active') ? true : undefined,
+      );
+      expect(proxy.stats.clientConnections).toBe(1);
+      expect(await backendMetric()).toBe(1);
+
+      vanish(c);
+      await q;
+      await eventually('no backend left with the query', async () => ((await backendsRunning(direct, marker)).length === 0 ? true : undefined), 10_000);
+      await eventually('stats.clientConnections back to 0', () => (proxy.stats.clientConnections === 0 ? true : undefined), 10_000);
+      await eventually('pgsplit_backend_connections{node="pg1"} back to 0', async () => ((await backendMetric()) === 0 ? true : undefined), 10_000);
+      expect(metricValue((await adminGet(proxy, '/metrics')).body, 'pgsplit_client_connections')).toBe(0);
+    } finally {
+      await endQuietly(c);
+    }
+  });
+
+  it('leaves no backend behind when it vanishes inside an open transaction holding a lock', async () => {
+    const table = `vanish_lock_${process.pid}`;
+    const owner = await proxyClient(proxy, info);
+    let c: pg.Client | null = null;
+    try {
+      await owner.query(`DROP TABLE IF EXISTS ${table}; CREATE TABLE ${table} (id int)`);
+      c = await proxyClient(proxy, info);
+      await c.query('BEGIN');
+      await c.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+      const pid = (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+      vanish(c);
+      await eventually('the backend to exit', async () => {
+        const r = await direct.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [pid]);
+        return r.rows[0].n === 0 ? true : undefined;
+      });
+      // The lock went with it: another session can read the table right away.
+      await owner.query("SET lock_timeout = '5s'");
+      const got = await owner.query(`SELECT count(*)::int AS n FROM ${table}`);
+      expect(got.rows[0].n).toBe(0);
+    } finally {
+      await endQuietly(c);
+      await owner.query(`DROP TABLE IF EXISTS ${table}`).catch(() => {});
+      await endQuietly(owner);
+    }
+  });
+
+  // The race (server answers arriving after the client is gone) shows up only sometimes, so do it a few times.
+  it('cleans up after many clients that vanish at once mid-query, round after round', async () => {
+    for (let round = 0; round < 3; round++) {
+      const marker = `vanish_many_${round}_${Date.now()}`;
+      const clients = await Promise.all(Array.from({ length: 10 }, () => proxyClient(proxy, info)));
+      try {
+        const qs = clients.map((c, i) => c.query(`SELECT pg_sleep(60), ${i} /* ${marker} */`).catch((e: Error) => e));
+        await eventually('all ten queries running', async () => ((await backendsRunning(direct, marker)).filter((b) => b.state === 'active').length === 10 ? true : undefined));
+        clients.forEach(vanish);
+        await Promise.all(qs);
+        await eventually('no backend left with the queries', async () => ((await backendsRunning(direct, marker)).length === 0 ? true : undefined), 10_000);
+        await eventually('stats.clientConnections back to 0', () => (proxy.stats.clientConnections === 0 ? true : undefined), 10_000);
+        await eventually(`pgsplit_backend_connections{node="pg1"} back to 0 (round ${round + 1})`, async () => ((await backendMetric()) === 0 ? true : undefined), 10_000);
+      } finally {
+        await Promise.all(clients.map(endQuietly));
+      }
+    }
+  });
+});
