@@ -67,6 +67,12 @@ export interface StartClusterOptions {
   replicas?: number;
   baseDir?: string;
   log?: (line: string) => void;
+  /**
+   * Install the synchronous SIGINT/SIGTERM/SIGHUP clean-up (default true). Scripts with their own
+   * asynchronous handler pass false: under tsx a handler that blocks is SIGKILLed half-way through.
+   * The 'exit' clean-up is installed either way.
+   */
+  signalHandlers?: boolean;
 }
 
 const SERVER_USER = 'postgres';
@@ -267,20 +273,26 @@ function onSignal(sig: NodeJS.Signals): void {
   if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
 }
 
-function installHandlers(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  // Prepended because vitest's own 'exit' listener calls process.exit() again, which ends the process
-  // immediately and skips every listener registered after it.
-  process.prependListener('exit', cleanupAllSync);
-  for (const s of SIGNALS) process.prependListener(s, onSignal);
+let signalsInstalled = false;
+
+function installHandlers(signals: boolean): void {
+  if (!handlersInstalled) {
+    handlersInstalled = true;
+    // Prepended because vitest's own 'exit' listener calls process.exit() again, which ends the process
+    // immediately and skips every listener registered after it.
+    process.prependListener('exit', cleanupAllSync);
+  }
+  if (signals && !signalsInstalled) {
+    signalsInstalled = true;
+    for (const s of SIGNALS) process.prependListener(s, onSignal);
+  }
 }
 
 function uninstallHandlers(): void {
-  if (!handlersInstalled) return;
+  if (handlersInstalled) process.off('exit', cleanupAllSync);
+  if (signalsInstalled) for (const s of SIGNALS) process.off(s, onSignal);
   handlersInstalled = false;
-  process.off('exit', cleanupAllSync);
-  for (const s of SIGNALS) process.off(s, onSignal);
+  signalsInstalled = false;
 }
 
 /** Removes clusters left in baseDir by processes that died without cleaning up (e.g. SIGKILL). */
@@ -549,7 +561,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
   };
   fs.writeFileSync(path.join(dir, INFO_FILE), JSON.stringify(info, null, 2));
   liveClusters.set(dir, info);
-  installHandlers();
+  installHandlers(opts.signalHandlers ?? true);
 
   const cluster = buildCluster(info, true);
   infoByCluster.set(cluster, info);

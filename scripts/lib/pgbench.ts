@@ -1,0 +1,96 @@
+// Runs pgbench against one target and parses its summary (TPS without connection time, latency, failures, aborts).
+import { run } from './proc.js';
+
+export interface Endpoint {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+}
+
+export interface Workload {
+  /** Label used in the table, e.g. "-S simple". */
+  name: string;
+  select: boolean;
+  mode: 'simple' | 'extended' | 'prepared';
+}
+
+export const WORKLOADS: Workload[] = [
+  { name: '-S simple', select: true, mode: 'simple' },
+  { name: '-S extended', select: true, mode: 'extended' },
+  { name: '-S prepared', select: true, mode: 'prepared' },
+  { name: 'tpcb simple', select: false, mode: 'simple' },
+];
+
+export interface PgbenchResult {
+  ok: boolean;
+  tps: number | null;
+  latencyMs: number | null;
+  transactions: number | null;
+  failed: number | null;
+  aborted: boolean;
+  /** First error line pgbench printed, if any. */
+  error: string | null;
+  exitCode: number;
+  output: string;
+}
+
+const num = (re: RegExp, text: string): number | null => {
+  const m = re.exec(text);
+  return m ? Number(m[1]) : null;
+};
+
+export function parsePgbench(stdout: string, stderr: string, exitCode: number): PgbenchResult {
+  const text = `${stdout}\n${stderr}`;
+  const tps = num(/^tps = ([\d.]+) \(without initial connection time\)/m, text);
+  const aborted = /Run was aborted|aborted in command|client \d+ aborted/.test(text) || exitCode === 2;
+  const errLine =
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .find((l) => /error|FATAL|aborted|could not|failed:/i.test(l) && !/^number of failed/.test(l)) ?? null;
+  return {
+    ok: exitCode === 0 && tps !== null && !aborted,
+    tps,
+    latencyMs: num(/^latency average = ([\d.]+) ms/m, text),
+    transactions: num(/^number of transactions actually processed: (\d+)/m, text),
+    failed: num(/^number of failed transactions: (\d+)/m, text),
+    aborted,
+    error: errLine,
+    exitCode,
+    output: text,
+  };
+}
+
+export interface PgbenchRun {
+  workload: Workload;
+  clients: number;
+  jobs: number;
+  seconds: number;
+}
+
+export async function pgbench(bin: string, ep: Endpoint, r: PgbenchRun): Promise<PgbenchResult> {
+  const args = [
+    '-h', ep.host, '-p', String(ep.port), '-U', ep.user,
+    '--no-vacuum',
+    '-M', r.workload.mode,
+    ...(r.workload.select ? ['-S'] : []),
+    '-c', String(r.clients), '-j', String(r.jobs), '-T', String(r.seconds),
+    ep.database,
+  ];
+  const res = await run(bin, args, { env: { PGPASSWORD: ep.password, PGAPPNAME: 'pgbench' }, timeoutMs: (r.seconds + 60) * 1000 });
+  if (res.timedOut) {
+    return { ok: false, tps: null, latencyMs: null, transactions: null, failed: null, aborted: true, error: `pgbench did not finish within ${r.seconds + 60}s`, exitCode: 124, output: res.stdout + res.stderr };
+  }
+  return parsePgbench(res.stdout, res.stderr, res.code);
+}
+
+/** `pgbench -i -s SCALE` (tables owned by the endpoint's user); throws with pgbench's output on failure. */
+export async function pgbenchInit(bin: string, ep: Endpoint, scale: number): Promise<void> {
+  const res = await run(bin, ['-i', '-s', String(scale), '-q', '-h', ep.host, '-p', String(ep.port), '-U', ep.user, ep.database], {
+    env: { PGPASSWORD: ep.password },
+    timeoutMs: 600_000,
+  });
+  if (res.code !== 0) throw new Error(`pgbench -i -s ${scale} failed (code ${res.code}):\n${res.stderr || res.stdout}`);
+}
