@@ -8,6 +8,7 @@ import { encodeStartupMessage } from '../protocol/startup.js';
 import { md5Password, ScramClient } from '../protocol/scram.js';
 import { BodyReader } from '../protocol/writer.js';
 import { errors, ProxyError } from '../errors.js';
+import { ReadSlot } from '../util/read-slot.js';
 
 export interface ConnectOptions {
   node: string;
@@ -24,6 +25,8 @@ export interface ConnectOptions {
 export interface ServerConnection {
   node: string;
   socket: net.Socket;
+  /** The socket's read buffer; its handler is the relay's once the session starts. */
+  slot: ReadSlot;
   pid: number;
   secret: number;
   parameters: Map<string, string>;
@@ -54,18 +57,19 @@ function frameOf(type: number, body: Buffer): Buffer {
 
 export function connectServer(o: ConnectOptions): Promise<ServerConnection> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: o.host, port: o.port });
+    const slot = new ReadSlot();
+    const socket = net.connect({ host: o.host, port: o.port, onread: slot.onread } as net.NetConnectOpts);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
     let done = false;
     let scram: ScramClient | null = null;
-    const conn: ServerConnection = { node: o.node, socket, pid: 0, secret: 0, parameters: new Map(), startupFrames: [] };
+    const conn: ServerConnection = { node: o.node, socket, slot, pid: 0, secret: 0, parameters: new Map(), startupFrames: [] };
 
     const fail = (err: Error) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      socket.removeAllListeners('data');
+      slot.handler = () => {};
       socket.destroy();
       reject(err);
     };
@@ -122,7 +126,7 @@ export function connectServer(o: ConnectOptions): Promise<ServerConnection> {
             case B.ReadyForQuery:
               done = true;
               clearTimeout(timer);
-              socket.removeListener('data', onData);
+              slot.handler = () => {};
               socket.removeListener('error', onError);
               socket.removeListener('close', onClose);
               resolve(conn);
@@ -145,7 +149,7 @@ export function connectServer(o: ConnectOptions): Promise<ServerConnection> {
     };
     const onError = (err: Error) => fail(errors.backendConnect(o.node, `${err.message} (${o.host}:${o.port})`));
     const onClose = () => fail(errors.backendConnect(o.node, 'server closed the connection during startup'));
-    socket.on('data', onData);
+    slot.handler = onData;
     socket.on('error', onError);
     socket.on('close', onClose);
     socket.once('connect', () => socket.write(encodeStartupMessage(o.params)));

@@ -10,6 +10,7 @@ import { authenticateClient, type AuthMethod } from './auth.js';
 import { ClientGone, HandshakeReader } from './handshake-reader.js';
 import type { CancelRegistry } from './cancel-registry.js';
 import { Session } from './session.js';
+import { adoptAccepted, ReadSlot } from '../util/read-slot.js';
 import type { ProxyStats } from './stats.js';
 
 export interface FrontendSettings {
@@ -34,10 +35,12 @@ export interface FrontendContext {
 const AUTHENTICATION_TIMEOUT = 60_000;
 const NO = Buffer.from('N');
 
-export async function acceptClient(socket: net.Socket, ctx: FrontendContext): Promise<void> {
-  socket.setNoDelay(true);
+export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): Promise<void> {
+  const slot = new ReadSlot();
+  const socket = adoptAccepted(accepted, slot);
   socket.on('error', () => {});
   const reader = new HandshakeReader(socket);
+  slot.handler = reader.push;
   const deadline = Date.now() + AUTHENTICATION_TIMEOUT;
   let user = '';
   try {
@@ -111,7 +114,7 @@ export async function acceptClient(socket: net.Socket, ctx: FrontendContext): Pr
 
     ctx.stats.clientConnections++;
     ctx.stats.clientConnectionsTotal++;
-    const session: Session = new Session(socket, server, primary, { pid: 0, secret: 0 }, user, ctx, (done) => {
+    const session: Session = new Session(socket, slot, server, primary, { pid: 0, secret: 0 }, user, ctx, (done) => {
       ctx.sessions.delete(done);
       ctx.cancels.unregister(done.key.pid);
       ctx.stats.clientConnections--;

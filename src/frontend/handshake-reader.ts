@@ -17,13 +17,13 @@ export class HandshakeReader {
   private closed = false;
 
   constructor(private readonly socket: net.Socket) {
-    socket.on('data', this.onData);
     socket.on('close', this.onClose);
     socket.on('error', this.onClose);
   }
 
-  private readonly onData = (chunk: Buffer) => {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+  /** Bytes read from the client; copied, since the caller's buffer is reused after the call. */
+  readonly push = (chunk: Buffer) => {
+    this.buf = this.buf.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.buf, chunk]);
     this.wake();
   };
 
@@ -81,7 +81,6 @@ export class HandshakeReader {
 
   /** Stop reading; returns bytes the client sent beyond the handshake. */
   detach(): Buffer {
-    this.socket.removeListener('data', this.onData);
     this.socket.removeListener('close', this.onClose);
     this.socket.removeListener('error', this.onClose);
     const rest = this.buf;

@@ -8,7 +8,8 @@ export class Listener {
 
   constructor(private readonly ctx: Omit<FrontendContext, 'draining'>) {
     const full: FrontendContext = { ...ctx, draining: () => this.drainingFlag };
-    this.server = net.createServer({ noDelay: true }, (socket) => {
+    // Paused on connect so that acceptClient can move the handle into a socket that reads into its own buffer.
+    this.server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => {
       void acceptClient(socket, full);
     });
   }

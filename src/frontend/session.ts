@@ -9,6 +9,7 @@ import { encodeCancelRequest } from '../protocol/startup.js';
 import { terminate } from '../protocol/frontend-messages.js';
 import { sendCancel, type ServerConnection } from '../backend/connect.js';
 import type { Cancellable, CancelRegistry } from './cancel-registry.js';
+import { relayWrite, type ReadSlot } from '../util/read-slot.js';
 import type { ProxyStats } from './stats.js';
 
 export interface SessionContext {
@@ -44,6 +45,7 @@ export class Session implements Cancellable {
 
   constructor(
     private readonly client: net.Socket,
+    private readonly clientSlot: ReadSlot,
     private readonly server: ServerConnection,
     private readonly serverAddress: { host: string; port: number },
     readonly key: { pid: number; secret: number },
@@ -95,8 +97,8 @@ export class Session implements Cancellable {
   start(leftover: Buffer): void {
     const c = this.client;
     const s = this.server.socket;
-    c.on('data', this.onClientData);
-    s.on('data', this.onServerData);
+    this.clientSlot.handler = this.onClientData;
+    this.server.slot.handler = this.onServerData;
     c.on('drain', () => s.resume());
     s.on('drain', () => c.resume());
     c.on('close', this.onClientClose);
@@ -118,7 +120,7 @@ export class Session implements Cancellable {
     }
     stats.messagesFromClients += this.clientScanner.frames - this.clientFrames;
     this.clientFrames = this.clientScanner.frames;
-    if (!this.server.socket.write(chunk) && !this.server.socket.destroyed) this.client.pause();
+    if (!relayWrite(this.server.socket, chunk, this.clientSlot) && !this.server.socket.destroyed) this.client.pause();
   };
 
   private readonly onServerData = (chunk: Buffer) => {
@@ -136,7 +138,7 @@ export class Session implements Cancellable {
     }
     stats.messagesFromServers += this.serverScanner.frames - this.serverFrames;
     this.serverFrames = this.serverScanner.frames;
-    if (!this.client.write(chunk) && !this.client.destroyed) this.server.socket.pause();
+    if (!relayWrite(this.client, chunk, this.server.slot) && !this.client.destroyed) this.server.socket.pause();
     if (this.drainNow) this.end(errors.shuttingDown());
   };
 

@@ -65,7 +65,7 @@ export async function spawnProxy(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 's
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgsplit-proxy-'));
   const configFile = path.join(dir, 'pgsplit.yaml');
   fs.writeFileSync(configFile, configYamlFor(cluster, { ...o, port, adminPort, logLevel: o.logLevel ?? 'info' }));
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/pgsplit.js'), '--config', configFile], { stdio: ['ignore', 'inherit', 'pipe'] });
+  const child = spawn(process.execPath, [...(process.env.PGSPLIT_NODE_FLAGS ? process.env.PGSPLIT_NODE_FLAGS.split(' ') : []), path.join(REPO_ROOT, 'bin/pgsplit.js'), '--config', configFile], { stdio: ['ignore', 'inherit', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
     stderr += d.toString();
