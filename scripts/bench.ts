@@ -23,7 +23,8 @@ function envInt(name: string, def: number, min: number): number {
 }
 
 const CLIENTS = envInt('BENCH_CLIENTS', 8, 1);
-const SECONDS = envInt('BENCH_SECONDS', 10, 1);
+const SECONDS = envInt('BENCH_SECONDS', 5, 1);
+const ROUNDS = envInt('BENCH_ROUNDS', 3, 1);
 const WARMUP_SECONDS = envInt('BENCH_WARMUP_SECONDS', 2, 0);
 const SCALE = envInt('BENCH_SCALE', 10, 1);
 const JOBS = Math.min(CLIENTS, 2);
@@ -128,7 +129,7 @@ async function main(): Promise<void> {
     say('bench: the PostgreSQL server binaries were not found; install them (apt-get install postgresql) or set PGSPLIT_PG_BINDIR.');
     process.exit(1);
   }
-  say(`bench: ${CLIENTS} clients, ${JOBS} threads, ${SECONDS}s per run after a ${WARMUP_SECONDS}s warm-up, scale ${SCALE}; ${os.cpus().length} CPUs`);
+  say(`bench: ${CLIENTS} clients, ${JOBS} threads, ${ROUNDS} interleaved rounds of ${SECONDS}s per target and workload (median reported) after a ${WARMUP_SECONDS}s warm-up, scale ${SCALE}; ${os.cpus().length} CPUs`);
   const loadStart = os.loadavg()[0]!;
   // Anything else busy on the machine skews every ratio; say so rather than let it pass silently.
   if (loadStart > os.cpus().length / 2) say(`bench: warning: load average is ${loadStart.toFixed(2)} before starting; other work will distort the figures`);
@@ -176,47 +177,53 @@ async function main(): Promise<void> {
   const versions: Partial<Record<TargetName, string>> = {};
   const notes: string[] = [];
 
+  // Every target runs side by side and the runs interleave (round-robin, rotating who goes first), so that
+  // background load drifting during the run hits all targets alike; each figure is the median of the rounds.
+  const live: Target[] = [];
   for (const name of TARGETS) {
     if (interrupted) return;
-    let target: Target;
     try {
-      target = await starters[name]();
+      const target = await starters[name]();
+      cleanups.push(() => target.stop());
+      live.push(target);
+      versions[name] = target.version;
+      notes.push(...(target.notes ?? []));
+      say(`bench: ${name} (${target.version}) on port ${target.endpoint.port}`);
     } catch (err) {
       const reason = (err as Error).message;
       skipped.push({ target: name, reason });
       say(`bench: skipping ${name}: ${reason}`);
-      continue;
     }
-    let stopped = false;
-    const stop = async (): Promise<void> => {
-      if (stopped) return;
-      stopped = true;
-      await target.stop();
-    };
-    cleanups.push(stop);
-    versions[name] = target.version;
-    notes.push(...(target.notes ?? []));
-    say(`bench: ${name} (${target.version}) on port ${target.endpoint.port}`);
-    try {
-      for (const w of WORKLOADS) {
+  }
+  const median = (xs: number[]): number => {
+    const v = [...xs].sort((a, b) => a - b);
+    return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+  };
+  for (const w of WORKLOADS) {
+    const runs = new Map<TargetName, PgbenchResult[]>();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let k = 0; k < live.length; k++) {
         if (interrupted) return;
+        const target = live[(k + round) % live.length]!;
         const runOnce = async (seconds: number): Promise<PgbenchResult> => {
           if (!w.select) await resetForTpcb(psqlBin, direct);
           return pgbench(pgbenchBin, target.endpoint, { workload: w, clients: CLIENTS, jobs: JOBS, seconds });
         };
-        if (WARMUP_SECONDS > 0) {
+        if (round === 0 && WARMUP_SECONDS > 0) {
           const warm = await runOnce(WARMUP_SECONDS);
-          if (!warm.ok && !interrupted) say(`  warm-up ${w.name} via ${name}: ${warm.error ?? `exit ${warm.exitCode}`}`);
+          if (!warm.ok && !interrupted) say(`  warm-up ${w.name} via ${target.name}: ${warm.error ?? `exit ${warm.exitCode}`}`);
         }
-        if (interrupted) return;
         const r = await runOnce(SECONDS);
         if (interrupted) return;
-        results.set(`${w.name}|${name}`, r);
+        runs.set(target.name, [...(runs.get(target.name) ?? []), r]);
         const flag = r.aborted ? `  ABORTED: ${r.error ?? ''}` : r.failed ? `  failed=${r.failed}` : '';
-        say(`  ${w.name.padEnd(12)} ${name.padEnd(10)} ${fmt(r.tps, 0).padStart(8)} tps  ${fmt(r.latencyMs, 3).padStart(7)} ms${flag}`);
+        say(`  ${w.name.padEnd(12)} ${target.name.padEnd(10)} round ${round + 1}  ${fmt(r.tps, 0).padStart(8)} tps  ${fmt(r.latencyMs, 3).padStart(7)} ms${flag}`);
       }
-    } finally {
-      await stop();
+    }
+    for (const [name, rs] of runs) {
+      const good = rs.filter((r) => r.ok && r.tps);
+      const pick = good.length === rs.length ? { ...rs[0]!, tps: median(good.map((r) => r.tps!)), latencyMs: median(good.map((r) => r.latencyMs ?? 0)), transactions: good.reduce((a, r) => a + (r.transactions ?? 0), 0), failed: good.reduce((a, r) => a + (r.failed ?? 0), 0) } : rs.find((r) => !r.ok)!;
+      results.set(`${w.name}|${name}`, pick);
     }
   }
 
@@ -247,7 +254,7 @@ async function main(): Promise<void> {
   }
 
   say('');
-  say(`pgbench ${CLIENTS} clients / ${JOBS} threads / ${SECONDS}s, scale ${SCALE}, ${os.cpus().length} CPUs; TPS excludes connection time`);
+  say(`pgbench ${CLIENTS} clients / ${JOBS} threads / median of ${ROUNDS} x ${SECONDS}s, scale ${SCALE}, ${os.cpus().length} CPUs; TPS excludes connection time`);
   printTable(rows);
   for (const s of skipped) say(`skipped ${s.target}: ${s.reason}`);
   for (const n of notes) say(`note: ${n}`);
@@ -267,7 +274,7 @@ async function main(): Promise<void> {
         date: new Date().toISOString(),
         duration_seconds: Math.round((Date.now() - started) / 1000),
         machine: { load_average_start: loadStart, load_average_end: loadEnd, cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model ?? null, node: process.version, platform: `${os.platform()} ${os.release()}` },
-        params: { clients: CLIENTS, jobs: JOBS, seconds: SECONDS, warmup_seconds: WARMUP_SECONDS, scale: SCALE },
+        params: { clients: CLIENTS, jobs: JOBS, seconds: SECONDS, rounds: ROUNDS, warmup_seconds: WARMUP_SECONDS, scale: SCALE },
         versions,
         results: rows,
         skipped,
