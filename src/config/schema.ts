@@ -1,6 +1,6 @@
 // Zod schema for pgsplit.yaml: validates the file, applies defaults and converts durations to milliseconds.
 import { z } from 'zod';
-import { parseDuration } from './units.js';
+import { parseDuration, parseSize } from './units.js';
 
 // Leaves are hand-rolled on top of z.unknown() instead of z.string()/z.number() for two reasons: zod aborts
 // the whole parent on a type mismatch (hiding sibling checks such as duplicate names), and we want every
@@ -13,6 +13,8 @@ type Parsed<T> = T | typeof INVALID;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const AUTH_METHODS = ['scram-sha-256', 'md5', 'trust'] as const;
+export const LOAD_BALANCE = ['round-robin', 'random', 'least-connections'] as const;
+export const PRIMARY_READS = ['fallback', 'include', 'never'] as const;
 
 function show(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v);
@@ -65,6 +67,22 @@ const duration = (allowZero = false) =>
       return INVALID;
     }
   });
+
+// Sizes are bytes after parsing; the upper bound is PostgreSQL's own limit on a query string (1GB).
+const size = (min: number, max: number) =>
+  leaf(`a size with a unit like "64kB" or "1MB" (${min}B..1GB)`, (v) => {
+    if (typeof v !== 'string') return INVALID;
+    try {
+      const bytes = parseSize(v);
+      return bytes >= min && bytes <= max ? bytes : INVALID;
+    } catch {
+      return INVALID;
+    }
+  });
+
+// A function name as routing lists hold it: "f" (any schema) or "schema.f".
+const functionName = () =>
+  str({ pattern: /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, expected: 'a function name like "f" or "schema.f"' });
 
 function typeMap(expected: string): z.ZodErrorMap {
   return (issue, ctx) =>
@@ -127,6 +145,14 @@ export const configSchema = section({
     probe_timeout: duration().default('2s'),
   }).default({}),
   backend: section({ connect_timeout: duration().default('5s') }).default({}),
+  routing: section({
+    read_only_functions: z.array(functionName(), { errorMap: typeMap('a list of function names') }).default([]),
+    write_functions: z.array(functionName(), { errorMap: typeMap('a list of function names') }).default([]),
+    max_parse_length: size(1, 1024 ** 3).default('64kB'),
+    parse_cache_size: int(0, 10_000_000).default(10000),
+    load_balance: oneOf(LOAD_BALANCE).default('round-robin'),
+    primary_reads: oneOf(PRIMARY_READS).default('fallback'),
+  }).default({}),
   shutdown: section({ drain_timeout: duration(true).default('30s') }).default({}),
   log: section({ level: oneOf(LOG_LEVELS).default('info') }).default({}),
 }).superRefine((c, ctx) => {

@@ -31,6 +31,7 @@ describe('parseConfig defaults and conversions', () => {
       nodes: [{ name: 'pg1', host: 'db1', port: 5432 }],
       monitor: { user: 'postgres', password: '', database: 'postgres', interval: 1000, connect_timeout: 2000, probe_timeout: 2000 },
       backend: { connect_timeout: 5000 },
+      routing: { read_only_functions: [], write_functions: [], max_parse_length: 65536, parse_cache_size: 10000, load_balance: 'round-robin', primary_reads: 'fallback' },
       shutdown: { drain_timeout: 30000 },
       log: { level: 'info' },
     });
@@ -105,7 +106,7 @@ describe('validation errors', () => {
     expect(errorsOf(`${MIN}lisen: {}\nlisten: { prot: 1 }\nmonitor: { intervall: 1s }`)).toEqual([
       'listen.prot: unknown key (allowed: host, port, max_client_connections)',
       'monitor.intervall: unknown key (allowed: user, password, database, interval, connect_timeout, probe_timeout)',
-      'lisen: unknown key (allowed: listen, admin, auth, users, nodes, monitor, backend, shutdown, log)',
+      'lisen: unknown key (allowed: listen, admin, auth, users, nodes, monitor, backend, routing, shutdown, log)',
     ]);
     expect(errorsOf('users: [{ name: a, password: b, role: x }]\nnodes: [{ name: a, host: h, role: primary }]')).toEqual([
       'users[0].role: unknown key (allowed: name, password)',

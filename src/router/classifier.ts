@@ -1,0 +1,131 @@
+// Classifier: the statement classifier the session uses — lexical pre-check, LRU cache, parser, function catalog — with counters for metrics.
+import type { Classification } from './classification.js';
+import { LruCache } from './cache.js';
+import { classifyLexical, classifySizeBound, classifyWithParser } from './classify.js';
+import { FunctionCatalog } from './functions.js';
+import { scanLeading } from './lexical.js';
+import { DEFAULT_MAX_PARSE_LENGTH, exceedsLength } from './parser.js';
+
+/** The routing section of the config, as far as classification is concerned. */
+export interface ClassifierRouting {
+  read_only_functions: readonly string[];
+  write_functions: readonly string[];
+  max_parse_length: number;
+  parse_cache_size: number;
+}
+
+export interface ClassifierOptions {
+  catalog?: FunctionCatalog;
+  maxParseLength?: number;
+  cacheSize?: number;
+  /** Milliseconds, monotonic; replaceable in tests. */
+  now?: () => number;
+  /** Called after every classification, e.g. to feed a histogram of classification time. */
+  observe?: (seconds: number, source: ClassificationSource, result: Classification) => void;
+}
+
+export type ClassificationSource = 'lexical' | 'cache' | 'parser' | 'size-bound';
+
+export interface ClassifierStats {
+  /** Statements answered by the lexical pre-check (never cached: one-off writes would flush useful entries). */
+  lexical: number;
+  cacheHits: number;
+  cacheMisses: number;
+  /** Full parses, and how many of them PostgreSQL's grammar rejected. */
+  parsed: number;
+  parseErrors: number;
+  tooLong: number;
+  /** Total time spent in classify(), in seconds. */
+  seconds: number;
+}
+
+// Cached decisions are shared by every session: freeze them so no caller can change another's answer.
+function freeze(c: Classification): Classification {
+  for (const s of c.statements) {
+    if (s.setting) Object.freeze(s.setting);
+    if (s.interceptError) Object.freeze(s.interceptError);
+    Object.freeze(s);
+  }
+  Object.freeze(c.statements);
+  return Object.freeze(c);
+}
+
+/** One per proxy: decisions are shared by all sessions (they depend only on the text and the catalog). */
+export class Classifier {
+  private catalogValue: FunctionCatalog;
+  private readonly cache: LruCache<Classification>;
+  private readonly maxParseLength: number;
+  private readonly now: () => number;
+  private readonly observe?: ClassifierOptions['observe'];
+  private counters = { lexical: 0, parsed: 0, parseErrors: 0, tooLong: 0, seconds: 0 };
+  /** Duration of the last classify() call in seconds. */
+  lastSeconds = 0;
+
+  constructor(options: ClassifierOptions = {}) {
+    this.catalogValue = options.catalog ?? new FunctionCatalog();
+    this.cache = new LruCache(options.cacheSize ?? 10_000);
+    this.maxParseLength = options.maxParseLength ?? DEFAULT_MAX_PARSE_LENGTH;
+    this.now = options.now ?? (() => performance.now());
+    this.observe = options.observe;
+  }
+
+  static fromConfig(routing: ClassifierRouting, volatile: Iterable<string> = [], options: Omit<ClassifierOptions, 'catalog' | 'maxParseLength' | 'cacheSize'> = {}): Classifier {
+    const catalog = new FunctionCatalog({ volatile, readOnly: routing.read_only_functions, write: routing.write_functions });
+    return new Classifier({ ...options, catalog, maxParseLength: routing.max_parse_length, cacheSize: routing.parse_cache_size });
+  }
+
+  get catalog(): FunctionCatalog {
+    return this.catalogValue;
+  }
+
+  /** A new catalog (pg_proc refreshed, config reloaded) invalidates every cached decision. */
+  setCatalog(catalog: FunctionCatalog): void {
+    this.catalogValue = catalog;
+    this.cache.clear();
+  }
+
+  get stats(): ClassifierStats {
+    return { ...this.counters, cacheHits: this.cache.hits, cacheMisses: this.cache.misses };
+  }
+
+  get cacheSize(): number {
+    return this.cache.size;
+  }
+
+  /** Where a fresh session sends `sql`. The result is frozen and shared: do not modify it. */
+  classify(sql: string): Classification {
+    const started = this.now();
+    let source: ClassificationSource;
+    let result: Classification;
+    const leading = scanLeading(sql);
+    if (exceedsLength(sql, this.maxParseLength)) {
+      source = 'size-bound';
+      this.counters.tooLong++;
+      result = classifySizeBound(sql, leading);
+    } else {
+      const fast = classifyLexical(sql, leading);
+      if (fast) {
+        source = 'lexical';
+        this.counters.lexical++;
+        result = fast;
+      } else {
+        const cached = this.cache.get(sql);
+        if (cached) {
+          source = 'cache';
+          result = cached;
+        } else {
+          source = 'parser';
+          this.counters.parsed++;
+          result = freeze(classifyWithParser(sql, this.catalogValue, leading, this.maxParseLength));
+          if (result.error !== undefined) this.counters.parseErrors++;
+          this.cache.set(sql, result);
+        }
+      }
+    }
+    const seconds = (this.now() - started) / 1000;
+    this.lastSeconds = seconds;
+    this.counters.seconds += seconds;
+    this.observe?.(seconds, source, result);
+    return result;
+  }
+}

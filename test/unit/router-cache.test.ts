@@ -1,0 +1,133 @@
+// The LRU cache of decisions and the Classifier around it: cache use, counters, timing, catalog refresh.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { LruCache } from '../../src/router/cache.js';
+import { Classifier } from '../../src/router/classifier.js';
+import { FunctionCatalog } from '../../src/router/functions.js';
+import { initParser } from '../../src/router/parser.js';
+
+beforeAll(async () => {
+  await initParser();
+});
+
+describe('LruCache', () => {
+  it('counts hits and misses', () => {
+    const c = new LruCache<number>(2);
+    expect(c.get('a')).toBeUndefined();
+    c.set('a', 1);
+    expect(c.get('a')).toBe(1);
+    expect([c.hits, c.misses]).toEqual([1, 1]);
+  });
+
+  it('evicts the least recently used entry', () => {
+    const c = new LruCache<number>(2);
+    c.set('a', 1);
+    c.set('b', 2);
+    c.get('a'); // a is now the most recent
+    c.set('c', 3);
+    expect(c.get('b')).toBeUndefined();
+    expect(c.get('a')).toBe(1);
+    expect(c.get('c')).toBe(3);
+    expect(c.size).toBe(2);
+    expect(c.evictions).toBe(1);
+  });
+
+  it('replacing a key does not evict', () => {
+    const c = new LruCache<number>(2);
+    c.set('a', 1);
+    c.set('b', 2);
+    c.set('a', 10);
+    expect(c.size).toBe(2);
+    expect(c.get('b')).toBe(2);
+    expect(c.get('a')).toBe(10);
+  });
+
+  it('capacity 0 keeps nothing', () => {
+    const c = new LruCache<number>(0);
+    c.set('a', 1);
+    expect(c.get('a')).toBeUndefined();
+    expect(c.size).toBe(0);
+  });
+
+  it('rejects a bad capacity', () => {
+    expect(() => new LruCache(-1)).toThrow(RangeError);
+    expect(() => new LruCache(1.5)).toThrow(RangeError);
+  });
+
+  it('clear empties it', () => {
+    const c = new LruCache<number>(3);
+    c.set('a', 1);
+    c.clear();
+    expect(c.size).toBe(0);
+  });
+});
+
+describe('Classifier', () => {
+  it('parses once, then answers from the cache with the same frozen object', () => {
+    const k = new Classifier();
+    const first = k.classify('SELECT * FROM t WHERE id = $1');
+    const second = k.classify('SELECT * FROM t WHERE id = $1');
+    expect(second).toBe(first);
+    expect(Object.isFrozen(first)).toBe(true);
+    expect(Object.isFrozen(first.statements[0])).toBe(true);
+    expect(k.stats).toMatchObject({ parsed: 1, cacheHits: 1, cacheMisses: 1, lexical: 0 });
+  });
+
+  it('answers obvious writes lexically without touching the cache', () => {
+    const k = new Classifier();
+    expect(k.classify('INSERT INTO t VALUES (1)')).toMatchObject({ target: 'primary', via: 'lexical' });
+    expect(k.stats).toMatchObject({ lexical: 1, parsed: 0, cacheHits: 0, cacheMisses: 0 });
+    expect(k.cacheSize).toBe(0);
+  });
+
+  it('counts parse errors and too-long statements', () => {
+    const k = new Classifier({ maxParseLength: 32 });
+    k.classify('SELEC 1');
+    k.classify('SELEC 1');
+    k.classify(`SELECT '${'x'.repeat(40)}'`);
+    expect(k.stats).toMatchObject({ parsed: 1, parseErrors: 1, cacheHits: 1, tooLong: 1 });
+  });
+
+  it('respects the cache size', () => {
+    const k = new Classifier({ cacheSize: 2 });
+    for (const sql of ['SELECT 1', 'SELECT 2', 'SELECT 3', 'SELECT 1']) k.classify(sql);
+    expect(k.cacheSize).toBe(2);
+    expect(k.stats.parsed).toBe(4);
+  });
+
+  it('measures the time spent, and reports it per call', () => {
+    let t = 0;
+    const seen: [number, string][] = [];
+    const k = new Classifier({ now: () => (t += 2), observe: (seconds, source) => seen.push([seconds, source]) });
+    k.classify('SELECT 1');
+    k.classify('SELECT 1');
+    k.classify('DELETE FROM t');
+    expect(seen).toEqual([
+      [0.002, 'parser'],
+      [0.002, 'cache'],
+      [0.002, 'lexical'],
+    ]);
+    expect(k.lastSeconds).toBe(0.002);
+    expect(k.stats.seconds).toBeCloseTo(0.006);
+  });
+
+  it('a new catalog clears decisions that depended on the old one', () => {
+    const k = new Classifier();
+    expect(k.classify('SELECT f()').target).toBe('replica');
+    k.setCatalog(k.catalog.withVolatile(['public.f']));
+    expect(k.cacheSize).toBe(0);
+    expect(k.classify('SELECT f()')).toMatchObject({ target: 'primary', reason: 'volatile-function:public.f' });
+  });
+
+  it('builds from the routing config', () => {
+    const k = Classifier.fromConfig({ read_only_functions: ['f'], write_functions: ['g'], max_parse_length: 1024, parse_cache_size: 5 }, ['public.f', 'public.h']);
+    expect(k.classify('SELECT f()').target).toBe('replica');
+    expect(k.classify('SELECT g()').target).toBe('primary');
+    expect(k.classify('SELECT h()').target).toBe('primary');
+    expect(k.classify(`SELECT '${'x'.repeat(2000)}'`).reason).toBe('too-long');
+  });
+
+  it('a catalog passed in is used as it is', () => {
+    const k = new Classifier({ catalog: new FunctionCatalog({ write: ['audit'] }) });
+    expect(k.classify('SELECT audit()').reason).toBe('write-function:audit');
+  });
+});
