@@ -9,14 +9,20 @@ import { CancelRegistry } from './frontend/cancel-registry.js';
 import { Listener } from './frontend/listener.js';
 import type { FrontendSettings } from './frontend/client-startup.js';
 import type { Session } from './frontend/session.js';
+import type { RelaySession } from './frontend/relay-session.js';
 import { createMetrics } from './metrics/registry.js';
 import { AdminServer } from './admin/server.js';
+import { initParser } from './router/parser.js';
+import { Classifier } from './router/classifier.js';
+import { FunctionCatalog, VOLATILE_FUNCTIONS_SQL, volatileFunctionNames } from './router/functions.js';
+import { loadVolatileFunctions } from './health/volatile-functions.js';
 
 export interface Pgsplit {
   listenPort: number;
   adminPort: number | null;
   topology: Topology;
   stats: ProxyStats;
+  classifier: Classifier;
   /** Apply a new config; returns the keys that cannot change live (they keep their old value). */
   reload(next: Config): string[];
   /** Drain sessions (up to drainTimeoutMs, default shutdown.drain_timeout), then stop everything. */
@@ -25,6 +31,7 @@ export interface Pgsplit {
 
 function frontendSettings(c: Config): FrontendSettings {
   return {
+    routing: c.routing.enabled ? { loadBalance: c.routing.load_balance, primaryReads: c.routing.primary_reads } : null,
     authMethod: c.auth.method,
     users: new Map(c.users.map((u) => [u.name, u.password])),
     maxClientConnections: c.listen.max_client_connections,
@@ -40,14 +47,43 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
   const monitor = new Monitor(topology, config.monitor, log);
   const stats = new ProxyStats();
   const cancels = new CancelRegistry();
-  const sessions = new Set<Session>();
+  const sessions = new Set<Session | RelaySession>();
   let settings = frontendSettings(config);
+  await initParser();
+  const classifier = Classifier.fromConfig(config.routing);
+  let volatileKey = '';
+  let volatileNames: string[] = [];
+  const catalogFor = (c: Config, names: string[]) =>
+    new FunctionCatalog({ volatile: names, readOnly: c.routing.read_only_functions, write: c.routing.write_functions });
+  // User functions the primary marks VOLATILE go to the primary; refreshed every minute and on a new primary.
+  const refreshCatalog = async () => {
+    const p = topology.primary;
+    if (!p) return;
+    try {
+      const names = volatileFunctionNames(await loadVolatileFunctions(p.host, p.port, config.monitor, VOLATILE_FUNCTIONS_SQL));
+      const key = names.slice().sort().join(',');
+      if (key !== volatileKey) {
+        volatileKey = key;
+        volatileNames = names;
+        classifier.setCatalog(catalogFor(config, names));
+        log.info({ volatile_functions: names.length }, 'function catalog loaded from the primary');
+      }
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'could not load VOLATILE functions from the primary; keeping the previous list');
+    }
+  };
 
   // One probe round before listening, so the first client already finds the primary if there is one.
   await monitor.probeAll();
   monitor.start();
+  await refreshCatalog();
+  const catalogTimer = setInterval(() => void refreshCatalog(), 60_000);
+  catalogTimer.unref();
+  topology.on('primary', (name) => {
+    if (name) void refreshCatalog();
+  });
 
-  const listener = new Listener({ settings: () => settings, topology, stats, cancels, log, sessions });
+  const listener = new Listener({ settings: () => settings, topology, stats, cancels, log, sessions, classifier });
   let listenPort: number;
   try {
     listenPort = await listener.listen(config.listen.host, config.listen.port);
@@ -90,6 +126,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
     } catch (err) {
       monitor.stop();
       await listener.drain(0);
+      clearInterval(catalogTimer);
       throw new Error(`cannot listen on admin ${config.admin.host}:${config.admin.port}: ${(err as Error).message}`);
     }
   }
@@ -100,6 +137,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
     adminPort,
     topology,
     stats,
+    classifier,
     reload(next: Config): string[] {
       const refused: string[] = [];
       const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
@@ -113,11 +151,13 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
       if (!same(applied.monitor, config.monitor)) monitor.setSettings(applied.monitor);
       if (!same(applied.nodes, config.nodes)) topology.setAddresses(applied.nodes);
       log.level = applied.log.level;
+      if (!same(applied.routing, config.routing)) classifier.setCatalog(catalogFor(applied, volatileNames));
       config = applied;
       settings = frontendSettings(config);
       return refused;
     },
     async close(drainTimeoutMs = config.shutdown.drain_timeout): Promise<void> {
+      clearInterval(catalogTimer);
       await listener.drain(drainTimeoutMs);
       monitor.stop();
       await admin?.close();

@@ -10,10 +10,16 @@ import { authenticateClient, type AuthMethod } from './auth.js';
 import { ClientGone, HandshakeReader } from './handshake-reader.js';
 import type { CancelRegistry } from './cancel-registry.js';
 import { Session } from './session.js';
+import { RelaySession } from './relay-session.js';
 import { adoptAccepted, ReadSlot } from '../util/read-slot.js';
 import type { ProxyStats } from './stats.js';
+import type { Classifier } from '../router/classifier.js';
+import type { RouteHint } from '../router/route.js';
+import type { RoutingSettings } from './session.js';
 
 export interface FrontendSettings {
+  /** null: routing is off and sessions relay everything to the primary unchanged. */
+  routing: RoutingSettings | null;
   authMethod: AuthMethod;
   users: ReadonlyMap<string, string>;
   maxClientConnections: number;
@@ -26,7 +32,8 @@ export interface FrontendContext {
   stats: ProxyStats;
   cancels: CancelRegistry;
   log: Logger;
-  sessions: Set<Session>;
+  sessions: Set<Session | RelaySession>;
+  classifier: Classifier;
   /** While draining, new clients are refused. */
   draining(): boolean;
 }
@@ -61,6 +68,7 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
         if (p.minor > 0 || options.length > 0) socket.write(negotiateProtocolVersion(0, options));
       }
     }
+    const startupHint = takeRouteOption(params);
     user = params.get('user') ?? '';
     if (user === '') throw new ProxyError('28000', 'no_user', 'no PostgreSQL user name specified in startup packet', 'FATAL');
     if (!params.has('database')) params.set('database', user);
@@ -90,35 +98,47 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
       const seen = ctx.topology.all().map((n) => `${n.name}: ${n.up ? n.role : `down (${n.lastError ?? 'not probed yet'})`}`);
       throw errors.noPrimary(`no node is known to be out of recovery; ${seen.join('; ')}`);
     }
-    let server;
-    try {
-      server = await connectServer({
-        node: primary.name,
-        host: primary.host,
-        port: primary.port,
-        user,
-        password: password ?? null,
-        params,
-        connectTimeout: s.backendConnectTimeout,
-      });
-    } catch (err) {
-      ctx.stats.backendFailed(primary.name);
-      throw err;
-    }
+    // Every server the session uses gets the same user, database and startup parameters.
+    const connect = async (nodeName: string) => {
+      const node = ctx.topology.node(nodeName);
+      if (!node) throw errors.backendConnect(nodeName, 'the node is no longer in the configuration');
+      let conn;
+      try {
+        conn = await connectServer({
+          node: node.name,
+          host: node.host,
+          port: node.port,
+          user,
+          password: password ?? null,
+          params: params!,
+          connectTimeout: ctx.settings().backendConnectTimeout,
+        });
+      } catch (err) {
+        ctx.stats.backendFailed(node.name);
+        throw err;
+      }
+      ctx.stats.backendOpened(node.name);
+      conn.socket.once('close', () => ctx.stats.backendClosed(node.name));
+      return conn;
+    };
+    const server = await connect(primary.name);
     if (socket.destroyed) {
       server.socket.destroy();
       return;
     }
-    ctx.stats.backendOpened(primary.name);
-    server.socket.once('close', () => ctx.stats.backendClosed(primary.name));
 
     ctx.stats.clientConnections++;
     ctx.stats.clientConnectionsTotal++;
-    const session: Session = new Session(socket, slot, server, primary, { pid: 0, secret: 0 }, user, ctx, (done) => {
+    const onEnd = (done: Session | RelaySession) => {
       ctx.sessions.delete(done);
       ctx.cancels.unregister(done.key.pid);
       ctx.stats.clientConnections--;
-    });
+    };
+    const routing = s.routing;
+    const session =
+      routing === null
+        ? new RelaySession(socket, slot, server, primary, { pid: 0, secret: 0 }, user, ctx, onEnd)
+        : new Session(socket, slot, server, primary, { pid: 0, secret: 0 }, user, { ...ctx, routing: () => ctx.settings().routing ?? routing, connect }, onEnd, startupHint);
     Object.assign(session.key, ctx.cancels.register(session));
     ctx.sessions.add(session);
     socket.write(Buffer.concat([...server.startupFrames, backendKeyData(session.key.pid, session.key.secret), readyForQuery('I')]));
@@ -140,4 +160,22 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
     else if (pe.sqlstate !== '28P01') ctx.log.info({ user, code: pe.code, reason: pe.message, detail: pe.detail }, 'client connection refused');
     if (!socket.destroyed) socket.end(errorResponse(pe));
   }
+}
+
+/**
+ * `options=-c pgsplit.route=primary` (or --pgsplit.route=…) is pgsplit's, not PostgreSQL's: take it out of
+ * the startup options before they are forwarded, and return the hint.
+ */
+export function takeRouteOption(params: Map<string, string>): RouteHint {
+  const options = params.get('options');
+  if (!options) return 'auto';
+  let hint: RouteHint = 'auto';
+  const kept = options.replace(/(?:-c\s*|--)pgsplit\.route=(\w+)\s*/gi, (_m, v: string) => {
+    const value = v.toLowerCase();
+    if (value === 'primary' || value === 'replica' || value === 'auto') hint = value;
+    return '';
+  }).trim();
+  if (kept === '') params.delete('options');
+  else params.set('options', kept);
+  return hint;
 }

@@ -1,209 +1,674 @@
-// A client session after startup: relays bytes both ways unchanged, tracking ReadyForQuery and in-flight queries.
+// A client session after startup: cuts client traffic into units, routes each to the primary or a replica, and keeps session state whole.
+//
+// A unit is a Query, a FunctionCall, or an extended-protocol batch up to Sync (or Flush). Units go to one
+// server connection ("link") each. Only one link has units in flight at a time, so responses reach the
+// client in order: the primary may take pipelined units back to back, a replica one at a time (its output
+// is held so that a read-only refusal, SQLSTATE 25006, can be retried on the primary unseen).
 import type net from 'node:net';
 import type { Logger } from '../util/logger.js';
-import { errors, type ProxyError } from '../errors.js';
-import { B, F } from '../protocol/codes.js';
-import { errorResponse, decodeErrorFields } from '../protocol/backend-messages.js';
-import { COLLECT, FrameScanner, frameModes, NOTICE, type FrameSink } from '../protocol/frame-scanner.js';
+import { errors, ProxyError } from '../errors.js';
+import { F } from '../protocol/codes.js';
+import { errorResponse, readyForQuery } from '../protocol/backend-messages.js';
+import { collectAll, FrameScanner, type FrameSink } from '../protocol/frame-scanner.js';
 import { encodeCancelRequest } from '../protocol/startup.js';
-import { terminate } from '../protocol/frontend-messages.js';
+import { query, terminate } from '../protocol/frontend-messages.js';
+import { MessageWriter } from '../protocol/writer.js';
 import { sendCancel, type ServerConnection } from '../backend/connect.js';
+import { ServerLink, type LinkOwner } from '../backend/server-link.js';
+import type { Classification } from '../router/classification.js';
+import type { Classifier } from '../router/classifier.js';
+import { pickReplica, routeUnit, type LoadBalance, type RouteHint } from '../router/route.js';
+import type { Topology } from '../topology/topology.js';
 import type { Cancellable, CancelRegistry } from './cancel-registry.js';
 import { relayWrite, type ReadSlot } from '../util/read-slot.js';
 import type { ProxyStats } from './stats.js';
+import { decodeBind, decodeClose, decodeDescribe, decodeParse, joinFrames, localReply } from './unit-messages.js';
+
+export interface RoutingSettings {
+  loadBalance: LoadBalance;
+  primaryReads: 'fallback' | 'include' | 'never';
+}
 
 export interface SessionContext {
   stats: ProxyStats;
   cancels: CancelRegistry;
   log: Logger;
+  topology: Topology;
+  classifier: Classifier;
+  routing(): RoutingSettings;
+  /** Open a server connection to `node` for this session (same user, database and startup parameters). */
+  connect(node: string): Promise<ServerConnection>;
 }
 
-// Query, Sync and FunctionCall each produce exactly one ReadyForQuery; Parse/Bind/Execute may start work
-// before their Sync arrives; Terminate ends the session.
-const CLIENT_MODES = frameModes({ Q: NOTICE, S: NOTICE, F: NOTICE, X: NOTICE, P: NOTICE, B: NOTICE, E: NOTICE });
-const OWES_READY = frameModes({ Q: 1, S: 1, F: 1 });
-// Server messages the proxy reads: ReadyForQuery for the transaction status, ErrorResponse for FATALs.
-const SERVER_MODES = frameModes({ Z: COLLECT, E: COLLECT });
+interface Unit {
+  frames: Buffer[];
+  /** All frames are the unit's own copies (not views into the client read buffer). */
+  owned: boolean;
+  ownedFrames: number;
+  /** Classifications of the statements the unit runs (Parse'd or Bound). */
+  parts: Classification[];
+  /** One ReadyForQuery is owed for it (Query, FunctionCall, or a batch ending in Sync). */
+  sync: boolean;
+  opensTransaction: boolean;
+  /** Answered by the proxy itself (SET/SHOW pgsplit.*). */
+  local: Buffer | null;
+  /** Statement names the unit needs prepared on its server ('' = the unnamed one); NONE until used. */
+  needs: string[];
+  /** Named statements the unit Parses / Closes; NONE until used. */
+  parses: [string, Buffer][];
+  closes: string[];
+  unnamedParse: Buffer | null;
+  link: ServerLink | null;
+  retryable: boolean;
+  retried: boolean;
+  /** Route decision reason, for metrics. */
+  reason: string;
+}
 
-export class Session implements Cancellable {
-  /** Transaction status from the last ReadyForQuery: I idle, T in a transaction, E failed transaction. */
+const NOT_ROUTED: Classification = Object.freeze({ target: 'primary', reason: 'function-call', statements: [], via: 'lexical' }) as Classification;
+const UNKNOWN_STATEMENT: Classification = Object.freeze({ target: 'primary', reason: 'unknown-statement', statements: [], via: 'lexical' }) as Classification;
+const REPLICA_RETRY_AFTER = 5000;
+// Shared empty list for the per-unit lists most units never use (one allocation less each).
+const NONE: never[] = [];
+function push<T>(list: T[], item: T): T[] {
+  if (list === NONE) return [item];
+  list.push(item);
+  return list;
+}
+
+export class Session implements Cancellable, LinkOwner {
   txStatus = 0x49;
-  /** ReadyForQuery messages still owed by the server for what the client has sent. */
-  private pending = 0;
-  /** Extended-protocol messages were sent since the last Sync (the server may be executing them). */
-  private unsynced = false;
-  private terminating = false;
+  private readonly home: ServerLink;
+  private readonly links = new Map<string, ServerLink>();
+  private readonly connecting = new Map<string, Promise<void>>();
+  private readonly replicaDown = new Map<string, number>();
+  private readonly inflight: Unit[] = [];
+  private readonly queue: Unit[] = [];
+  private batch: Unit | null = null;
+  /** The link the open transaction (or an unfinished batch after Flush) lives on. */
+  private sticky: ServerLink | null = null;
+  private copyLink: ServerLink | null = null;
+  private readonly scanner: FrameScanner;
   private closed = false;
-  private serverSentFatal = false;
+  private terminating = false;
   private drainRequested = false;
-  /** Set by the scanner when a drain may close the session; acted on after the chunk is relayed. */
-  private drainNow = false;
-  private readonly clientScanner: FrameScanner;
-  private readonly serverScanner: FrameScanner;
-  private clientFrames = 0;
-  private serverFrames = 0;
+  /** The replica this session reads from. */
+  private readLink: ServerLink | null = null;
+  // Session state replayed on every server that serves the session.
+  private entries: { key: string | null; sql: string }[] = [];
+  private stateVersion = 0;
+  private readonly pins = new Set<string>();
+  private hint: RouteHint;
+  private maxLagMs: number | null = null;
+  private readonly prepared = new Map<string, { parse: Buffer; cls: Classification }>();
+  private unnamed: { parse: Buffer; cls: Classification } | null = null;
 
   constructor(
     private readonly client: net.Socket,
     private readonly clientSlot: ReadSlot,
-    private readonly server: ServerConnection,
-    private readonly serverAddress: { host: string; port: number },
+    server: ServerConnection,
+    serverAddress: { host: string; port: number },
     readonly key: { pid: number; secret: number },
     readonly user: string,
     private readonly ctx: SessionContext,
     private readonly onEnd: (s: Session) => void,
+    startupHint: RouteHint = 'auto',
   ) {
-    const clientSink: FrameSink = {
-      onFrameHeader: (type) => {
-        if (type === F.Terminate) this.terminating = true;
-        else if (OWES_READY[type] === 1) {
-          this.pending++;
-          if (type === F.Sync) this.unsynced = false;
-        } else this.unsynced = true;
-      },
-      onFrame() {},
-    };
-    const serverSink: FrameSink = {
-      onFrameHeader() {},
-      onFrame: (type, body) => {
-        if (type === B.ReadyForQuery) {
-          this.txStatus = body[0];
-          if (this.pending > 0) this.pending--;
-          if (this.drainRequested && this.idle) this.drainNow = true;
-        } else {
-          const severity = decodeErrorFields(body).V;
-          if (severity === 'FATAL' || severity === 'PANIC') this.serverSentFatal = true;
-        }
-      },
-    };
-    this.clientScanner = new FrameScanner(CLIENT_MODES, clientSink);
-    this.serverScanner = new FrameScanner(SERVER_MODES, serverSink, 1 << 24);
+    this.hint = startupHint;
+    this.home = this.adopt(server, serverAddress.host, serverAddress.port);
+    const sink: FrameSink = { onFrameHeader() {}, onFrame: (type, body, frame) => this.onClientMessage(type, body, frame) };
+    this.scanner = new FrameScanner(collectAll(), sink);
   }
 
   get node(): string {
-    return this.server.node;
+    return this.home.node;
   }
 
-  /** No query in flight and no transaction open: the session can be closed without losing work. */
   get idle(): boolean {
-    return this.pending === 0 && this.txStatus === 0x49;
+    return this.inflight.length === 0 && this.queue.length === 0 && this.batch === null && this.txStatus === 0x49;
   }
 
-  /** The server may be running something for this client right now. */
-  private get busy(): boolean {
-    return this.pending > 0 || this.unsynced;
+  private adopt(conn: ServerConnection, host: string, port: number): ServerLink {
+    const link = new ServerLink(conn, host, port, this);
+    this.links.set(conn.node, link);
+    conn.slot.handler = (chunk) => {
+      if (!this.closed) link.data(chunk);
+    };
+    conn.socket.on('close', () => this.onLinkClose(link));
+    conn.socket.on('error', (err) => {
+      if (!this.terminating && !this.closed) this.ctx.log.warn({ pid: this.key.pid, node: link.node, err: err.message }, 'server socket error');
+    });
+    conn.socket.on('drain', () => this.client.resume());
+    return link;
   }
 
   start(leftover: Buffer): void {
-    const c = this.client;
-    const s = this.server.socket;
     this.clientSlot.handler = this.onClientData;
-    this.server.slot.handler = this.onServerData;
-    c.on('drain', () => s.resume());
-    s.on('drain', () => c.resume());
-    c.on('close', this.onClientClose);
-    c.on('error', this.onClientError);
-    s.on('close', this.onServerClose);
-    s.on('error', this.onServerError);
+    this.client.on('drain', () => {
+      for (const l of this.links.values()) l.conn.socket.resume();
+    });
+    this.client.on('close', this.onClientClose);
+    this.client.on('error', (err) => this.ctx.log.debug({ pid: this.key.pid, err: err.message }, 'client socket error'));
     if (leftover.length > 0) this.onClientData(leftover);
   }
+
+  // ---- client → server -------------------------------------------------------------------------
 
   private readonly onClientData = (chunk: Buffer) => {
     if (this.closed) return;
     const stats = this.ctx.stats;
     stats.bytesFromClients += chunk.length;
+    const before = this.scanner.frames;
     try {
-      this.clientScanner.push(chunk);
+      this.scanner.push(chunk);
     } catch (err) {
-      this.end(errors.protocolViolation((err as Error).message));
+      this.end(err instanceof ProxyError ? err : errors.protocolViolation((err as Error).message));
       return;
     }
-    stats.messagesFromClients += this.clientScanner.frames - this.clientFrames;
-    this.clientFrames = this.clientScanner.frames;
-    if (!relayWrite(this.server.socket, chunk, this.clientSlot) && !this.server.socket.destroyed) this.client.pause();
+    stats.messagesFromClients += this.scanner.frames - before;
+    // Views into the read buffer die with this call: whatever waits must own its bytes.
+    if (this.batch && !this.batch.owned) this.own(this.batch);
+    for (const u of this.queue) if (!u.owned) this.own(u);
   };
 
-  private readonly onServerData = (chunk: Buffer) => {
-    // After the client is gone the server's remaining output (a cancel's error, ReadyForQuery) is dropped,
-    // but still read, so the socket sees the server's end and closes.
+  /** Copy the frames that are still views into the read buffer (a batch may span several reads). */
+  private own(u: Unit): void {
+    const fresh = u.frames.slice(u.ownedFrames);
+    if (fresh.length > 0) u.frames = [...u.frames.slice(0, u.ownedFrames), Buffer.from(joinFrames(fresh))];
+    u.ownedFrames = u.frames.length;
+    u.owned = true;
+  }
+
+  private addFrame(u: Unit, frame: Buffer): void {
+    u.frames.push(frame);
+    u.owned = false;
+  }
+
+  private newUnit(): Unit {
+    return {
+      frames: [], owned: false, ownedFrames: 0, parts: [], sync: false, opensTransaction: false, local: null, needs: NONE, parses: NONE, closes: NONE,
+      unnamedParse: null, link: null, retryable: false, retried: false, reason: '',
+    };
+  }
+
+  private onClientMessage(type: number, body: Buffer, frame: Buffer): void {
     if (this.closed) return;
-    const stats = this.ctx.stats;
-    stats.bytesFromServers += chunk.length;
-    try {
-      this.serverScanner.push(chunk);
-    } catch (err) {
-      this.ctx.log.error({ node: this.node, err: (err as Error).message }, 'invalid data from server');
-      this.end(errors.backendLost(this.node, `invalid data from server: ${(err as Error).message}`));
+    switch (type) {
+      case F.Query: {
+        const u = this.newUnit();
+        this.addFrame(u, frame);
+        u.sync = true;
+        const sql = body.toString('utf8', 0, Math.max(0, body.length - 1));
+        const cls = this.ctx.classifier.classify(sql);
+        this.addPart(u, cls);
+        if (cls.intercept) u.local = this.intercept(cls, true);
+        this.enqueue(u);
+        return;
+      }
+      case F.Parse: case F.Bind: case F.Describe: case F.Execute: case F.Close: {
+        const u = (this.batch ??= this.newUnit());
+        this.addFrame(u, frame);
+        this.analyzeExtended(u, type, body, frame);
+        return;
+      }
+      case F.Flush: case F.Sync: {
+        const u = this.batch ?? this.newUnit();
+        this.batch = null;
+        this.addFrame(u, frame);
+        u.sync = type === F.Sync;
+        if (u.parts.length > 0 && u.parts.every((p) => p.intercept)) u.local = this.interceptBatch(u);
+        this.enqueue(u);
+        return;
+      }
+      case F.FunctionCall: {
+        const u = this.newUnit();
+        this.addFrame(u, frame);
+        u.sync = true;
+        u.parts.push(NOT_ROUTED);
+        this.enqueue(u);
+        return;
+      }
+      case F.CopyData: case F.CopyDone: case F.CopyFail: {
+        const link = this.copyLink ?? this.home;
+        relayWrite(link.conn.socket, frame, this.clientSlot);
+        return;
+      }
+      case F.Terminate:
+        this.terminating = true;
+        this.closeAll();
+        return;
+      default:
+        this.end(errors.protocolViolation(`invalid frontend message type ${type} ('${String.fromCharCode(type)}')`));
+    }
+  }
+
+  private addPart(u: Unit, cls: Classification): void {
+    u.parts.push(cls);
+    for (const s of cls.statements) if (s.kind === 'begin' || (s.kind === 'commit' && s.chain) || (s.kind === 'rollback' && s.chain)) u.opensTransaction = true;
+  }
+
+  private analyzeExtended(u: Unit, type: number, body: Buffer, frame: Buffer): void {
+    if (type === F.Parse) {
+      const p = decodeParse(body);
+      const cls = this.ctx.classifier.classify(p.query);
+      this.addPart(u, cls);
+      const copy = Buffer.from(frame);
+      if (p.name === '') {
+        this.unnamed = { parse: copy, cls };
+        u.unnamedParse = copy;
+      } else {
+        this.prepared.set(p.name, { parse: copy, cls });
+        u.parses = push(u.parses, [p.name, copy]);
+      }
+    } else if (type === F.Bind || type === F.Describe) {
+      const name = type === F.Bind ? decodeBind(body).statement : decodeDescribe(body);
+      if (name === null) return; // Describe of a portal
+      if (name === '') {
+        if (u.unnamedParse === null) {
+          u.needs = push(u.needs, '');
+          if (this.unnamed) this.addPart(u, this.unnamed.cls);
+        }
+      } else if (!u.parses.some(([n]) => n === name)) {
+        u.needs = push(u.needs, name);
+        this.addPart(u, this.prepared.get(name)?.cls ?? UNKNOWN_STATEMENT);
+      }
+    } else if (type === F.Close) {
+      const name = decodeClose(body);
+      if (name !== null && name !== '') {
+        this.prepared.delete(name);
+        u.closes = push(u.closes, name);
+      }
+    }
+  }
+
+  private enqueue(u: Unit): void {
+    this.queue.push(u);
+    this.pump();
+  }
+
+  // ---- dispatch --------------------------------------------------------------------------------
+
+  private pump(): void {
+    while (this.queue.length > 0 && !this.closed) {
+      const u = this.queue[0];
+      if (u.local) {
+        if (this.inflight.length > 0) return;
+        this.queue.shift();
+        this.client.write(u.local);
+        continue;
+      }
+      const link = this.chooseLink(u);
+      if (!link) return;
+      this.queue.shift();
+      this.dispatch(u, link);
+    }
+  }
+
+  private chooseLink(u: Unit): ServerLink | null {
+    if (this.sticky) {
+      u.reason = 'transaction';
+      return this.sticky;
+    }
+    if (this.inflight.length > 0) {
+      const tail = this.inflight[this.inflight.length - 1];
+      const link = tail.link!;
+      // Pipelining is kept on the primary (any statement may run there); a replica unit goes alone.
+      if (link === this.home || tail.opensTransaction) {
+        u.reason = link === this.home ? 'pipelined' : 'transaction';
+        return link;
+      }
+      return null;
+    }
+    if (this.txStatus !== 0x49) {
+      u.reason = 'transaction';
+      return this.sticky ?? this.home;
+    }
+    const d = routeUnit(u.parts, { pinned: this.pins.size > 0, hint: this.hint });
+    u.reason = d.reason;
+    if (d.target === 'primary') return this.home;
+    const r = this.replicaFor();
+    if (r === 'wait') return null;
+    if (r === null) {
+      u.reason = 'no-replica';
+      this.ctx.stats.readsOnPrimary++;
+      return this.home;
+    }
+    if (r !== this.home) u.retryable = u.sync && !u.opensTransaction;
+    return r;
+  }
+
+  /**
+   * A replica link to use now, 'wait' while one is being opened, or null for the primary. A session keeps
+   * the replica it was given while that replica stays usable: balancing happens across sessions (the
+   * counter is shared), and each session needs one replica connection instead of one per replica.
+   */
+  private replicaFor(): ServerLink | 'wait' | null {
+    const mine = this.readLink;
+    if (mine && !mine.closed && this.ctx.topology.replicas().some((n) => n.name === mine.node)) return mine;
+    this.readLink = null;
+    const settings = this.ctx.routing();
+    let candidates: readonly { name: string }[] = this.ctx.topology.replicas();
+    if (this.replicaDown.size > 0) {
+      const now = Date.now();
+      candidates = candidates.filter((n) => (this.replicaDown.get(n.name) ?? 0) <= now);
+    }
+    const primary = this.ctx.topology.primary?.name;
+    if (settings.primaryReads === 'include' && primary) candidates = [...candidates, { name: primary }];
+    const pick = pickReplica(candidates, settings.loadBalance, this.ctx.stats.replicaTurn++, this.ctx.stats.backendConnections);
+    if (!pick) return null;
+    if (pick.name === this.home.node) return this.home;
+    const link = this.links.get(pick.name);
+    if (link) {
+      this.readLink = link;
+      return link;
+    }
+    if (!this.connecting.has(pick.name)) {
+      const p = this.ctx
+        .connect(pick.name)
+        .then((conn) => {
+          if (this.closed) {
+            conn.socket.destroy();
+            return;
+          }
+          const node = this.ctx.topology.node(pick.name);
+          this.adopt(conn, node?.host ?? '', node?.port ?? 0);
+        })
+        .catch((err: Error) => {
+          this.replicaDown.set(pick.name, Date.now() + REPLICA_RETRY_AFTER);
+          this.ctx.log.warn({ pid: this.key.pid, node: pick.name, err: err.message }, 'could not open a replica connection; reads use other nodes for a while');
+        })
+        .finally(() => {
+          this.connecting.delete(pick.name);
+          this.pump();
+        });
+      this.connecting.set(pick.name, p);
+    }
+    return 'wait';
+  }
+
+  private dispatch(u: Unit, link: ServerLink): void {
+    u.link = link;
+    this.inflight.push(u);
+    if (u.sync) link.owed++;
+    this.copyLink = link;
+    if (!u.sync) this.sticky = link; // the rest of this batch must follow
+    this.ctx.stats.routed(link === this.home ? 'primary' : 'replica', u.reason);
+    const pre = this.preparation(u, link);
+    if (pre) {
+      if (!u.owned) this.own(u);
+      link.sendPrivate(pre.frames, pre.ready, (failed) => {
+        if (failed) this.ctx.log.warn({ pid: this.key.pid, node: link.node }, 'replaying session state on a server failed');
+        this.write(u, link);
+      });
       return;
     }
-    stats.messagesFromServers += this.serverScanner.frames - this.serverFrames;
-    this.serverFrames = this.serverScanner.frames;
-    if (!relayWrite(this.client, chunk, this.server.slot) && !this.client.destroyed) this.server.socket.pause();
-    if (this.drainNow) this.end(errors.shuttingDown());
-  };
+    this.write(u, link);
+  }
 
-  private readonly onClientError = (err: Error) => {
-    this.ctx.log.debug({ pid: this.key.pid, err: err.message }, 'client socket error');
-  };
+  private write(u: Unit, link: ServerLink): void {
+    if (this.closed || link.closed) return;
+    link.mode = u.retryable ? 'hold' : 'relay';
+    for (const [name, parse] of u.parses) link.prepared.set(name, parse);
+    for (const name of u.closes) link.prepared.delete(name);
+    if (u.unnamedParse) link.unnamed = u.unnamedParse;
+    const out = joinFrames(u.frames);
+    if (u.owned) link.conn.socket.write(out);
+    else relayWrite(link.conn.socket, out, this.clientSlot);
+  }
 
-  private readonly onServerError = (err: Error) => {
-    if (this.terminating || this.closed) return;
-    this.ctx.log.warn({ pid: this.key.pid, node: this.node, err: err.message }, 'server socket error');
-  };
+  /** What a server must run before it can serve this unit: session state, statements it has not prepared. */
+  private preparation(u: Unit, link: ServerLink): { frames: Buffer; ready: number } | null {
+    const out: Buffer[] = [];
+    let ready = 0;
+    if (link !== this.home && link.appliedVersion !== this.stateVersion) {
+      out.push(query(['RESET ALL', ...this.entries.map((e) => e.sql)].join(';\n')));
+      ready++;
+      link.appliedVersion = this.stateVersion;
+    }
+    let extended = false;
+    for (const [name] of u.parses) {
+      if (link.prepared.has(name)) {
+        out.push(closeStatement(name));
+        extended = true;
+      }
+    }
+    for (const name of u.needs) {
+      if (name === '') {
+        if (this.unnamed && link.unnamed !== this.unnamed.parse) {
+          out.push(this.unnamed.parse);
+          link.unnamed = this.unnamed.parse;
+          extended = true;
+        }
+        continue;
+      }
+      const want = this.prepared.get(name);
+      const have = link.prepared.get(name);
+      if (!want || have === want.parse) continue;
+      if (have) out.push(closeStatement(name));
+      out.push(want.parse);
+      link.prepared.set(name, want.parse);
+      extended = true;
+    }
+    if (extended) {
+      out.push(SYNC);
+      ready++;
+    }
+    return out.length ? { frames: Buffer.concat(out), ready } : null;
+  }
+
+  // ---- server → client -------------------------------------------------------------------------
+
+  forward(link: ServerLink, chunk: Buffer, owned: boolean): void {
+    this.ctx.stats.bytesFromServers += chunk.length;
+    const ok = owned ? this.client.write(chunk) : relayWrite(this.client, chunk, link.conn.slot);
+    if (!ok && !this.client.destroyed) link.conn.socket.pause();
+  }
+
+  messages(n: number): void {
+    this.ctx.stats.messagesFromServers += n;
+  }
+
+  ready(link: ServerLink, status: number, failed: boolean, readOnlyRefusal: boolean): void {
+    let i = 0;
+    while (i < this.inflight.length && !(this.inflight[i].link === link && this.inflight[i].sync)) i++;
+    if (i === this.inflight.length) return;
+    const u = this.inflight[i];
+    // Units before it on the same link that owe nothing (Flush-ended parts of this batch) are done too.
+    if (i === 0) this.inflight.shift();
+    else this.inflight.splice(0, i + 1);
+    if (readOnlyRefusal && u.retryable && !u.retried) {
+      this.ctx.stats.readOnlyRetries++;
+      u.retried = true;
+      u.retryable = false;
+      u.reason = 'retry-25006';
+      this.queue.unshift(u);
+      if (!u.owned) this.own(u);
+      u.link = null;
+      this.dispatchFirstToPrimary();
+      return;
+    }
+    this.txStatus = status;
+    if (status === 0x49) {
+      if (this.sticky === link && u.sync) this.sticky = null;
+    } else this.sticky = link;
+    if (!failed) this.applyEffects(u);
+    if (this.drainRequested && this.idle) {
+      this.end(errors.shuttingDown());
+      return;
+    }
+    this.pump();
+  }
+
+  private dispatchFirstToPrimary(): void {
+    this.dispatch(this.queue.shift()!, this.home);
+    this.pump();
+  }
+
+  /** Session state a successful unit leaves behind: settings to replay, pins, proxy hints. */
+  private applyEffects(u: Unit): void {
+    for (const cls of u.parts) {
+      for (const s of cls.statements) {
+        if (s.pin) this.pins.add(s.pin);
+        if (s.unpin) this.unpin(s.unpin);
+        if (s.intercept) continue;
+        if (s.kind === 'discard' && s.discard === 'all') this.setEntries([]);
+        else if (s.setting && !s.setting.local && s.text) {
+          const name = s.setting.name;
+          if (name === 'all') this.setEntries([]);
+          else this.setEntries([...this.entries.filter((e) => e.key !== name), { key: name, sql: s.text }]);
+        }
+      }
+    }
+  }
+
+  private setEntries(next: { key: string | null; sql: string }[]): void {
+    this.entries = next;
+    this.stateVersion++;
+    this.home.appliedVersion = this.stateVersion;
+  }
+
+  private unpin(what: string): void {
+    const map: Record<string, string[]> = {
+      'advisory-unlock-all': ['advisory-lock'],
+      'unlisten-all': ['listen'],
+      'discard-temp': ['temp-table'],
+      'discard-all': ['temp-table', 'advisory-lock', 'listen', 'hold-cursor', 'prepared-write'],
+      'deallocate-all': ['prepared-write'],
+      'close-all': ['hold-cursor'],
+    };
+    for (const p of map[what] ?? []) this.pins.delete(p);
+  }
+
+  /** SET/RESET/SHOW pgsplit.* in a Query: apply and answer locally. */
+  private intercept(cls: Classification, simple: boolean): Buffer {
+    const out: Buffer[] = [];
+    const status = (): 'I' | 'T' | 'E' => (this.txStatus === 0x54 ? 'T' : this.txStatus === 0x45 ? 'E' : 'I');
+    for (const s of cls.statements) {
+      if (s.interceptError) {
+        out.push(errorResponse({ sqlstate: s.interceptError.sqlstate, message: s.interceptError.message, severity: 'ERROR' }));
+        break;
+      }
+      if (s.routeHint) this.hint = s.routeHint;
+      if (s.maxLagMs !== undefined) this.maxLagMs = s.maxLagMs;
+      if (s.show) out.push(...localReply.show(s.show, s.show === 'pgsplit.route' ? this.hint : this.maxLagMs === null ? 'default' : `${this.maxLagMs}ms`, simple));
+      else out.push(localReply.commandComplete(s.kind === 'reset' ? 'RESET' : 'SET'));
+    }
+    if (simple) out.push(readyForQuery(status()));
+    return Buffer.concat(out);
+  }
+
+  /** An extended batch made only of pgsplit.* statements: answer each message as PostgreSQL would. */
+  private interceptBatch(u: Unit): Buffer {
+    const out: Buffer[] = [];
+    let part = 0;
+    for (const f of u.frames) {
+      const t = f[0];
+      if (t === F.Parse) out.push(localReply.parseComplete());
+      else if (t === F.Bind) out.push(localReply.bindComplete());
+      else if (t === F.Describe) out.push(localReply.noData());
+      else if (t === F.Execute) out.push(this.intercept(u.parts[Math.min(part++, u.parts.length - 1)], false));
+      else if (t === F.Close) out.push(localReply.closeComplete());
+      else if (t === F.Sync) out.push(readyForQuery(this.txStatus === 0x54 ? 'T' : this.txStatus === 0x45 ? 'E' : 'I'));
+    }
+    return Buffer.concat(out);
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------------
+
+  private onLinkClose(link: ServerLink): void {
+    link.closed = true;
+    this.links.delete(link.node);
+    if (this.closed) return;
+    if (link === this.home) {
+      if (!this.terminating && !this.client.destroyed) {
+        this.client.write(errorResponse(errors.backendLost(link.node, 'the server closed the connection unexpectedly')));
+      }
+      this.finish();
+      this.client.end();
+      this.closeAll();
+      return;
+    }
+    // A replica went away: a held autocommit read is retried on the primary; anything else fails cleanly.
+    this.replicaDown.set(link.node, Date.now() + REPLICA_RETRY_AFTER);
+    if (this.sticky === link) this.sticky = null;
+    if (this.copyLink === link) this.copyLink = null;
+    const lost = this.inflight.filter((u) => u.link === link);
+    if (lost.length === 0) return;
+    this.inflight.splice(0, this.inflight.length, ...this.inflight.filter((u) => u.link !== link));
+    const head = lost[0];
+    if (head.retryable && link.mode === 'hold' && lost.length === 1) {
+      head.retryable = false;
+      head.link = null;
+      head.reason = 'replica-lost';
+      this.queue.unshift(head);
+      this.dispatchFirstToPrimary();
+      return;
+    }
+    this.txStatus = 0x49;
+    const err = new ProxyError('08006', 'replica_lost', `pgsplit: connection to replica "${link.node}" was lost`, 'ERROR',
+      'The statement (or the read-only transaction it was part of) did not complete; the session continues.');
+    this.client.write(Buffer.concat([errorResponse(err), readyForQuery('I')]));
+    this.pump();
+  }
 
   private readonly onClientClose = () => {
     if (this.closed) return;
-    // A client that vanished mid-query must not leave its query running on the server.
-    if (this.busy && !this.terminating) this.cancel();
+    if (!this.terminating) for (const l of this.links.values()) if (l.busy) this.cancelLink(l);
     this.finish();
-    const s = this.server.socket;
-    if (!s.destroyed) {
-      if (this.terminating) s.end();
-      else s.end(terminate());
-    }
+    this.closeAll();
   };
 
-  private readonly onServerClose = () => {
-    if (this.closed) return;
-    if (!this.terminating && !this.serverSentFatal && !this.client.destroyed) {
-      this.client.write(errorResponse(errors.backendLost(this.node, 'the server closed the connection unexpectedly')));
-    }
-    this.finish();
-    this.client.end();
-  };
-
-  cancel(): void {
+  private cancelLink(l: ServerLink): void {
     this.ctx.stats.cancelRequests++;
-    void sendCancel(this.serverAddress.host, this.serverAddress.port, encodeCancelRequest(this.server.pid, this.server.secret));
+    void sendCancel(l.host, l.port, encodeCancelRequest(l.conn.pid, l.conn.secret));
   }
 
-  /** Ask the session to close once it is idle (SIGTERM drain). */
+  cancel(): void {
+    const link = this.inflight[0]?.link;
+    if (link) this.cancelLink(link);
+    else this.ctx.stats.cancelRequests++;
+  }
+
   drain(): void {
     if (this.idle) this.end(errors.shuttingDown());
     else this.drainRequested = true;
   }
 
-  /** Close the session now, telling the client why. */
   end(err: ProxyError): void {
     if (this.closed) return;
     if (!this.client.destroyed) this.client.end(errorResponse(err));
-    if (this.busy) this.cancel();
+    for (const l of this.links.values()) if (l.busy) this.cancelLink(l);
     this.finish();
-    const s = this.server.socket;
-    if (!s.destroyed) s.end(terminate());
+    this.closeAll();
+  }
+
+  private closeAll(): void {
+    for (const l of [...this.links.values()]) {
+      const s = l.conn.socket;
+      if (!s.destroyed) s.end(terminate());
+    }
+    if (this.terminating) {
+      this.finish();
+      this.client.end();
+    }
   }
 
   private finish(): void {
     if (this.closed) return;
     this.closed = true;
     this.client.resume();
-    this.server.socket.resume();
+    for (const l of this.links.values()) l.conn.socket.resume();
     this.onEnd(this);
   }
 
   destroy(): void {
     this.finish();
     this.client.destroy();
-    this.server.socket.destroy();
+    for (const l of this.links.values()) l.conn.socket.destroy();
   }
+}
+
+const SYNC = MessageWriter.message(F.Sync, () => {});
+function closeStatement(name: string): Buffer {
+  return MessageWriter.message(F.Close, (w) => w.int8(0x53).cstring(name));
 }

@@ -10,8 +10,21 @@ export class ProxyStats {
   messagesFromClients = 0;
   messagesFromServers = 0;
   cancelRequests = 0;
+  /** Autocommit reads a replica refused as read-only (25006) and the primary then ran. */
+  readOnlyRetries = 0;
+  /** Reads that went to the primary because no replica could take them. */
+  readsOnPrimary = 0;
+  /** Round-robin position shared by all sessions when they pick a replica. */
+  replicaTurn = 0;
+  /** Units routed, by target then reason. */
+  readonly routes = { primary: new Map<string, number>(), replica: new Map<string, number>() };
   readonly backendConnections = new Map<string, number>();
   readonly backendConnectFailures = new Map<string, number>();
+
+  routed(target: 'primary' | 'replica', reason: string): void {
+    const m = this.routes[target];
+    m.set(reason, (m.get(reason) ?? 0) + 1);
+  }
 
   backendOpened(node: string): void {
     this.backendConnections.set(node, (this.backendConnections.get(node) ?? 0) + 1);

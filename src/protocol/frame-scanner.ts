@@ -12,8 +12,8 @@ export const COLLECT = 2;
 export interface FrameSink {
   /** A frame of a NOTICE type started; bodyLength is the body size after the length word. */
   onFrameHeader(type: number, bodyLength: number): void;
-  /** A whole frame of a COLLECT type; `body` is only valid during the call. */
-  onFrame(type: number, body: Buffer): void;
+  /** A whole frame of a COLLECT type; `body` (and `frame`, the message with its header) are only valid during the call. */
+  onFrame(type: number, body: Buffer, frame: Buffer): void;
 }
 
 export class FrameError extends Error {}
@@ -28,6 +28,7 @@ export class FrameScanner {
   private inBody = false;
   private remaining = 0;
   private type = 0;
+  /** Copy of a frame that straddles chunks, header included. */
   private collecting: Buffer | null = null;
   private collectFill = 0;
 
@@ -58,7 +59,9 @@ export class FrameScanner {
         continue;
       }
       let length: number;
+      let headerInChunk = false;
       if (this.headerFill === 0 && i + 5 <= n) {
+        headerInChunk = true;
         this.type = chunk[i];
         length = chunk.readInt32BE(i + 1);
         i += 5;
@@ -79,14 +82,16 @@ export class FrameScanner {
         if (bodyLength > this.maxCollect) {
           throw new FrameError(`message of type '${String.fromCharCode(this.type)}' is too large (${bodyLength} bytes)`);
         }
-        if (i + bodyLength <= n) {
+        if (headerInChunk && i + bodyLength <= n) {
           this.frames++;
-          this.sink.onFrame(this.type, bodyLength === 0 ? EMPTY : chunk.subarray(i, i + bodyLength));
+          this.sink.onFrame(this.type, bodyLength === 0 ? EMPTY : chunk.subarray(i, i + bodyLength), chunk.subarray(i - 5, i + bodyLength));
           i += bodyLength;
           continue;
         }
-        this.collecting = Buffer.allocUnsafe(bodyLength);
-        this.collectFill = 0;
+        this.collecting = Buffer.allocUnsafe(bodyLength + 5);
+        this.collecting[0] = this.type;
+        this.collecting.writeInt32BE(length, 1);
+        this.collectFill = 5;
       } else if (mode === NOTICE) {
         this.sink.onFrameHeader(this.type, bodyLength);
       }
@@ -102,10 +107,10 @@ export class FrameScanner {
   private endBody(): void {
     this.inBody = false;
     this.frames++;
-    const body = this.collecting;
-    if (body !== null) {
+    const frame = this.collecting;
+    if (frame !== null) {
       this.collecting = null;
-      this.sink.onFrame(this.type, body);
+      this.sink.onFrame(this.type, frame.subarray(5), frame);
     }
   }
 }

@@ -1,6 +1,7 @@
 // Classifier: the statement classifier the session uses — lexical pre-check, LRU cache, parser, function catalog — with counters for metrics.
 import type { Classification } from './classification.js';
 import { LruCache } from './cache.js';
+import { literalFreeKey } from './fingerprint.js';
 import { classifyLexical, classifySizeBound, classifyWithParser } from './classify.js';
 import { FunctionCatalog } from './functions.js';
 import { scanLeading } from './lexical.js';
@@ -40,6 +41,19 @@ export interface ClassifierStats {
 }
 
 // Cached decisions are shared by every session: freeze them so no caller can change another's answer.
+/**
+ * A decision that no literal in the text can change: plain reads and writes, with no session effect, pin,
+ * hint or error. Only these are cached under the literal-free shape of the text.
+ */
+function literalIndependent(c: Classification): boolean {
+  if (c.error !== undefined || c.intercept || c.hint || c.maxLagMs !== undefined || c.hintError) return false;
+  for (const s of c.statements) {
+    if (s.kind !== 'read' && s.kind !== 'write') return false;
+    if (s.setting || s.pin || s.unpin || s.intercept || s.text !== undefined || s.channel !== undefined || s.portalName !== undefined) return false;
+  }
+  return true;
+}
+
 function freeze(c: Classification): Classification {
   for (const s of c.statements) {
     if (s.setting) Object.freeze(s.setting);
@@ -96,29 +110,37 @@ export class Classifier {
   classify(sql: string): Classification {
     const started = this.now();
     let source: ClassificationSource;
-    let result: Classification;
-    const leading = scanLeading(sql);
-    if (exceedsLength(sql, this.maxParseLength)) {
-      source = 'size-bound';
-      this.counters.tooLong++;
-      result = classifySizeBound(sql, leading);
+    let result: Classification | undefined;
+    // The cache first (exact text, then the literal-free shape): most statements are seen again.
+    let shapeKey: string | null | undefined;
+    result = this.cache.get(sql, false);
+    if (result === undefined) {
+      const shape = literalFreeKey(sql);
+      shapeKey = shape === null ? null : `\u0000${shape}`;
+      if (shapeKey !== null) result = this.cache.get(shapeKey, false);
+    }
+    if (result !== undefined) {
+      source = 'cache';
+      this.cache.hits++;
     } else {
-      const fast = classifyLexical(sql, leading);
-      if (fast) {
-        source = 'lexical';
-        this.counters.lexical++;
-        result = fast;
+      const leading = scanLeading(sql);
+      if (exceedsLength(sql, this.maxParseLength)) {
+        source = 'size-bound';
+        this.counters.tooLong++;
+        result = classifySizeBound(sql, leading);
       } else {
-        const cached = this.cache.get(sql);
-        if (cached) {
-          source = 'cache';
-          result = cached;
+        const fast = classifyLexical(sql, leading);
+        if (fast) {
+          source = 'lexical';
+          this.counters.lexical++;
+          result = fast;
         } else {
+          this.cache.misses++;
           source = 'parser';
           this.counters.parsed++;
           result = freeze(classifyWithParser(sql, this.catalogValue, leading, this.maxParseLength));
           if (result.error !== undefined) this.counters.parseErrors++;
-          this.cache.set(sql, result);
+          this.cache.set(shapeKey && literalIndependent(result) ? shapeKey : sql, result);
         }
       }
     }

@@ -26,6 +26,8 @@ const BUILTIN: ReadonlyMap<string, BuiltinEffect> = new Map<string, BuiltinEffec
   ['set_config', 'session'],
   ['setseed', 'session'],
   ['pg_listening_channels', 'session'],
+  // identify this session's own backend: the one LISTEN/NOTIFY, locks and pg_stat_activity see is the primary's
+  ['pg_backend_pid', 'session'],
   // a snapshot exported here is imported with SET TRANSACTION SNAPSHOT, which goes to the primary
   ['pg_export_snapshot', 'session'],
   // logical decoding, slots, replication origins

@@ -52,6 +52,8 @@ export function initialNodeState(a: NodeAddress): NodeState {
 export class Topology extends EventEmitter<TopologyEvents> {
   private nodes = new Map<string, NodeState>();
   private primaryName: string | null = null;
+  /** Derived on demand and dropped on every change: read on each routed statement, changed once per probe. */
+  private replicasCache: readonly NodeState[] | null = null;
 
   constructor(addresses: readonly NodeAddress[]) {
     super();
@@ -66,6 +68,7 @@ export class Topology extends EventEmitter<TopologyEvents> {
       next.set(a.name, old && old.host === a.host && old.port === a.port ? old : initialNodeState(a));
     }
     this.nodes = next;
+    this.replicasCache = null;
     if (this.primaryName && !next.has(this.primaryName)) this.setPrimary(null);
     this.emit('change');
   }
@@ -82,10 +85,16 @@ export class Topology extends EventEmitter<TopologyEvents> {
     return [...this.nodes.values()];
   }
 
+  /** Nodes that are up, in recovery and not the primary: the ones that may serve reads. */
+  replicas(): readonly NodeState[] {
+    return (this.replicasCache ??= Object.freeze(this.all().filter((n) => n.up && n.role === 'replica' && n.name !== this.primaryName)));
+  }
+
   update(name: string, patch: Partial<NodeState>): void {
     const n = this.nodes.get(name);
     if (!n) return;
     this.nodes.set(name, { ...n, ...patch });
+    this.replicasCache = null;
     this.emit('change');
   }
 
@@ -93,6 +102,7 @@ export class Topology extends EventEmitter<TopologyEvents> {
     if (name === this.primaryName) return;
     const previous = this.primaryName;
     this.primaryName = name;
+    this.replicasCache = null;
     this.emit('primary', name, previous);
     this.emit('change');
   }

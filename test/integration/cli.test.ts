@@ -50,7 +50,7 @@ describe('pgsplit command line', () => {
       const c = new pg.Client({ host: '127.0.0.1', port: p.port, user: 'app', password: 'secret', database: 'appdb' });
       await c.connect();
       try {
-        const r = await c.query('SELECT inet_server_port() AS port');
+        const r = await c.query('/* pgsplit:primary */ SELECT inet_server_port() AS port');
         expect(r.rows[0].port).toBe(info.nodes[0].port);
       } finally {
         await c.end();

@@ -231,11 +231,25 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   return sum;
 }
 
-/** Backends on the primary (excluding the caller) whose query text contains `needle`. */
-export async function backendsRunning(direct: pg.Client, needle: string): Promise<{ pid: number; state: string; query: string }[]> {
-  const r = await direct.query<{ pid: number; state: string; query: string }>(
-    'SELECT pid, state, query FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE $1',
-    [`%${needle}%`],
-  );
-  return r.rows;
+/** Backends on the given node(s) (excluding the callers) whose query text contains `needle`; reads may run on any node. */
+export async function backendsRunning(direct: pg.Client | pg.Client[], needle: string): Promise<{ pid: number; state: string; query: string }[]> {
+  const out: { pid: number; state: string; query: string }[] = [];
+  for (const d of Array.isArray(direct) ? direct : [direct]) {
+    const r = await d.query<{ pid: number; state: string; query: string }>(
+      "SELECT pid, state, query FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE $1 AND query NOT LIKE '%pg_stat_activity%'",
+      [`%${needle}%`],
+    );
+    out.push(...r.rows);
+  }
+  return out;
+}
+
+/** Direct superuser connections to every node, for looking at pg_stat_activity wherever a statement ran. */
+export async function usingAllNodes<T>(info: ClusterInfo, fn: (clients: pg.Client[]) => Promise<T>): Promise<T> {
+  const clients = await Promise.all(info.nodes.map((n) => directClient(n, info)));
+  try {
+    return await fn(clients);
+  } finally {
+    await Promise.all(clients.map((c) => c.end().catch(() => {})));
+  }
 }

@@ -27,7 +27,9 @@ describe('authentication through the proxy', () => {
 
   describe('scram-sha-256 towards clients (the default)', () => {
     it('lets app in with the right password', async () => {
-      expect(await whoAmI(scram)).toEqual({ u: 'app', d: 'appdb', port: info.nodes[0]!.port });
+      const me = await whoAmI(scram);
+      expect(me).toMatchObject({ u: 'app', d: 'appdb' });
+      expect(info.nodes.map((n) => n.port)).toContain(me.port);
     });
 
     it('refuses a wrong password with 28P01', async () => {

@@ -3,11 +3,10 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type pg from 'pg';
 import { attachCluster } from '../harness/cluster.js';
 import { startProxy, type RunningProxy } from '../harness/proxy.js';
-import { backendsRunning, directClient, endQuietly, eventually, proxyClient, rejection, sendCancelRequest, sleep, using } from './helpers.js';
+import { backendsRunning, endQuietly, eventually, proxyClient, rejection, sendCancelRequest, sleep, using, usingAllNodes } from './helpers.js';
 
 const info = inject('cluster');
 const cluster = attachCluster(info);
-const primary = cluster.nodes[0]!;
 
 let proxy: RunningProxy;
 
@@ -16,10 +15,10 @@ const keyOf = (c: pg.Client): { pid: number; secret: number } => {
   return { pid: k.processID, secret: k.secretKey };
 };
 
-/** Waits until a backend on the primary is running a query containing `marker`. */
+/** Waits until a backend on some node (a read may run on a replica) is running a query containing `marker`. */
 async function waitRunning(marker: string): Promise<void> {
-  await using(directClient(primary, info), (d) =>
-    eventually(`backend running ${marker}`, async () => ((await backendsRunning(d, marker)).some((b) => b.state === 'active') ? true : undefined)),
+  await usingAllNodes(info, (all) =>
+    eventually(`backend running ${marker}`, async () => ((await backendsRunning(all, marker)).some((b) => b.state === 'active') ? true : undefined)),
   );
 }
 

@@ -149,9 +149,11 @@ describe('queries through the proxy', () => {
     expect((await client.query(`SELECT v FROM ${table} WHERE id = 11`)).rows).toEqual([{ v: 'committed' }]);
   });
 
-  it('talks to the primary', async () => {
-    const r = await client.query('SELECT inet_server_port() AS port, pg_is_in_recovery() AS standby');
-    expect(r.rows[0]).toEqual({ port: primary.port, standby: false });
+  it('talks to the primary when the statement writes, or when asked to by a hint', async () => {
+    const hinted = await client.query('/* pgsplit:primary */ SELECT inet_server_port() AS port, pg_is_in_recovery() AS standby');
+    expect(hinted.rows[0]).toEqual({ port: primary.port, standby: false });
+    const locking = await client.query('SELECT inet_server_port() AS port, pg_is_in_recovery() AS standby FROM (VALUES (1)) v FOR UPDATE');
+    expect(locking.rows[0]).toEqual({ port: primary.port, standby: false });
   });
 
   it("hands the client the server's ParameterStatus (server_version etc.)", async () => {

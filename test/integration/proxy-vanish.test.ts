@@ -11,9 +11,12 @@ const primary = cluster.nodes[0]!;
 
 let proxy: RunningProxy;
 let direct: pg.Client;
+/** Reads run on replicas, so a query may be on any node. */
+let everywhere: pg.Client[];
 
+/** Server connections the proxy holds, summed over every node. */
 const backendMetric = async (): Promise<number | undefined> =>
-  metricValue((await adminGet(proxy, '/metrics')).body, 'pgsplit_backend_connections', { node: 'pg1' });
+  metricValue((await adminGet(proxy, '/metrics')).body, 'pgsplit_backend_connections');
 
 /** Destroys the client's socket without a Terminate message, as a crashed or killed client would. */
 function vanish(c: pg.Client): void {
@@ -24,10 +27,11 @@ describe('a client that vanishes mid-query', () => {
   beforeAll(async () => {
     proxy = await startProxy(info);
     direct = await directClient(primary, info);
+    everywhere = [direct, ...(await Promise.all(cluster.nodes.slice(1).map((n) => directClient(n, info))))];
   });
 
   afterAll(async () => {
-    await endQuietly(direct);
+    await Promise.all((everywhere ?? [direct]).map(endQuietly));
     await proxy?.close(1_000);
   });
 
@@ -39,17 +43,17 @@ describe('a client that vanishes mid-query', () => {
     const c = await proxyClient(proxy, info);
     try {
       const q = c.query(`SELECT pg_sleep(60) /* ${marker} */`).catch((e: Error) => e);
-      await eventually('the query to run on the primary', async () =>
-        (await backendsRunning(direct, marker)).some((b) => b.state === 'active') ? true : undefined,
+      await eventually('the query to run', async () =>
+        (await backendsRunning(everywhere, marker)).some((b) => b.state === 'active') ? true : undefined,
       );
       expect(proxy.stats.clientConnections).toBe(1);
-      expect(await backendMetric()).toBe(1);
+      expect(await backendMetric()).toBeGreaterThanOrEqual(1);
 
       vanish(c);
       await q;
-      await eventually('no backend left with the query', async () => ((await backendsRunning(direct, marker)).length === 0 ? true : undefined), 10_000);
+      await eventually('no backend left with the query', async () => ((await backendsRunning(everywhere, marker)).length === 0 ? true : undefined), 10_000);
       await eventually('stats.clientConnections back to 0', () => (proxy.stats.clientConnections === 0 ? true : undefined), 10_000);
-      await eventually('pgsplit_backend_connections{node="pg1"} back to 0', async () => ((await backendMetric()) === 0 ? true : undefined), 10_000);
+      await eventually('pgsplit_backend_connections back to 0', async () => ((await backendMetric()) === 0 ? true : undefined), 10_000);
       expect(metricValue((await adminGet(proxy, '/metrics')).body, 'pgsplit_client_connections')).toBe(0);
     } finally {
       await endQuietly(c);
@@ -89,12 +93,12 @@ describe('a client that vanishes mid-query', () => {
       const clients = await Promise.all(Array.from({ length: 10 }, () => proxyClient(proxy, info)));
       try {
         const qs = clients.map((c, i) => c.query(`SELECT pg_sleep(60), ${i} /* ${marker} */`).catch((e: Error) => e));
-        await eventually('all ten queries running', async () => ((await backendsRunning(direct, marker)).filter((b) => b.state === 'active').length === 10 ? true : undefined));
+        await eventually('all ten queries running', async () => ((await backendsRunning(everywhere, marker)).filter((b) => b.state === 'active').length === 10 ? true : undefined));
         clients.forEach(vanish);
         await Promise.all(qs);
-        await eventually('no backend left with the queries', async () => ((await backendsRunning(direct, marker)).length === 0 ? true : undefined), 10_000);
+        await eventually('no backend left with the queries', async () => ((await backendsRunning(everywhere, marker)).length === 0 ? true : undefined), 10_000);
         await eventually('stats.clientConnections back to 0', () => (proxy.stats.clientConnections === 0 ? true : undefined), 10_000);
-        await eventually(`pgsplit_backend_connections{node="pg1"} back to 0 (round ${round + 1})`, async () => ((await backendMetric()) === 0 ? true : undefined), 10_000);
+        await eventually(`pgsplit_backend_connections back to 0 (round ${round + 1})`, async () => ((await backendMetric()) === 0 ? true : undefined), 10_000);
       } finally {
         await Promise.all(clients.map(endQuietly));
       }

@@ -89,7 +89,7 @@ describe('Classifier', () => {
 
   it('respects the cache size', () => {
     const k = new Classifier({ cacheSize: 2 });
-    for (const sql of ['SELECT 1', 'SELECT 2', 'SELECT 3', 'SELECT 1']) k.classify(sql);
+    for (const sql of ['SELECT a FROM t1', 'SELECT b FROM t2', 'SELECT c FROM t3', 'SELECT a FROM t1']) k.classify(sql);
     expect(k.cacheSize).toBe(2);
     expect(k.stats.parsed).toBe(4);
   });
@@ -129,5 +129,33 @@ describe('Classifier', () => {
   it('a catalog passed in is used as it is', () => {
     const k = new Classifier({ catalog: new FunctionCatalog({ write: ['audit'] }) });
     expect(k.classify('SELECT audit()').reason).toBe('write-function:audit');
+  });
+});
+
+describe('Classifier cache by literal-free shape', () => {
+  it('parses once for texts that differ only in constants, as pgbench -S sends them', () => {
+    const k = new Classifier({});
+    for (let i = 0; i < 50; i++) expect(k.classify(`SELECT abalance FROM pgbench_accounts WHERE aid = ${i * 37};`).target).toBe('replica');
+    expect(k.stats.parsed).toBe(1);
+    expect(k.stats.cacheHits).toBe(49);
+  });
+
+  it('keeps decisions that depend on a value apart (SET, set_config, advisory locks)', () => {
+    const k = new Classifier({});
+    const a = k.classify("SET search_path TO 'a'");
+    const b = k.classify("SET search_path TO 'b'");
+    expect(a.statements[0].setting?.value).toBe('a');
+    expect(b.statements[0].setting?.value).toBe('b');
+    expect(k.classify("SELECT set_config('x.y', '1', false)").statements[0].setting?.value).toBe('1');
+    expect(k.classify("SELECT set_config('x.y', '2', false)").statements[0].setting?.value).toBe('2');
+    expect(k.classify('SELECT pg_advisory_lock(1)').statements[0].pin).toBe('advisory-lock');
+    expect(k.classify('SELECT pg_advisory_lock(2)').statements[0].pin).toBe('advisory-lock');
+  });
+
+  it('does not let a literal hide a write: strings with semicolons and quotes stay one literal', () => {
+    const k = new Classifier({});
+    expect(k.classify("SELECT 'x; DELETE FROM t' AS s").target).toBe('replica');
+    expect(k.classify("SELECT 'it''s; ok' AS s").target).toBe('replica');
+    expect(k.classify("SELECT 'a' AS s; DELETE FROM t").target).toBe('primary');
   });
 });

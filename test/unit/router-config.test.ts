@@ -18,6 +18,7 @@ function errors(text: string): string[] {
 describe('routing config', () => {
   it('has defaults', () => {
     expect(parseConfig(MIN, {}).routing).toEqual({
+      enabled: false,
       read_only_functions: [],
       write_functions: [],
       max_parse_length: 65536,
@@ -29,10 +30,11 @@ describe('routing config', () => {
 
   it('converts and keeps values', () => {
     const c = parseConfig(
-      `${MIN}routing:\n  read_only_functions: [report, app.lookup]\n  write_functions: [Audit.Stamp]\n  max_parse_length: 1MB\n  parse_cache_size: 0\n  load_balance: least-connections\n  primary_reads: include\n`,
+      `${MIN}routing:\n  enabled: true\n  read_only_functions: [report, app.lookup]\n  write_functions: [Audit.Stamp]\n  max_parse_length: 1MB\n  parse_cache_size: 0\n  load_balance: least-connections\n  primary_reads: include\n`,
       {},
     );
     expect(c.routing).toEqual({
+      enabled: true,
       read_only_functions: ['report', 'app.lookup'],
       write_functions: ['Audit.Stamp'],
       max_parse_length: 1024 * 1024,
@@ -52,7 +54,7 @@ describe('routing config', () => {
       'routing.parse_cache_size: expected an integer 0..10000000, got -1',
       'routing.load_balance: expected one of round-robin, random, least-connections, got "fastest"',
       'routing.primary_reads: expected one of fallback, include, never, got "sometimes"',
-      'routing.extra: unknown key (allowed: read_only_functions, write_functions, max_parse_length, parse_cache_size, load_balance, primary_reads)',
+      'routing.extra: unknown key (allowed: enabled, read_only_functions, write_functions, max_parse_length, parse_cache_size, load_balance, primary_reads)',
     ]);
   });
 

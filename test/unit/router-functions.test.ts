@@ -27,7 +27,7 @@ describe('built-in functions', () => {
   it.each([
     'pg_sleep', 'pg_sleep_for', 'now', 'random', 'clock_timestamp', 'current_setting', 'txid_current_snapshot',
     'txid_current_if_assigned', 'pg_current_xact_id_if_assigned', 'pg_is_in_recovery', 'pg_last_wal_replay_lsn',
-    'pg_backend_pid', 'gen_random_uuid', 'uuid_generate_v4', 'pg_get_serial_sequence', 'count', 'lower',
+    'gen_random_uuid', 'uuid_generate_v4', 'pg_get_serial_sequence', 'count', 'lower',
   ])('%s is a read', (name) => {
     expect(lookup(plain, name)).toBeUndefined();
   });

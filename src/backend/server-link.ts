@@ -1,0 +1,183 @@
+// One server connection in a routing session: what it owes (ReadyForQuery), what state it holds, and how its output reaches the client.
+import type { ServerConnection } from './connect.js';
+import { B } from '../protocol/codes.js';
+import { decodeErrorFields } from '../protocol/backend-messages.js';
+import { COLLECT, FrameScanner, frameModes, NOTICE, type FrameSink } from '../protocol/frame-scanner.js';
+
+/**
+ * relay: output goes to the client as it arrives.
+ * hold: output is kept until ReadyForQuery, so an autocommit read a replica refuses as read-only
+ *       (25006) can be retried on the primary without the client seeing anything (capped, then relay).
+ * private: the proxy's own traffic (state replay, re-preparing statements); output is dropped.
+ */
+export type LinkMode = 'relay' | 'hold' | 'private';
+
+export interface LinkOwner {
+  /** A chunk of this link's output for the client (already past hold/private). */
+  forward(link: ServerLink, chunk: Buffer, owned: boolean): void;
+  /** The server sent ReadyForQuery for one of our units; `failed` if an ErrorResponse came before it. */
+  ready(link: ServerLink, status: number, failed: boolean, readOnlyRefusal: boolean): void;
+  /** Protocol messages received from this server (for metrics). */
+  messages(n: number): void;
+}
+
+const MODES = frameModes({ Z: COLLECT, E: COLLECT, A: NOTICE, N: NOTICE });
+const HOLD_LIMIT = 64 * 1024;
+
+export class ServerLink {
+  mode: LinkMode = 'relay';
+  /** ReadyForQuery messages owed for units sent in relay/hold mode. */
+  owed = 0;
+  /** ReadyForQuery messages owed for private traffic; output is dropped until they arrived. */
+  privateOwed = 0;
+  /** Session-state version this server has applied (see Session.stateVersion). */
+  appliedVersion = 0;
+  /** Named prepared statements this server has, by name, with the Parse message that made them. */
+  readonly prepared = new Map<string, Buffer>();
+  /** The unnamed statement's Parse message on this server. */
+  unnamed: Buffer | null = null;
+  private readonly scanner: FrameScanner;
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  private sawError = false;
+  private sawReadOnlyRefusal = false;
+  private onPrivateDone: ((failed: boolean) => void) | null = null;
+  closed = false;
+
+  constructor(
+    readonly conn: ServerConnection,
+    readonly host: string,
+    readonly port: number,
+    private readonly owner: LinkOwner,
+  ) {
+    const sink: FrameSink = {
+      onFrameHeader: () => {},
+      onFrame: (type, body) => {
+        if (type === B.ReadyForQuery) this.onReady(body[0]);
+        else {
+          const f = decodeErrorFields(body);
+          this.sawError = true;
+          if (f.C === '25006') this.sawReadOnlyRefusal = true;
+        }
+      },
+    };
+    this.scanner = new FrameScanner(MODES, sink, 1 << 24);
+  }
+
+  get node(): string {
+    return this.conn.node;
+  }
+
+  get busy(): boolean {
+    return this.owed > 0 || this.privateOwed > 0;
+  }
+
+  /** Send the proxy's own messages; `done` runs after their `readyCount` ReadyForQuery messages. */
+  sendPrivate(frames: Buffer, readyCount: number, done: (failed: boolean) => void): void {
+    this.mode = 'private';
+    this.privateOwed += readyCount;
+    this.sawError = false;
+    this.onPrivateDone = done;
+    this.conn.socket.write(frames);
+  }
+
+  /** Bytes from the server (the chunk is only valid during the call). */
+  data(chunk: Buffer): void {
+    const before = this.scanner.frames;
+    this.readyCount = 0;
+    if (this.mode === 'relay') {
+      // Forward first, then report ReadyForQuery: ready() may dispatch the next unit, whose output follows this.
+      this.owner.forward(this, chunk, false);
+      this.scanner.push(chunk);
+    } else if (this.mode === 'hold') {
+      this.scanner.push(chunk);
+      if (this.held.length === 0 && this.readyCount > 0 && this.scanner.atBoundary) {
+        // The whole answer came in this one chunk (the usual case): no copy needed.
+        this.mode = 'relay';
+        if (!this.readyRefusal) this.owner.forward(this, chunk, false);
+      } else if (this.readyCount > 0) {
+        if (!this.readyRefusal) {
+          this.held.push(chunk);
+          this.releaseHeld(false);
+        } else this.held = [];
+        this.mode = 'relay';
+      } else {
+        this.held.push(Buffer.from(chunk));
+        this.heldBytes += chunk.length;
+        if (this.heldBytes > HOLD_LIMIT && !this.sawReadOnlyRefusal) this.releaseHeld(true);
+      }
+    } else {
+      this.scanner.push(chunk);
+    }
+    this.owner.messages(this.scanner.frames - before);
+    this.report();
+  }
+
+  // What the last chunk's ReadyForQuery messages said; reported after the chunk was forwarded.
+  private readyCount = 0;
+  private readyStatus = 0;
+  private readyFailed = false;
+  private readyRefusal = false;
+  private privateFinished = false;
+  private privateFailed = false;
+
+  private onReady(status: number): void {
+    const failed = this.sawError;
+    const refusal = this.sawReadOnlyRefusal;
+    this.sawError = false;
+    this.sawReadOnlyRefusal = false;
+    if (this.privateOwed > 0) {
+      this.privateOwed--;
+      if (this.privateOwed === 0) {
+        this.mode = 'relay';
+        this.privateFinished = true;
+        this.privateFailed = failed;
+      }
+      return;
+    }
+    if (this.owed > 0) this.owed--;
+    // One unit in flight at a time outside relay mode, and relay reports each in order: keep the last.
+    this.readyCount++;
+    this.readyStatus = status;
+    this.readyFailed = failed;
+    this.readyRefusal = refusal;
+    if (this.readyCount > 1 || this.mode === 'relay') this.flushOne();
+  }
+
+  /** In relay mode several units can finish in one chunk; each is reported, in order, after the chunk. */
+  private pendingReports: number[] = [];
+
+  private spareReports: number[] = [];
+
+  private flushOne(): void {
+    this.pendingReports.push(this.readyStatus, this.readyFailed ? 1 : 0, this.readyRefusal ? 1 : 0);
+  }
+
+  private report(): void {
+    if (this.privateFinished) {
+      this.privateFinished = false;
+      const done = this.onPrivateDone;
+      this.onPrivateDone = null;
+      done?.(this.privateFailed);
+    }
+    if (this.pendingReports.length > 0) {
+      const list = this.pendingReports;
+      this.pendingReports = this.spareReports;
+      this.spareReports = list;
+      for (let i = 0; i < list.length; i += 3) this.owner.ready(this, list[i], list[i + 1] === 1, list[i + 2] === 1);
+      list.length = 0;
+    } else if (this.readyCount > 0) {
+      this.owner.ready(this, this.readyStatus, this.readyFailed, this.readyRefusal);
+    }
+    this.readyCount = 0;
+  }
+
+  /** Stop holding: what was held goes to the client (owned copies, except a last chunk still in hand). */
+  private releaseHeld(switchToRelay: boolean): void {
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    for (let i = 0; i < held.length; i++) this.owner.forward(this, held[i], i < held.length - 1 || switchToRelay);
+    if (switchToRelay) this.mode = 'relay';
+  }
+}
