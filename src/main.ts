@@ -120,7 +120,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
   let admin: AdminServer | null = null;
   let adminPort: number | null = null;
   if (config.admin.enabled) {
-    admin = new AdminServer({ registry: createMetrics(stats, topology), topology, status });
+    admin = new AdminServer({ registry: createMetrics(stats, topology, classifier), topology, status });
     try {
       adminPort = await admin.listen(config.admin.host, config.admin.port);
     } catch (err) {

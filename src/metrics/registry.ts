@@ -2,8 +2,9 @@
 import client from 'prom-client';
 import type { ProxyStats } from '../frontend/stats.js';
 import type { Topology } from '../topology/topology.js';
+import type { Classifier } from '../router/classifier.js';
 
-export function createMetrics(stats: ProxyStats, topology: Topology): client.Registry {
+export function createMetrics(stats: ProxyStats, topology: Topology, classifier?: Classifier): client.Registry {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'pgsplit_process_' });
 
@@ -106,5 +107,35 @@ export function createMetrics(stats: ProxyStats, topology: Topology): client.Reg
       this.set(topology.primary ? 1 : 0);
     },
   });
+  new client.Counter({
+    name: 'pgsplit_statements_routed_total',
+    help: 'Units of client traffic (a Query, or an extended-protocol batch) routed, by target and reason (routing.enabled).',
+    labelNames: ['target', 'reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const target of ['primary', 'replica'] as const) for (const [reason, n] of stats.routes[target]) this.inc({ target, reason }, n);
+    },
+  });
+  counter('pgsplit_read_only_retries_total', 'Autocommit statements a replica refused as read-only (25006) that the primary then ran.', () => stats.readOnlyRetries);
+  counter('pgsplit_reads_on_primary_total', 'Reads sent to the primary because no replica could take them.', () => stats.readsOnPrimary);
+  if (classifier) {
+    new client.Counter({
+      name: 'pgsplit_classifications_total',
+      help: 'Statement classifications by how they were answered: cache, lexical (obvious write), parser, size_bound.',
+      labelNames: ['source'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const st = classifier.stats;
+        this.inc({ source: 'cache' }, st.cacheHits);
+        this.inc({ source: 'lexical' }, st.lexical);
+        this.inc({ source: 'parser' }, st.parsed);
+        this.inc({ source: 'size_bound' }, st.tooLong);
+      },
+    });
+    counter('pgsplit_parse_errors_total', "Statements PostgreSQL's grammar rejected (sent to the primary, which returns the real error).", () => classifier.stats.parseErrors);
+    counter('pgsplit_classification_seconds_total', 'Time spent classifying statements.', () => classifier.stats.seconds);
+  }
   return registry;
 }
