@@ -55,12 +55,17 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
   let volatileNames: string[] = [];
   const catalogFor = (c: Config, names: string[]) =>
     new FunctionCatalog({ volatile: names, readOnly: c.routing.read_only_functions, write: c.routing.write_functions });
-  // User functions the primary marks VOLATILE go to the primary; refreshed every minute and on a new primary.
+  // User functions the primary marks VOLATILE go to the primary; refreshed every minute, on a new primary and
+  // when clients use a new database. pg_proc is per database, so the list is the union over the databases
+  // clients connect to (a name volatile in one database goes to the primary in all: safe, never wrong).
+  const databases = new Set<string>([config.monitor.database]);
   const refreshCatalog = async () => {
     const p = topology.primary;
     if (!p) return;
     try {
-      const names = volatileFunctionNames(await loadVolatileFunctions(p.host, p.port, config.monitor, VOLATILE_FUNCTIONS_SQL));
+      const rows = [];
+      for (const database of databases) rows.push(...(await loadVolatileFunctions(p.host, p.port, { ...config.monitor, database }, VOLATILE_FUNCTIONS_SQL)));
+      const names = volatileFunctionNames(rows);
       const key = names.slice().sort().join(',');
       if (key !== volatileKey) {
         volatileKey = key;
@@ -83,7 +88,15 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
     if (name) void refreshCatalog();
   });
 
-  const listener = new Listener({ settings: () => settings, topology, stats, cancels, log, sessions, classifier });
+  const pendingDatabases = new Map<string, Promise<void>>();
+  const noteDatabase = (name: string): Promise<void> => {
+    if (databases.has(name) || databases.size >= 1000) return pendingDatabases.get(name) ?? Promise.resolve();
+    databases.add(name);
+    const p = refreshCatalog().finally(() => pendingDatabases.delete(name));
+    pendingDatabases.set(name, p);
+    return p;
+  };
+  const listener = new Listener({ settings: () => settings, topology, stats, cancels, log, sessions, classifier, noteDatabase });
   let listenPort: number;
   try {
     listenPort = await listener.listen(config.listen.host, config.listen.port);

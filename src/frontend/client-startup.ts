@@ -34,6 +34,8 @@ export interface FrontendContext {
   log: Logger;
   sessions: Set<Session | RelaySession>;
   classifier: Classifier;
+  /** A client connected to this database; resolves once its functions are in the routing catalog. */
+  noteDatabase(name: string): Promise<void>;
   /** While draining, new clients are refused. */
   draining(): boolean;
 }
@@ -135,6 +137,12 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
       ctx.stats.clientConnections--;
     };
     const routing = s.routing;
+    // The first session of a database waits for its VOLATILE functions to be known (once; bounded by probe_timeout).
+    if (routing !== null) await ctx.noteDatabase(params.get('database')!);
+    if (socket.destroyed) {
+      server.socket.destroy();
+      return;
+    }
     const session =
       routing === null
         ? new RelaySession(socket, slot, server, primary, { pid: 0, secret: 0 }, user, ctx, onEnd)

@@ -96,6 +96,8 @@ export class Session implements Cancellable, LinkOwner {
   private readLink: ServerLink | null = null;
   // Session state replayed on every server that serves the session.
   private entries: { key: string | null; sql: string }[] = [];
+  /** Settings made inside the open transaction, recorded if it commits. */
+  private txEntries: { key: string; sql: string }[] = [];
   private stateVersion = 0;
   private readonly pins = new Set<string>();
   private hint: RouteHint;
@@ -343,10 +345,12 @@ export class Session implements Cancellable, LinkOwner {
    * counter is shared), and each session needs one replica connection instead of one per replica.
    */
   private replicaFor(): ServerLink | 'wait' | null {
-    const mine = this.readLink;
-    if (mine && !mine.closed && this.ctx.topology.replicas().some((n) => n.name === mine.node)) return mine;
-    this.readLink = null;
     const settings = this.ctx.routing();
+    const mine = this.readLink;
+    if (mine && !mine.closed) {
+      if (mine === this.home ? settings.primaryReads === 'include' : this.ctx.topology.replicas().some((n) => n.name === mine.node)) return mine;
+    }
+    this.readLink = null;
     let candidates: readonly { name: string }[] = this.ctx.topology.replicas();
     if (this.replicaDown.size > 0) {
       const now = Date.now();
@@ -356,7 +360,10 @@ export class Session implements Cancellable, LinkOwner {
     if (settings.primaryReads === 'include' && primary) candidates = [...candidates, { name: primary }];
     const pick = pickReplica(candidates, settings.loadBalance, this.ctx.stats.replicaTurn++, this.ctx.stats.backendConnections);
     if (!pick) return null;
-    if (pick.name === this.home.node) return this.home;
+    if (pick.name === this.home.node) {
+      this.readLink = this.home;
+      return this.home;
+    }
     const link = this.links.get(pick.name);
     if (link) {
       this.readLink = link;
@@ -371,7 +378,7 @@ export class Session implements Cancellable, LinkOwner {
             return;
           }
           const node = this.ctx.topology.node(pick.name);
-          this.adopt(conn, node?.host ?? '', node?.port ?? 0);
+          this.readLink = this.adopt(conn, node?.host ?? '', node?.port ?? 0);
         })
         .catch((err: Error) => {
           this.replicaDown.set(pick.name, Date.now() + REPLICA_RETRY_AFTER);
@@ -397,7 +404,21 @@ export class Session implements Cancellable, LinkOwner {
     if (pre) {
       if (!u.owned) this.own(u);
       link.sendPrivate(pre.frames, pre.ready, (failed) => {
-        if (failed) this.ctx.log.warn({ pid: this.key.pid, node: link.node }, 'replaying session state on a server failed');
+        if (failed && link !== this.home) {
+          // The replica could not take the session's state: keep the session on the primary from now on.
+          this.ctx.log.warn({ pid: this.key.pid, node: link.node }, 'replaying session state on a replica failed; the session stays on the primary');
+          this.pins.add('replay-failed');
+          if (u.sync) link.owed--;
+          const i = this.inflight.indexOf(u);
+          if (i >= 0) this.inflight.splice(i, 1);
+          if (this.sticky === link && !u.sync) this.sticky = null;
+          u.link = null;
+          u.retryable = false;
+          u.reason = 'replay-failed';
+          this.queue.unshift(u);
+          this.dispatchFirstToPrimary();
+          return;
+        }
         this.write(u, link);
       });
       return;
@@ -487,11 +508,18 @@ export class Session implements Cancellable, LinkOwner {
       this.dispatchFirstToPrimary();
       return;
     }
+    const before = this.txStatus;
     this.txStatus = status;
     if (status === 0x49) {
       if (this.sticky === link && u.sync) this.sticky = null;
     } else this.sticky = link;
-    if (!failed) this.applyEffects(u);
+    if (!failed) this.applyEffects(u, before !== 0x49 || status !== 0x49);
+    if (before !== 0x49 && status === 0x49) {
+      // The transaction ended: its settings hold only if it committed.
+      const committed = before === 0x54 && !failed && u.parts.some((c) => c.statements.some((st) => st.kind === 'commit'));
+      if (committed) for (const e of this.txEntries) this.record(e.key, e.sql);
+      this.txEntries = [];
+    }
     if (this.drainRequested && this.idle) {
       this.end(errors.shuttingDown());
       return;
@@ -504,21 +532,35 @@ export class Session implements Cancellable, LinkOwner {
     this.pump();
   }
 
-  /** Session state a successful unit leaves behind: settings to replay, pins, proxy hints. */
-  private applyEffects(u: Unit): void {
+  /**
+   * Session state a successful unit leaves behind: pins at once; settings to replay at once, or, inside a
+   * transaction, when it commits (a rolled-back SET never happened).
+   */
+  private applyEffects(u: Unit, inTransaction: boolean): void {
     for (const cls of u.parts) {
       for (const s of cls.statements) {
         if (s.pin) this.pins.add(s.pin);
         if (s.unpin) this.unpin(s.unpin);
         if (s.intercept) continue;
-        if (s.kind === 'discard' && s.discard === 'all') this.setEntries([]);
+        let key: string | null = null;
+        if (s.kind === 'discard' && s.discard === 'all') key = 'all';
         else if (s.setting && !s.setting.local && s.text) {
-          const name = s.setting.name;
-          if (name === 'all') this.setEntries([]);
-          else this.setEntries([...this.entries.filter((e) => e.key !== name), { key: name, sql: s.text }]);
-        }
+          // A value that arrives as a Bind parameter cannot be replayed from the text: stay on the primary.
+          if (s.setting.valueParam !== undefined) {
+            this.pins.add('untracked-setting');
+            continue;
+          }
+          key = s.setting.name;
+        } else continue;
+        if (inTransaction) this.txEntries.push({ key, sql: s.text ?? '' });
+        else this.record(key, s.text ?? '');
       }
     }
+  }
+
+  private record(key: string, sql: string): void {
+    if (key === 'all') this.setEntries([]);
+    else this.setEntries([...this.entries.filter((e) => e.key !== key), { key, sql }]);
   }
 
   private setEntries(next: { key: string | null; sql: string }[]): void {
@@ -532,7 +574,7 @@ export class Session implements Cancellable, LinkOwner {
       'advisory-unlock-all': ['advisory-lock'],
       'unlisten-all': ['listen'],
       'discard-temp': ['temp-table'],
-      'discard-all': ['temp-table', 'advisory-lock', 'listen', 'hold-cursor', 'prepared-write'],
+      'discard-all': ['temp-table', 'advisory-lock', 'listen', 'hold-cursor', 'prepared-write', 'untracked-setting', 'replay-failed'],
       'deallocate-all': ['prepared-write'],
       'close-all': ['hold-cursor'],
     };
@@ -565,7 +607,10 @@ export class Session implements Cancellable, LinkOwner {
       const t = f[0];
       if (t === F.Parse) out.push(localReply.parseComplete());
       else if (t === F.Bind) out.push(localReply.bindComplete());
-      else if (t === F.Describe) out.push(localReply.noData());
+      else if (t === F.Describe) {
+        const show = u.parts[Math.min(part, u.parts.length - 1)]?.statements.find((st) => st.show)?.show;
+        out.push(show ? localReply.showRowDescription(show) : localReply.noData());
+      }
       else if (t === F.Execute) out.push(this.intercept(u.parts[Math.min(part++, u.parts.length - 1)], false));
       else if (t === F.Close) out.push(localReply.closeComplete());
       else if (t === F.Sync) out.push(readyForQuery(this.txStatus === 0x54 ? 'T' : this.txStatus === 0x45 ? 'E' : 'I'));

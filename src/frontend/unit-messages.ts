@@ -43,17 +43,17 @@ export const localReply = {
   bindComplete: () => empty(0x32),
   closeComplete: () => empty(0x33),
   noData: () => empty(0x6e),
-  /** SHOW name: one text column, one row (RowDescription only in the simple protocol, where no Describe asked for it). */
+  /** RowDescription of SHOW name: one text column named like PostgreSQL names it. */
+  showRowDescription(name: string): Buffer {
+    return MessageWriter.message(0x54, (w) => {
+      w.int8(0).int8(1); // int16 field count = 1
+      w.cstring(name).int32(0).int8(0).int8(0).int32(25).int8(0xff).int8(0xff).int32(-1).int8(0).int8(0);
+    });
+  },
+  /** SHOW name: one text column, one row (RowDescription only in the simple protocol; Describe gives it otherwise). */
   show(name: string, value: string, simple: boolean): Buffer[] {
     const out: Buffer[] = [];
-    if (simple) {
-      out.push(
-        MessageWriter.message(0x54, (w) => {
-          w.int8(0).int8(1); // int16 field count = 1
-          w.cstring(name.split('.').pop() ?? name).int32(0).int8(0).int8(0).int32(25).int8(0xff).int8(0xff).int32(-1).int8(0).int8(0);
-        }),
-      );
-    }
+    if (simple) out.push(localReply.showRowDescription(name));
     const v = Buffer.from(value);
     out.push(MessageWriter.message(0x44, (w) => w.int8(0).int8(1).int32(v.length).bytes(v)));
     out.push(localReply.commandComplete('SHOW'));
