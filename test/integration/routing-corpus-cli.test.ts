@@ -11,7 +11,9 @@ interface Case {
   sql: string;
 }
 
-const CORPUS = path.resolve(REPO_ROOT, '../shared/routing-corpus/statements.jsonl');
+// The shared corpus beside the repository when it is there, else the copy kept in test/fixtures.
+const BESIDE = path.resolve(REPO_ROOT, '../shared/routing-corpus/statements.jsonl');
+const CORPUS = fs.existsSync(BESIDE) ? BESIDE : path.join(REPO_ROOT, 'test/fixtures/routing-corpus-shared.jsonl');
 const BIN = path.join(REPO_ROOT, 'bin/pgsplit.js');
 
 /**
