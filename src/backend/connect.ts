@@ -47,14 +47,6 @@ export class ServerStartupError extends Error {
   }
 }
 
-function frameOf(type: number, body: Buffer): Buffer {
-  const f = Buffer.allocUnsafe(5 + body.length);
-  f[0] = type;
-  f.writeInt32BE(body.length + 4, 1);
-  body.copy(f, 5);
-  return f;
-}
-
 export function connectServer(o: ConnectOptions): Promise<ServerConnection> {
   return new Promise((resolve, reject) => {
     const slot = new ReadSlot();
@@ -84,7 +76,7 @@ export function connectServer(o: ConnectOptions): Promise<ServerConnection> {
 
     const sink: FrameSink = {
       onFrameHeader() {},
-      onFrame(type, body) {
+      onFrame(type, body, frame) {
         if (done) return;
         try {
           switch (type) {
@@ -108,11 +100,11 @@ export function connectServer(o: ConnectOptions): Promise<ServerConnection> {
             case B.ParameterStatus: {
               const [k, v] = decodeParameterStatus(body);
               conn.parameters.set(k, v);
-              conn.startupFrames.push(frameOf(type, body));
+              conn.startupFrames.push(Buffer.from(frame));
               break;
             }
             case B.NoticeResponse:
-              conn.startupFrames.push(frameOf(type, body));
+              conn.startupFrames.push(Buffer.from(frame));
               break;
             case B.BackendKeyData: {
               const r = new BodyReader(body);
@@ -121,7 +113,7 @@ export function connectServer(o: ConnectOptions): Promise<ServerConnection> {
               break;
             }
             case B.ErrorResponse:
-              fail(new ServerStartupError(frameOf(type, body), decodeErrorFields(body)));
+              fail(new ServerStartupError(Buffer.from(frame), decodeErrorFields(body)));
               break;
             case B.ReadyForQuery:
               done = true;
