@@ -118,6 +118,7 @@ export function createMetrics(stats: ProxyStats, topology: Topology, classifier?
     },
   });
   counter('pgsplit_read_only_retries_total', 'Autocommit statements a replica refused as read-only (25006) that the primary then ran.', () => stats.readOnlyRetries);
+  counter('pgsplit_reads_refused_total', 'Reads refused with 57P03 because no replica could take them (routing.primary_reads: never).', () => stats.readsRefused);
   counter('pgsplit_reads_on_primary_total', 'Reads sent to the primary because no replica could take them.', () => stats.readsOnPrimary);
   if (classifier) {
     new client.Counter({
@@ -135,7 +136,24 @@ export function createMetrics(stats: ProxyStats, topology: Topology, classifier?
       },
     });
     counter('pgsplit_parse_errors_total', "Statements PostgreSQL's grammar rejected (sent to the primary, which returns the real error).", () => classifier.stats.parseErrors);
-    counter('pgsplit_classification_seconds_total', 'Time spent classifying statements.', () => classifier.stats.seconds);
+    // A histogram read from the classifier's own bucket counts at scrape time (prom-client's observe() per statement costs more than the cache hit it measures).
+    const help = 'Time to classify one statement, by how it was answered: cache, lexical, parser, size_bound.';
+    registry.registerMetric({
+      name: 'pgsplit_classification_seconds',
+      help,
+      type: 'histogram',
+      aggregator: 'sum',
+      get() {
+        const values: { metricName: string; labels: Record<string, string>; value: number }[] = [];
+        for (const [source, b] of Object.entries(classifier.timings)) {
+          const label = source.replace('-', '_');
+          for (const { le, count } of b.cumulative()) values.push({ metricName: 'pgsplit_classification_seconds_bucket', labels: { source: label, le }, value: count });
+          values.push({ metricName: 'pgsplit_classification_seconds_sum', labels: { source: label }, value: b.sum });
+          values.push({ metricName: 'pgsplit_classification_seconds_count', labels: { source: label }, value: b.count });
+        }
+        return { name: 'pgsplit_classification_seconds', help, type: 'histogram', aggregator: 'sum', values };
+      },
+    } as unknown as client.Metric);
   }
   return registry;
 }

@@ -113,4 +113,24 @@ export interface Classification {
   hintError?: string;
   /** The parser's message for reason 'parse-error'. */
   error?: string;
+  /** effectFlags() of the statements, computed once when the classification is made (sessions read it per unit). */
+  flags?: number;
+}
+
+/** Opens a transaction (BEGIN, COMMIT/ROLLBACK AND CHAIN). */
+export const OPENS_TRANSACTION = 1;
+/** Leaves session state behind when it succeeds: a pin, an unpin, a setting to replay, DISCARD ALL. */
+export const SESSION_EFFECTS = 2;
+/** Contains COMMIT (settings made in the transaction then hold). */
+export const COMMITS = 4;
+
+/** What a session must look at after running these statements; 0 for a plain read or write. */
+export function effectFlags(c: Classification): number {
+  let f = 0;
+  for (const s of c.statements) {
+    if (s.kind === 'begin' || ((s.kind === 'commit' || s.kind === 'rollback') && s.chain)) f |= OPENS_TRANSACTION;
+    if (s.kind === 'commit') f |= COMMITS;
+    if (s.pin || s.unpin || (s.kind === 'discard' && s.discard === 'all') || (s.setting && !s.setting.local)) f |= SESSION_EFFECTS;
+  }
+  return f;
 }

@@ -54,6 +54,8 @@ export class Topology extends EventEmitter<TopologyEvents> {
   private primaryName: string | null = null;
   /** Derived on demand and dropped on every change: read on each routed statement, changed once per probe. */
   private replicasCache: readonly NodeState[] | null = null;
+  /** Bumped on every change, so callers can tell that what they derived is still current. */
+  version = 0;
 
   constructor(addresses: readonly NodeAddress[]) {
     super();
@@ -69,6 +71,7 @@ export class Topology extends EventEmitter<TopologyEvents> {
     }
     this.nodes = next;
     this.replicasCache = null;
+    this.version++;
     if (this.primaryName && !next.has(this.primaryName)) this.setPrimary(null);
     this.emit('change');
   }
@@ -95,6 +98,7 @@ export class Topology extends EventEmitter<TopologyEvents> {
     if (!n) return;
     this.nodes.set(name, { ...n, ...patch });
     this.replicasCache = null;
+    this.version++;
     this.emit('change');
   }
 
@@ -103,6 +107,7 @@ export class Topology extends EventEmitter<TopologyEvents> {
     const previous = this.primaryName;
     this.primaryName = name;
     this.replicasCache = null;
+    this.version++;
     this.emit('primary', name, previous);
     this.emit('change');
   }
