@@ -21,6 +21,13 @@ export const errors = {
   noPrimary: (why: string) =>
     new ProxyError('57P03', 'no_primary', 'pgsplit: no primary server is available', 'FATAL', why,
       'The cluster may be failing over; retry shortly. GET /status on the admin port shows what the monitor sees.'),
+  noReplica: () =>
+    new ProxyError('57P03', 'no_replica', 'pgsplit: no replica is available for this read', 'ERROR',
+      'routing.primary_reads is "never", so reads are not sent to the primary.',
+      'Retry when a replica is back (GET /status on the admin port), or set routing.primary_reads to fallback.'),
+  replicaLost: (node: string) =>
+    new ProxyError('08006', 'replica_lost', `pgsplit: connection to replica "${node}" was lost`, 'ERROR',
+      'The statement (or the read-only transaction it was part of) did not complete; the session continues.'),
   backendConnect: (node: string, why: string) =>
     new ProxyError('08006', 'backend_connect_failed', `pgsplit: could not connect to server "${node}"`, 'FATAL', why),
   backendLost: (node: string, why: string) =>

@@ -15,7 +15,7 @@ import { query, terminate } from '../protocol/frontend-messages.js';
 import { MessageWriter } from '../protocol/writer.js';
 import { sendCancel, type ServerConnection } from '../backend/connect.js';
 import { ServerLink, type LinkOwner } from '../backend/server-link.js';
-import type { Classification } from '../router/classification.js';
+import { COMMITS, effectFlags, OPENS_TRANSACTION, SESSION_EFFECTS, type Classification } from '../router/classification.js';
 import type { Classifier } from '../router/classifier.js';
 import { pickReplica, routeUnit, type LoadBalance, type RouteHint } from '../router/route.js';
 import type { Topology } from '../topology/topology.js';
@@ -50,6 +50,9 @@ interface Unit {
   /** One ReadyForQuery is owed for it (Query, FunctionCall, or a batch ending in Sync). */
   sync: boolean;
   opensTransaction: boolean;
+  /** Some statement leaves session state behind (see effectFlags). */
+  effects: boolean;
+  commits: boolean;
   /** Answered by the proxy itself (SET/SHOW pgsplit.*). */
   local: Buffer | null;
   /** Statement names the unit needs prepared on its server ('' = the unnamed one); NONE until used. */
@@ -65,9 +68,12 @@ interface Unit {
   reason: string;
 }
 
-const NOT_ROUTED: Classification = Object.freeze({ target: 'primary', reason: 'function-call', statements: [], via: 'lexical' }) as Classification;
-const UNKNOWN_STATEMENT: Classification = Object.freeze({ target: 'primary', reason: 'unknown-statement', statements: [], via: 'lexical' }) as Classification;
+const NOT_ROUTED: Classification = Object.freeze({ target: 'primary', reason: 'function-call', statements: [], via: 'lexical', flags: 0 }) as Classification;
+const UNKNOWN_STATEMENT: Classification = Object.freeze({ target: 'primary', reason: 'unknown-statement', statements: [], via: 'lexical', flags: 0 }) as Classification;
 const REPLICA_RETRY_AFTER = 5000;
+function flagsOf(c: Classification): number {
+  return c.flags ?? effectFlags(c);
+}
 // Shared empty list for the per-unit lists most units never use (one allocation less each).
 const NONE: never[] = [];
 function push<T>(list: T[], item: T): T[] {
@@ -94,6 +100,9 @@ export class Session implements Cancellable, LinkOwner {
   private drainRequested = false;
   /** The replica this session reads from. */
   private readLink: ServerLink | null = null;
+  /** Topology version and settings under which readLink was last found usable. */
+  private readLinkChecked = -1;
+  private readLinkSettings: RoutingSettings | null = null;
   // Session state replayed on every server that serves the session.
   private entries: { key: string | null; sql: string }[] = [];
   /** Settings made inside the open transaction, recorded if it commits. */
@@ -104,6 +113,10 @@ export class Session implements Cancellable, LinkOwner {
   private maxLagMs: number | null = null;
   private readonly prepared = new Map<string, { parse: Buffer; cls: Classification }>();
   private unnamed: { parse: Buffer; cls: Classification } | null = null;
+  /** The replica an idle open transaction lived on when its connection was lost (reported on the next statement). */
+  private transactionLost: string | null = null;
+  /** Asynchronous primary output (NOTIFY …) that arrived while a replica's answer was being relayed. */
+  private asyncOutput: Buffer[] = [];
 
   constructor(
     private readonly client: net.Socket,
@@ -188,7 +201,7 @@ export class Session implements Cancellable, LinkOwner {
 
   private newUnit(): Unit {
     return {
-      frames: [], owned: false, ownedFrames: 0, parts: [], sync: false, opensTransaction: false, local: null, needs: NONE, parses: NONE, closes: NONE,
+      frames: [], owned: false, ownedFrames: 0, parts: [], sync: false, opensTransaction: false, effects: false, commits: false, local: null, needs: NONE, parses: NONE, closes: NONE,
       unnamedParse: null, link: null, retryable: false, retried: false, reason: '',
     };
   }
@@ -246,7 +259,10 @@ export class Session implements Cancellable, LinkOwner {
 
   private addPart(u: Unit, cls: Classification): void {
     u.parts.push(cls);
-    for (const s of cls.statements) if (s.kind === 'begin' || (s.kind === 'commit' && s.chain) || (s.kind === 'rollback' && s.chain)) u.opensTransaction = true;
+    const f = flagsOf(cls);
+    if (f & OPENS_TRANSACTION) u.opensTransaction = true;
+    if (f & SESSION_EFFECTS) u.effects = true;
+    if (f & COMMITS) u.commits = true;
   }
 
   private analyzeExtended(u: Unit, type: number, body: Buffer, frame: Buffer): void {
@@ -300,7 +316,10 @@ export class Session implements Cancellable, LinkOwner {
         continue;
       }
       const link = this.chooseLink(u);
-      if (!link) return;
+      if (!link) {
+        if (u.local) continue; // refused (primary_reads: never): answered in order like a local reply
+        return;
+      }
       this.queue.shift();
       this.dispatch(u, link);
     }
@@ -321,6 +340,12 @@ export class Session implements Cancellable, LinkOwner {
       }
       return null;
     }
+    if (this.transactionLost !== null) {
+      u.local = Buffer.concat([errorResponse(errors.replicaLost(this.transactionLost)), readyForQuery('I')]);
+      this.transactionLost = null;
+      this.txStatus = 0x49;
+      return null;
+    }
     if (this.txStatus !== 0x49) {
       u.reason = 'transaction';
       return this.sticky ?? this.home;
@@ -331,6 +356,12 @@ export class Session implements Cancellable, LinkOwner {
     const r = this.replicaFor();
     if (r === 'wait') return null;
     if (r === null) {
+      // A Flush-ended piece of a batch cannot be refused on its own (the error must end at Sync): it goes to the primary.
+      if (this.ctx.routing().primaryReads === 'never' && u.sync) {
+        this.ctx.stats.readsRefused++;
+        u.local = Buffer.concat([errorResponse(errors.noReplica()), readyForQuery('I')]);
+        return null;
+      }
       u.reason = 'no-replica';
       this.ctx.stats.readsOnPrimary++;
       return this.home;
@@ -347,10 +378,18 @@ export class Session implements Cancellable, LinkOwner {
   private replicaFor(): ServerLink | 'wait' | null {
     const settings = this.ctx.routing();
     const mine = this.readLink;
+    const topology = this.ctx.topology;
     if (mine && !mine.closed) {
-      if (mine === this.home ? settings.primaryReads === 'include' : this.ctx.topology.replicas().some((n) => n.name === mine.node)) return mine;
+      // Nothing changed since it was checked (the usual case): skip the search.
+      if (this.readLinkChecked === topology.version && this.readLinkSettings === settings) return mine;
+      if (mine === this.home ? settings.primaryReads === 'include' : topology.replicas().some((n) => n.name === mine.node)) {
+        this.readLinkChecked = topology.version;
+        this.readLinkSettings = settings;
+        return mine;
+      }
     }
     this.readLink = null;
+    this.readLinkChecked = -1;
     let candidates: readonly { name: string }[] = this.ctx.topology.replicas();
     if (this.replicaDown.size > 0) {
       const now = Date.now();
@@ -481,6 +520,15 @@ export class Session implements Cancellable, LinkOwner {
 
   forward(link: ServerLink, chunk: Buffer, owned: boolean): void {
     this.ctx.stats.bytesFromServers += chunk.length;
+    const head = this.inflight[0];
+    if (head === undefined ? link !== this.home : head.link !== link) {
+      // Output nobody asked for, from a server that is not answering now. An idle replica has nothing for the
+      // client (a FATAL there, e.g. on a replica restart, must not read as the session's death): drop it. The
+      // primary's (NOTIFY, ParameterStatus) waits until the answer being relayed is complete.
+      if (link === this.home) this.asyncOutput.push(owned ? chunk : Buffer.from(chunk));
+      else this.ctx.log.debug({ pid: this.key.pid, node: link.node, bytes: chunk.length }, 'dropped output of an idle replica connection');
+      return;
+    }
     const ok = owned ? this.client.write(chunk) : relayWrite(this.client, chunk, link.conn.slot);
     if (!ok && !this.client.destroyed) link.conn.socket.pause();
   }
@@ -513,18 +561,25 @@ export class Session implements Cancellable, LinkOwner {
     if (status === 0x49) {
       if (this.sticky === link && u.sync) this.sticky = null;
     } else this.sticky = link;
-    if (!failed) this.applyEffects(u, before !== 0x49 || status !== 0x49);
+    if (!failed && u.effects) this.applyEffects(u, before !== 0x49 || status !== 0x49);
     if (before !== 0x49 && status === 0x49) {
       // The transaction ended: its settings hold only if it committed.
-      const committed = before === 0x54 && !failed && u.parts.some((c) => c.statements.some((st) => st.kind === 'commit'));
+      const committed = before === 0x54 && !failed && u.commits;
       if (committed) for (const e of this.txEntries) this.record(e.key, e.sql);
       this.txEntries = [];
     }
+    if (this.asyncOutput.length > 0 && (this.inflight.length === 0 || this.inflight[0].link === this.home)) this.flushAsyncOutput();
     if (this.drainRequested && this.idle) {
       this.end(errors.shuttingDown());
       return;
     }
     this.pump();
+  }
+
+  private flushAsyncOutput(): void {
+    const out = this.asyncOutput;
+    this.asyncOutput = [];
+    for (const chunk of out) this.client.write(chunk);
   }
 
   private dispatchFirstToPrimary(): void {
@@ -635,10 +690,15 @@ export class Session implements Cancellable, LinkOwner {
     }
     // A replica went away: a held autocommit read is retried on the primary; anything else fails cleanly.
     this.replicaDown.set(link.node, Date.now() + REPLICA_RETRY_AFTER);
+    const heldTransaction = this.sticky === link && this.txStatus !== 0x49;
     if (this.sticky === link) this.sticky = null;
     if (this.copyLink === link) this.copyLink = null;
     const lost = this.inflight.filter((u) => u.link === link);
-    if (lost.length === 0) return;
+    if (lost.length === 0) {
+      // The session's open (read-only) transaction lived there: its next statement learns that it is gone.
+      if (heldTransaction) this.transactionLost = link.node;
+      return;
+    }
     this.inflight.splice(0, this.inflight.length, ...this.inflight.filter((u) => u.link !== link));
     const head = lost[0];
     if (head.retryable && link.mode === 'hold' && lost.length === 1) {
@@ -650,9 +710,7 @@ export class Session implements Cancellable, LinkOwner {
       return;
     }
     this.txStatus = 0x49;
-    const err = new ProxyError('08006', 'replica_lost', `pgsplit: connection to replica "${link.node}" was lost`, 'ERROR',
-      'The statement (or the read-only transaction it was part of) did not complete; the session continues.');
-    this.client.write(Buffer.concat([errorResponse(err), readyForQuery('I')]));
+    this.client.write(Buffer.concat([errorResponse(errors.replicaLost(link.node)), readyForQuery('I')]));
     this.pump();
   }
 

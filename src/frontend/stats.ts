@@ -14,6 +14,8 @@ export class ProxyStats {
   readOnlyRetries = 0;
   /** Reads that went to the primary because no replica could take them. */
   readsOnPrimary = 0;
+  /** Reads refused because no replica could take them and routing.primary_reads is never. */
+  readsRefused = 0;
   /** Round-robin position shared by all sessions when they pick a replica. */
   replicaTurn = 0;
   /** Units routed, by target then reason. */

@@ -69,3 +69,60 @@ describe('routing with only the primary configured', () => {
     expect(metricValue(m.body, 'pgsplit_statements_routed_total', { target: 'replica' })).toBeUndefined();
   });
 });
+
+describe('routing.primary_reads: never with no replica', () => {
+  let strict: RunningProxy;
+  const withStrict = <T>(fn: (c: pg.Client) => Promise<T>) => using(proxyClient(strict, primaryOnly), fn);
+
+  beforeAll(async () => {
+    strict = await startProxy(primaryOnly, { extra: 'routing: { enabled: true, primary_reads: never }' });
+  });
+
+  afterAll(async () => {
+    await strict?.close(1_000);
+  });
+
+  it('refuses reads with 57P03 in both protocols, runs writes, and the session goes on', async () => {
+    await withStrict(async (c) => {
+      await expect(c.query('SELECT 1')).rejects.toMatchObject({ code: '57P03', message: expect.stringContaining('no replica') });
+      await expect(c.query({ text: 'SELECT $1::int AS n', values: [1] })).rejects.toMatchObject({ code: '57P03' });
+      await expect(c.query('BEGIN READ ONLY')).rejects.toMatchObject({ code: '57P03' });
+      const w = await c.query('SELECT inet_server_port() AS port, txid_current() > 0 AS wrote');
+      expect(w.rows).toEqual([{ port: primary.port, wrote: true }]);
+      // A read inside an explicit read-write transaction belongs to the primary as a whole, so it is served.
+      await c.query('BEGIN');
+      expect((await c.query('SELECT 7 AS n')).rows).toEqual([{ n: 7 }]);
+      await c.query('COMMIT');
+    });
+    expect(strict.stats.readsRefused).toBe(3);
+    expect(strict.stats.readsOnPrimary).toBe(0);
+    const m = await adminGet(strict, '/metrics');
+    expect(metricValue(m.body, 'pgsplit_reads_refused_total')).toBe(3);
+  });
+});
+
+describe('classification time histogram', () => {
+  it('counts every classification by source, with cumulative buckets ending at +Inf', async () => {
+    const p = await startProxy(primaryOnly, { extra: 'routing: { enabled: true }' });
+    try {
+      await using(proxyClient(p, primaryOnly), async (c) => {
+        for (let i = 0; i < 5; i++) await c.query(`SELECT ${i} AS n FROM pg_class LIMIT 1`);
+        await c.query('DELETE FROM routing_histogram_missing').catch(() => {});
+      });
+      const m = await adminGet(p, '/metrics');
+      const count = (source: string) => metricValue(m.body, 'pgsplit_classification_seconds_count', { source });
+      // The first SELECT is parsed; the other four share its literal-free shape and come from the cache.
+      expect(count('parser')).toBeGreaterThanOrEqual(1);
+      expect(count('cache')).toBeGreaterThanOrEqual(4);
+      expect(count('lexical')).toBeGreaterThanOrEqual(1);
+      for (const source of ['parser', 'cache', 'lexical']) {
+        expect(metricValue(m.body, 'pgsplit_classification_seconds_bucket', { source, le: '+Inf' })).toBe(count(source));
+        expect(metricValue(m.body, 'pgsplit_classification_seconds_sum', { source })).toBeGreaterThan(0);
+      }
+      const st = p.classifier.stats;
+      expect(count('parser')! + count('cache')! + count('lexical')! + count('size_bound')!).toBe(st.parsed + st.cacheHits + st.lexical + st.tooLong);
+    } finally {
+      await p.close(1_000);
+    }
+  });
+});
