@@ -146,7 +146,7 @@ export const configSchema = section({
   }).default({}),
   backend: section({ connect_timeout: duration().default('5s') }).default({}),
   routing: section({
-    enabled: bool().default(false),
+    enabled: bool().default(true),
     read_only_functions: z.array(functionName(), { errorMap: typeMap('a list of function names') }).default([]),
     write_functions: z.array(functionName(), { errorMap: typeMap('a list of function names') }).default([]),
     max_parse_length: size(1, 1024 ** 3).default('64kB'),

@@ -27,8 +27,8 @@ export function configYamlFor(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'supe
     ...cluster.nodes.map((n) => `  - { name: ${n.name}, host: ${n.host}, port: ${n.port} }`),
     `monitor: { user: ${cluster.superuser}, password: "", database: postgres, interval: 500ms, connect_timeout: 2s, probe_timeout: 2s }`,
     `log: { level: ${o.logLevel ?? 'warn'} }`,
-    // PGSPLIT_TEST_ROUTING=1 runs every proxy test with read/write splitting on.
-    process.env.PGSPLIT_TEST_ROUTING && !(o.extra ?? '').includes('routing:') ? 'routing: { enabled: true }' : '',
+    // Routing is on by default; PGSPLIT_TEST_ROUTING=0 runs the tests that do not configure it through the plain relay.
+    process.env.PGSPLIT_TEST_ROUTING === '0' && !(o.extra ?? '').includes('routing:') ? 'routing: { enabled: false }' : '',
     o.extra ?? '',
   ].join('\n');
 }

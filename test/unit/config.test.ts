@@ -31,7 +31,7 @@ describe('parseConfig defaults and conversions', () => {
       nodes: [{ name: 'pg1', host: 'db1', port: 5432 }],
       monitor: { user: 'postgres', password: '', database: 'postgres', interval: 1000, connect_timeout: 2000, probe_timeout: 2000 },
       backend: { connect_timeout: 5000 },
-      routing: { enabled: false, read_only_functions: [], write_functions: [], max_parse_length: 65536, parse_cache_size: 10000, load_balance: 'round-robin', primary_reads: 'fallback' },
+      routing: { enabled: true, read_only_functions: [], write_functions: [], max_parse_length: 65536, parse_cache_size: 10000, load_balance: 'round-robin', primary_reads: 'fallback' },
       shutdown: { drain_timeout: 30000 },
       log: { level: 'info' },
     });

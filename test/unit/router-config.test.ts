@@ -18,7 +18,7 @@ function errors(text: string): string[] {
 describe('routing config', () => {
   it('has defaults', () => {
     expect(parseConfig(MIN, {}).routing).toEqual({
-      enabled: false,
+      enabled: true,
       read_only_functions: [],
       write_functions: [],
       max_parse_length: 65536,
