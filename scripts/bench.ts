@@ -28,7 +28,9 @@ const ROUNDS = envInt('BENCH_ROUNDS', 3, 1);
 const WARMUP_SECONDS = envInt('BENCH_WARMUP_SECONDS', 2, 0);
 const SCALE = envInt('BENCH_SCALE', 10, 1);
 const JOBS = Math.min(CLIENTS, 2);
-const TARGETS = ['direct', 'pgsplit', 'pgbouncer', 'pgpool-II'] as const;
+// pgsplit routes (reads to replicas, the default); pgsplit-relay is routing.enabled: false, bytes relayed to the primary.
+const TARGETS = ['direct', 'pgsplit', 'pgsplit-relay', 'pgbouncer', 'pgpool-II'] as const;
+const isPgsplit = (t: TargetName): boolean => t === 'pgsplit' || t === 'pgsplit-relay';
 type TargetName = (typeof TARGETS)[number];
 
 interface Row {
@@ -104,7 +106,7 @@ function printTable(rows: Row[]): void {
     fmt(r.tps, 0),
     fmt(r.latency_ms, 3),
     fmt(r.vs_direct, 2),
-    r.target === 'pgsplit' ? fmt(r.vs_pgbouncer, 2) : '',
+    isPgsplit(r.target) ? fmt(r.vs_pgbouncer, 2) : '',
     r.failed === null ? '-' : String(r.failed),
     r.aborted ? `ABORTED: ${r.error ?? ''}`.slice(0, 90) : r.error && r.tps === null ? r.error.slice(0, 90) : '',
   ]);
@@ -155,12 +157,19 @@ async function main(): Promise<void> {
   await pgbenchInit(pgbenchBin, direct, SCALE);
   say(`bench: initialized in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
 
+  let pgsplitAdmin: number | null = null;
   const starters: Record<TargetName, () => Promise<Target>> = {
     direct: async () => ({ name: 'direct', version: pgbenchVersion.replace(/^pgbench \(PostgreSQL\)/, 'PostgreSQL'), endpoint: direct, stop: async () => {} }),
     pgsplit: async () => {
       if (buildError) throw new PoolerUnavailable(buildError);
-      const p = await spawnProxy(info, { logLevel: 'warn' });
-      return { name: 'pgsplit', version: 'pgsplit 0.1.0 (own process)', endpoint: { ...direct, host: '127.0.0.1', port: p.port }, stop: () => p.stop() };
+      const p = await spawnProxy(info, { logLevel: 'warn', extra: 'routing: { enabled: true }' });
+      pgsplitAdmin = p.adminPort;
+      return { name: 'pgsplit', version: 'pgsplit 0.1.0 (own process, routing on)', endpoint: { ...direct, host: '127.0.0.1', port: p.port }, stop: () => p.stop() };
+    },
+    'pgsplit-relay': async () => {
+      if (buildError) throw new PoolerUnavailable(buildError);
+      const p = await spawnProxy(info, { logLevel: 'warn', extra: 'routing: { enabled: false }' });
+      return { name: 'pgsplit-relay', version: 'pgsplit 0.1.0 (own process, routing off)', endpoint: { ...direct, host: '127.0.0.1', port: p.port }, stop: () => p.stop() };
     },
     pgbouncer: async () => {
       const p = await startPgbouncer({ server: direct, clients: CLIENTS });
@@ -217,13 +226,28 @@ async function main(): Promise<void> {
         if (interrupted) return;
         runs.set(target.name, [...(runs.get(target.name) ?? []), r]);
         const flag = r.aborted ? `  ABORTED: ${r.error ?? ''}` : r.failed ? `  failed=${r.failed}` : '';
-        say(`  ${w.name.padEnd(12)} ${target.name.padEnd(10)} round ${round + 1}  ${fmt(r.tps, 0).padStart(8)} tps  ${fmt(r.latencyMs, 3).padStart(7)} ms${flag}`);
+        say(`  ${w.name.padEnd(12)} ${target.name.padEnd(13)} round ${round + 1}  ${fmt(r.tps, 0).padStart(8)} tps  ${fmt(r.latencyMs, 3).padStart(7)} ms${flag}`);
       }
     }
     for (const [name, rs] of runs) {
       const good = rs.filter((r) => r.ok && r.tps);
       const pick = good.length === rs.length ? { ...rs[0]!, tps: median(good.map((r) => r.tps!)), latencyMs: median(good.map((r) => r.latencyMs ?? 0)), transactions: good.reduce((a, r) => a + (r.transactions ?? 0), 0), failed: good.reduce((a, r) => a + (r.failed ?? 0), 0) } : rs.find((r) => !r.ok)!;
       results.set(`${w.name}|${name}`, pick);
+    }
+  }
+
+  // Where the routing pgsplit sent its units, over the whole run (all workloads).
+  let routed: { replica: number; primary: number } | null = null;
+  if (pgsplitAdmin !== null) {
+    try {
+      const text = await (await fetch(`http://127.0.0.1:${pgsplitAdmin}/metrics`)).text();
+      routed = { replica: 0, primary: 0 };
+      for (const m of text.matchAll(/^pgsplit_statements_routed_total\{([^}]*)\} (\S+)$/gm)) {
+        const target = /target="(\w+)"/.exec(m[1]!)?.[1];
+        if (target === 'replica' || target === 'primary') routed[target] += Number(m[2]);
+      }
+    } catch (err) {
+      say(`bench: could not read pgsplit's routing metrics: ${(err as Error).message}`);
     }
   }
 
@@ -247,7 +271,7 @@ async function main(): Promise<void> {
         failed: r.failed,
         aborted: r.aborted,
         vs_direct: r.ok ? ratio(tps, tpsOf(w, 'direct')) : null,
-        vs_pgbouncer: t === 'pgsplit' && r.ok ? ratio(tps, tpsOf(w, 'pgbouncer')) : null,
+        vs_pgbouncer: isPgsplit(t) && r.ok ? ratio(tps, tpsOf(w, 'pgbouncer')) : null,
         error: r.ok ? null : r.error ?? `pgbench exited with ${r.exitCode}`,
       });
     }
@@ -263,7 +287,9 @@ async function main(): Promise<void> {
   const loadEnd = os.loadavg()[0]!;
   say(`load average (1 min): ${loadStart.toFixed(2)} at start, ${loadEnd.toFixed(2)} at end (includes the benchmark itself)`);
   say('');
-  say(`pgsplit/pgbouncer -S simple: ${summary === null ? 'n/a' : summary.toFixed(2)}`);
+  const relaySummary = ratio(tpsOf(sel, 'pgsplit-relay'), tpsOf(sel, 'pgbouncer'));
+  if (routed) say(`pgsplit (routing) units on replicas: ${routed.replica} of ${routed.replica + routed.primary} (${(100 * routed.replica / Math.max(1, routed.replica + routed.primary)).toFixed(1)}%, all workloads)`);
+  say(`pgsplit/pgbouncer -S simple: ${summary === null ? 'n/a' : summary.toFixed(2)} with routing, ${relaySummary === null ? 'n/a' : relaySummary.toFixed(2)} relay`);
 
   const outFile = path.join(REPO_ROOT, '.tmp/bench.json');
   fs.mkdirSync(path.dirname(outFile), { recursive: true });
@@ -279,7 +305,7 @@ async function main(): Promise<void> {
         results: rows,
         skipped,
         notes,
-        summary: { pgsplit_vs_pgbouncer_select_simple: summary },
+        summary: { pgsplit_vs_pgbouncer_select_simple: summary, pgsplit_relay_vs_pgbouncer_select_simple: relaySummary, routed_units: routed },
       },
       null,
       2,
