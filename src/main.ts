@@ -4,6 +4,7 @@ import { redactConfig } from './config/load.js';
 import { createLogger, type Logger } from './util/logger.js';
 import { Topology } from './topology/topology.js';
 import { Monitor } from './health/monitor.js';
+import { LsnTracker } from './health/lsn-tracker.js';
 import { ProxyStats } from './frontend/stats.js';
 import { CancelRegistry } from './frontend/cancel-registry.js';
 import { Listener } from './frontend/listener.js';
@@ -31,7 +32,15 @@ export interface Pgsplit {
 
 function frontendSettings(c: Config): FrontendSettings {
   return {
-    routing: c.routing.enabled ? { loadBalance: c.routing.load_balance, primaryReads: c.routing.primary_reads } : null,
+    routing: c.routing.enabled
+      ? {
+          loadBalance: c.routing.load_balance,
+          primaryReads: c.routing.primary_reads,
+          consistency: c.routing.consistency,
+          readTags: c.routing.read_tags,
+          userReadTags: new Map(c.users.filter((u) => u.read_tags !== undefined).map((u) => [u.name, u.read_tags!])),
+        }
+      : null,
     authMethod: c.auth.method,
     users: new Map(c.users.map((u) => [u.name, u.password])),
     maxClientConnections: c.listen.max_client_connections,
@@ -44,7 +53,12 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
   const log = opts.logger ?? createLogger(config.log.level);
   const startedAt = Date.now();
   const topology = new Topology(config.nodes);
-  const monitor = new Monitor(topology, config.monitor, log);
+  const monitor = new Monitor(topology, config.monitor, log, () => ({
+    bytes: config.routing.max_replica_lag.bytes,
+    timeMs: config.routing.max_replica_lag.time,
+    unbanAfterMs: config.routing.unban_after,
+  }));
+  const lsn = new LsnTracker(topology, () => config.monitor, log);
   const stats = new ProxyStats();
   const cancels = new CancelRegistry();
   const sessions = new Set<Session | RelaySession>();
@@ -96,12 +110,13 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
     pendingDatabases.set(name, p);
     return p;
   };
-  const listener = new Listener({ settings: () => settings, topology, stats, cancels, log, sessions, classifier, noteDatabase });
+  const listener = new Listener({ settings: () => settings, topology, stats, cancels, log, sessions, classifier, lsn, noteDatabase });
   let listenPort: number;
   try {
     listenPort = await listener.listen(config.listen.host, config.listen.port);
   } catch (err) {
     monitor.stop();
+    lsn.close();
     throw new Error(`cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as Error).message}`);
   }
 
@@ -125,6 +140,15 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
       replay_timestamp: n.replayTimestamp,
       timeline: n.timeline,
       server_version: n.serverVersion,
+      replay_paused: n.replayPaused,
+      lag_bytes: n.lagBytes,
+      lag_seconds: n.lagSeconds,
+      banned: n.banned,
+      ban_reason: n.banReason,
+      banned_since: n.banned && n.banSince ? new Date(n.banSince).toISOString() : null,
+      weight: n.weight ?? 1,
+      tags: n.tags ?? [],
+      delayed: n.delayed ?? false,
       backend_connections: stats.backendConnections.get(n.name) ?? 0,
     })),
     config: redactConfig(config),
@@ -133,11 +157,12 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
   let admin: AdminServer | null = null;
   let adminPort: number | null = null;
   if (config.admin.enabled) {
-    admin = new AdminServer({ registry: createMetrics(stats, topology, classifier), topology, status });
+    admin = new AdminServer({ registry: createMetrics(stats, topology, classifier, lsn), topology, status });
     try {
       adminPort = await admin.listen(config.admin.host, config.admin.port);
     } catch (err) {
       monitor.stop();
+      lsn.close();
       await listener.drain(0);
       clearInterval(catalogTimer);
       throw new Error(`cannot listen on admin ${config.admin.host}:${config.admin.port}: ${(err as Error).message}`);
@@ -173,6 +198,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
       clearInterval(catalogTimer);
       await listener.drain(drainTimeoutMs);
       monitor.stop();
+      lsn.close();
       await admin?.close();
     },
   };

@@ -15,6 +15,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export const AUTH_METHODS = ['scram-sha-256', 'md5', 'trust'] as const;
 export const LOAD_BALANCE = ['round-robin', 'random', 'least-connections'] as const;
 export const PRIMARY_READS = ['fallback', 'include', 'never'] as const;
+export const CONSISTENCY = ['read-your-writes', 'eventual'] as const;
 
 function show(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v);
@@ -68,9 +69,9 @@ const duration = (allowZero = false) =>
     }
   });
 
-// Sizes are bytes after parsing; the upper bound is PostgreSQL's own limit on a query string (1GB).
-const size = (min: number, max: number) =>
-  leaf(`a size with a unit like "64kB" or "1MB" (${min}B..1GB)`, (v) => {
+// Sizes are bytes after parsing; the default upper bound is PostgreSQL's own limit on a query string (1GB).
+const size = (min: number, max: number, maxLabel = '1GB') =>
+  leaf(`a size with a unit like "64kB" or "1MB" (${min}B..${maxLabel})`, (v) => {
     if (typeof v !== 'string') return INVALID;
     try {
       const bytes = parseSize(v);
@@ -83,6 +84,21 @@ const size = (min: number, max: number) =>
 // A function name as routing lists hold it: "f" (any schema) or "schema.f".
 const functionName = () =>
   str({ pattern: /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, expected: 'a function name like "f" or "schema.f"' });
+
+// Node and session tags (nodes[].tags, routing.read_tags): short words, compared exactly.
+const tag = () => str({ pattern: /^[A-Za-z0-9_.-]+$/, expected: 'a tag made of letters, digits, "_", "." or "-"' });
+const tagList = () => z.array(tag(), { errorMap: typeMap('a list of tags') });
+
+/** A leaf that may also be omitted or null (then null: "no bound"). */
+function orNone<T>(inner: z.ZodType<T, z.ZodTypeDef, unknown>) {
+  return z.unknown().transform((v, ctx): T | null => {
+    if (v === undefined || v === null) return null;
+    const r = inner.safeParse(v);
+    if (r.success) return r.data;
+    for (const issue of r.error.issues) ctx.addIssue({ code: z.ZodIssueCode.custom, message: issue.message });
+    return z.NEVER;
+  });
+}
 
 function typeMap(expected: string): z.ZodErrorMap {
   return (issue, ctx) =>
@@ -112,11 +128,18 @@ const nodeSchema = section({
   name: str({ pattern: /^[A-Za-z0-9_.-]+$/, expected: 'a name made of letters, digits, "_", "." or "-"' }),
   host: str({ expected: 'a non-empty host name or IP address' }),
   port: port().default(5432),
+  /** Share of the reads this node gets relative to the other replicas; 0 = no ordinary reads. */
+  weight: int(0, 1000).default(1),
+  tags: tagList().default([]),
+  /** A deliberately delayed replica: serves reads only to sessions that ask for one of its tags. */
+  delayed: bool().default(false),
 });
 
 const userSchema = section({
   name: str(),
   password: str({ secret: true, allowEmpty: true }),
+  /** Overrides routing.read_tags for this user's sessions. */
+  read_tags: tagList().optional(),
 });
 
 export const configSchema = section({
@@ -153,6 +176,13 @@ export const configSchema = section({
     parse_cache_size: int(0, 10_000_000).default(10000),
     load_balance: oneOf(LOAD_BALANCE).default('round-robin'),
     primary_reads: oneOf(PRIMARY_READS).default('fallback'),
+    consistency: oneOf(CONSISTENCY).default('read-your-writes'),
+    max_replica_lag: section({
+      bytes: orNone(size(0, 2 ** 50, '1PB')),
+      time: orNone(duration(true)),
+    }).default({ bytes: '16MB', time: '2s' }),
+    unban_after: duration(true).default('2s'),
+    read_tags: tagList().default([]),
   }).default({}),
   shutdown: section({ drain_timeout: duration(true).default('30s') }).default({}),
   log: section({ level: oneOf(LOG_LEVELS).default('info') }).default({}),

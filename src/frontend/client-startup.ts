@@ -15,7 +15,9 @@ import { adoptAccepted, ReadSlot } from '../util/read-slot.js';
 import type { ProxyStats } from './stats.js';
 import type { Classifier } from '../router/classifier.js';
 import type { RouteHint } from '../router/route.js';
+import { parseTagList } from '../router/variable-set.js';
 import type { RoutingSettings } from './session.js';
+import type { LsnTracker } from '../health/lsn-tracker.js';
 
 export interface FrontendSettings {
   /** null: routing is off and sessions relay everything to the primary unchanged. */
@@ -34,6 +36,8 @@ export interface FrontendContext {
   log: Logger;
   sessions: Set<Session | RelaySession>;
   classifier: Classifier;
+  /** WAL positions for read-your-writes. */
+  lsn: LsnTracker;
   /** A client connected to this database; resolves once its functions are in the routing catalog. */
   noteDatabase(name: string): Promise<void>;
   /** While draining, new clients are refused. */
@@ -70,7 +74,7 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
         if (p.minor > 0 || options.length > 0) socket.write(negotiateProtocolVersion(0, options));
       }
     }
-    const startupHint = takeRouteOption(params);
+    const startupRouting = takePgsplitOptions(params);
     user = params.get('user') ?? '';
     if (user === '') throw new ProxyError('28000', 'no_user', 'no PostgreSQL user name specified in startup packet', 'FATAL');
     if (!params.has('database')) params.set('database', user);
@@ -146,7 +150,7 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
     const session =
       routing === null
         ? new RelaySession(socket, slot, server, primary, { pid: 0, secret: 0 }, user, ctx, onEnd)
-        : new Session(socket, slot, server, primary, { pid: 0, secret: 0 }, user, { ...ctx, routing: () => ctx.settings().routing ?? routing, connect }, onEnd, startupHint);
+        : new Session(socket, slot, server, primary, { pid: 0, secret: 0 }, user, { ...ctx, routing: () => ctx.settings().routing ?? routing, connect }, onEnd, startupRouting);
     Object.assign(session.key, ctx.cancels.register(session));
     ctx.sessions.add(session);
     socket.write(Buffer.concat([...server.startupFrames, backendKeyData(session.key.pid, session.key.secret), readyForQuery('I')]));
@@ -171,19 +175,29 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
 }
 
 /**
- * `options=-c pgsplit.route=primary` (or --pgsplit.route=…) is pgsplit's, not PostgreSQL's: take it out of
- * the startup options before they are forwarded, and return the hint.
+ * `options=-c pgsplit.route=primary` (or --pgsplit.route=…, and pgsplit.read_tags=a,b) is pgsplit's, not
+ * PostgreSQL's: take it out of the startup options before they are forwarded, and return what it says.
  */
-export function takeRouteOption(params: Map<string, string>): RouteHint {
+export function takePgsplitOptions(params: Map<string, string>): StartupRouting {
   const options = params.get('options');
-  if (!options) return 'auto';
-  let hint: RouteHint = 'auto';
-  const kept = options.replace(/(?:-c\s*|--)pgsplit\.route=(\w+)\s*/gi, (_m, v: string) => {
-    const value = v.toLowerCase();
-    if (value === 'primary' || value === 'replica' || value === 'auto') hint = value;
+  const out: StartupRouting = { hint: 'auto', readTags: null };
+  if (!options) return out;
+  const kept = options.replace(/(?:-c\s*|--)pgsplit\.(route|read_tags)=([\w.,-]*)\s*/gi, (_m, name: string, v: string) => {
+    if (name.toLowerCase() === 'route') {
+      const value = v.toLowerCase();
+      if (value === 'primary' || value === 'replica' || value === 'auto') out.hint = value;
+    } else {
+      out.readTags = parseTagList(v) ?? out.readTags;
+    }
     return '';
   }).trim();
   if (kept === '') params.delete('options');
   else params.set('options', kept);
-  return hint;
+  return out;
+}
+
+export interface StartupRouting {
+  hint: RouteHint;
+  /** null: the user's or the configured read_tags. */
+  readTags: string[] | null;
 }

@@ -15,10 +15,12 @@ import { query, terminate } from '../protocol/frontend-messages.js';
 import { MessageWriter } from '../protocol/writer.js';
 import { sendCancel, type ServerConnection } from '../backend/connect.js';
 import { ServerLink, type LinkOwner } from '../backend/server-link.js';
-import { COMMITS, effectFlags, OPENS_TRANSACTION, SESSION_EFFECTS, type Classification } from '../router/classification.js';
+import { COMMITS, effectFlags, MAY_WRITE, OPENS_TRANSACTION, SESSION_EFFECTS, type Classification } from '../router/classification.js';
 import type { Classifier } from '../router/classifier.js';
-import { pickReplica, routeUnit, type LoadBalance, type RouteHint } from '../router/route.js';
-import type { Topology } from '../topology/topology.js';
+import { routeUnit, type LoadBalance, type RouteHint } from '../router/route.js';
+import { chooseRead, meetsNeeds, type PrimaryReadReason } from '../router/read-choice.js';
+import type { NodeState, Topology } from '../topology/topology.js';
+import type { LsnTracker } from '../health/lsn-tracker.js';
 import type { Cancellable, CancelRegistry } from './cancel-registry.js';
 import { relayWrite, type ReadSlot } from '../util/read-slot.js';
 import type { ProxyStats } from './stats.js';
@@ -27,6 +29,11 @@ import { decodeBind, decodeClose, decodeDescribe, decodeParse, joinFrames, local
 export interface RoutingSettings {
   loadBalance: LoadBalance;
   primaryReads: 'fallback' | 'include' | 'never';
+  consistency: 'read-your-writes' | 'eventual';
+  /** routing.read_tags: sessions read only from replicas with one of these tags (empty: any ordinary replica). */
+  readTags: readonly string[];
+  /** users[].read_tags, by user, where set. */
+  userReadTags: ReadonlyMap<string, readonly string[]>;
 }
 
 export interface SessionContext {
@@ -35,6 +42,7 @@ export interface SessionContext {
   log: Logger;
   topology: Topology;
   classifier: Classifier;
+  lsn: LsnTracker;
   routing(): RoutingSettings;
   /** Open a server connection to `node` for this session (same user, database and startup parameters). */
   connect(node: string): Promise<ServerConnection>;
@@ -53,6 +61,10 @@ interface Unit {
   /** Some statement leaves session state behind (see effectFlags). */
   effects: boolean;
   commits: boolean;
+  /** Some statement is not a plain read: once it commits, the session's later reads must see it. */
+  mayWrite: boolean;
+  /** Tightest pgsplit:max_lag hint among its statements (ms), or null. */
+  maxLagMs: number | null;
   /** Answered by the proxy itself (SET/SHOW pgsplit.*). */
   local: Buffer | null;
   /** Statement names the unit needs prepared on its server ('' = the unnamed one); NONE until used. */
@@ -68,8 +80,8 @@ interface Unit {
   reason: string;
 }
 
-const NOT_ROUTED: Classification = Object.freeze({ target: 'primary', reason: 'function-call', statements: [], via: 'lexical', flags: 0 }) as Classification;
-const UNKNOWN_STATEMENT: Classification = Object.freeze({ target: 'primary', reason: 'unknown-statement', statements: [], via: 'lexical', flags: 0 }) as Classification;
+const NOT_ROUTED: Classification = Object.freeze({ target: 'primary', reason: 'function-call', statements: [], via: 'lexical', flags: MAY_WRITE }) as Classification;
+const UNKNOWN_STATEMENT: Classification = Object.freeze({ target: 'primary', reason: 'unknown-statement', statements: [], via: 'lexical', flags: MAY_WRITE }) as Classification;
 const REPLICA_RETRY_AFTER = 5000;
 function flagsOf(c: Classification): number {
   return c.flags ?? effectFlags(c);
@@ -111,6 +123,12 @@ export class Session implements Cancellable, LinkOwner {
   private readonly pins = new Set<string>();
   private hint: RouteHint;
   private maxLagMs: number | null = null;
+  /** SET pgsplit.read_tags / startup option; null = the user's or the configured tags. */
+  private readTags: readonly string[] | null;
+  /** LsnTracker ticket of the session's last committed write (0: none yet); its reads must see it. */
+  private writeTicket = 0;
+  /** The open transaction on the primary has run something other than plain reads. */
+  private txMayWrite = false;
   private readonly prepared = new Map<string, { parse: Buffer; cls: Classification }>();
   private unnamed: { parse: Buffer; cls: Classification } | null = null;
   /** The replica an idle open transaction lived on when its connection was lost (reported on the next statement). */
@@ -127,9 +145,10 @@ export class Session implements Cancellable, LinkOwner {
     readonly user: string,
     private readonly ctx: SessionContext,
     private readonly onEnd: (s: Session) => void,
-    startupHint: RouteHint = 'auto',
+    startup: { hint: RouteHint; readTags: readonly string[] | null } = { hint: 'auto', readTags: null },
   ) {
-    this.hint = startupHint;
+    this.hint = startup.hint;
+    this.readTags = startup.readTags;
     this.home = this.adopt(server, serverAddress.host, serverAddress.port);
     const sink: FrameSink = { onFrameHeader() {}, onFrame: (type, body, frame) => this.onClientMessage(type, body, frame) };
     this.scanner = new FrameScanner(collectAll(), sink);
@@ -201,7 +220,7 @@ export class Session implements Cancellable, LinkOwner {
 
   private newUnit(): Unit {
     return {
-      frames: [], owned: false, ownedFrames: 0, parts: [], sync: false, opensTransaction: false, effects: false, commits: false, local: null, needs: NONE, parses: NONE, closes: NONE,
+      frames: [], owned: false, ownedFrames: 0, parts: [], sync: false, opensTransaction: false, effects: false, commits: false, mayWrite: false, maxLagMs: null, local: null, needs: NONE, parses: NONE, closes: NONE,
       unnamedParse: null, link: null, retryable: false, retried: false, reason: '',
     };
   }
@@ -239,7 +258,7 @@ export class Session implements Cancellable, LinkOwner {
         const u = this.newUnit();
         this.addFrame(u, frame);
         u.sync = true;
-        u.parts.push(NOT_ROUTED);
+        this.addPart(u, NOT_ROUTED);
         this.enqueue(u);
         return;
       }
@@ -263,6 +282,8 @@ export class Session implements Cancellable, LinkOwner {
     if (f & OPENS_TRANSACTION) u.opensTransaction = true;
     if (f & SESSION_EFFECTS) u.effects = true;
     if (f & COMMITS) u.commits = true;
+    if (f & MAY_WRITE) u.mayWrite = true;
+    if (cls.maxLagMs !== undefined && (u.maxLagMs === null || cls.maxLagMs < u.maxLagMs)) u.maxLagMs = cls.maxLagMs;
   }
 
   private analyzeExtended(u: Unit, type: number, body: Buffer, frame: Buffer): void {
@@ -353,17 +374,17 @@ export class Session implements Cancellable, LinkOwner {
     const d = routeUnit(u.parts, { pinned: this.pins.size > 0, hint: this.hint });
     u.reason = d.reason;
     if (d.target === 'primary') return this.home;
-    const r = this.replicaFor();
+    const r = this.replicaFor(u);
     if (r === 'wait') return null;
-    if (r === null) {
+    if (typeof r === 'string') {
       // A Flush-ended piece of a batch cannot be refused on its own (the error must end at Sync): it goes to the primary.
-      if (this.ctx.routing().primaryReads === 'never' && u.sync) {
+      if ((r === 'no-replica' || r === 'replica-lag') && this.ctx.routing().primaryReads === 'never' && u.sync) {
         this.ctx.stats.readsRefused++;
         u.local = Buffer.concat([errorResponse(errors.noReplica()), readyForQuery('I')]);
         return null;
       }
-      u.reason = 'no-replica';
-      this.ctx.stats.readsOnPrimary++;
+      u.reason = r;
+      this.ctx.stats.readOnPrimary(r);
       return this.home;
     }
     if (r !== this.home) u.retryable = u.sync && !u.opensTransaction;
@@ -371,34 +392,52 @@ export class Session implements Cancellable, LinkOwner {
   }
 
   /**
-   * A replica link to use now, 'wait' while one is being opened, or null for the primary. A session keeps
-   * the replica it was given while that replica stays usable: balancing happens across sessions (the
-   * counter is shared), and each session needs one replica connection instead of one per replica.
+   * A replica link to use now, 'wait' while one is being opened, or the reason the read goes to the primary.
+   * A session keeps the replica it was given while that replica stays usable: balancing happens across
+   * sessions (the counter is shared), and each session needs one replica connection instead of one per replica.
    */
-  private replicaFor(): ServerLink | 'wait' | null {
+  private replicaFor(u: Unit): ServerLink | 'wait' | PrimaryReadReason {
     const settings = this.ctx.routing();
-    const mine = this.readLink;
     const topology = this.ctx.topology;
-    if (mine && !mine.closed) {
-      // Nothing changed since it was checked (the usual case): skip the search.
-      if (this.readLinkChecked === topology.version && this.readLinkSettings === settings) return mine;
-      if (mine === this.home ? settings.primaryReads === 'include' : topology.replicas().some((n) => n.name === mine.node)) {
-        this.readLinkChecked = topology.version;
-        this.readLinkSettings = settings;
-        return mine;
-      }
+    let lsn: number | null = null;
+    // A /* pgsplit:replica */ hint asks for a replica knowingly: it is not held back for the session's own writes.
+    if (this.writeTicket !== 0 && settings.consistency === 'read-your-writes' && !u.parts.some((p) => p.hint === 'replica')) {
+      lsn = this.ctx.lsn.lsnFor(this.writeTicket);
+      // The LSN of the session's last commit is still on its way (well under a millisecond): read on the primary.
+      if (lsn === null) return 'read-your-writes';
     }
-    this.readLink = null;
-    this.readLinkChecked = -1;
-    let candidates: readonly { name: string }[] = this.ctx.topology.replicas();
+    const maxLagMs = u.maxLagMs === null ? this.maxLagMs : this.maxLagMs === null ? u.maxLagMs : Math.min(u.maxLagMs, this.maxLagMs);
+    const mine = this.readLink;
+    if (mine && !mine.closed && this.readLinkChecked === topology.version && this.readLinkSettings === settings) {
+      // Nothing changed since it was checked (the usual case): skip the search.
+      if ((lsn === null && maxLagMs === null) || mine === this.home) return mine;
+      const node = topology.node(mine.node);
+      if (node && meetsNeeds(node, { tags: NONE, lsn, maxLagMs }, this.replayLsn)) return mine;
+    }
+    const tags = this.readTags ?? settings.userReadTags.get(this.user) ?? settings.readTags;
+    let candidates: readonly NodeState[] = topology.replicas();
     if (this.replicaDown.size > 0) {
       const now = Date.now();
       candidates = candidates.filter((n) => (this.replicaDown.get(n.name) ?? 0) <= now);
     }
-    const primary = this.ctx.topology.primary?.name;
-    if (settings.primaryReads === 'include' && primary) candidates = [...candidates, { name: primary }];
-    const pick = pickReplica(candidates, settings.loadBalance, this.ctx.stats.replicaTurn++, this.ctx.stats.backendConnections);
-    if (!pick) return null;
+    const primary = topology.primary;
+    if (settings.primaryReads === 'include' && primary) candidates = [...candidates, { ...primary, lagSeconds: 0, tags, delayed: false }];
+    const choice = chooseRead(candidates, { tags, lsn, maxLagMs }, {
+      preferred: mine && !mine.closed ? mine.node : null,
+      bannedCount: topology.bannedReplicas().length,
+      replayLsn: this.replayLsn,
+      strategy: settings.loadBalance,
+      turn: this.ctx.stats.replicaTurn,
+      connections: this.ctx.stats.backendConnections,
+    });
+    if (choice.node === null) {
+      if (choice.reason === 'read-your-writes' && lsn !== null) this.ctx.lsn.want(lsn, choice.waitingFor);
+      return choice.reason;
+    }
+    const pick = choice.node;
+    if (pick.name !== mine?.node) this.ctx.stats.replicaTurn++;
+    this.readLinkChecked = topology.version;
+    this.readLinkSettings = settings;
     if (pick.name === this.home.node) {
       this.readLink = this.home;
       return this.home;
@@ -408,6 +447,7 @@ export class Session implements Cancellable, LinkOwner {
       this.readLink = link;
       return link;
     }
+    this.readLinkChecked = -1;
     if (!this.connecting.has(pick.name)) {
       const p = this.ctx
         .connect(pick.name)
@@ -431,6 +471,9 @@ export class Session implements Cancellable, LinkOwner {
     }
     return 'wait';
   }
+
+  /** Replay LSN of a node as far as read-your-writes knows (the primary has everything). */
+  private readonly replayLsn = (name: string): number | null => (name === this.home.node ? Number.MAX_VALUE : this.ctx.lsn.replayLsn(name));
 
   private dispatch(u: Unit, link: ServerLink): void {
     u.link = link;
@@ -558,6 +601,14 @@ export class Session implements Cancellable, LinkOwner {
     }
     const before = this.txStatus;
     this.txStatus = status;
+    if (link === this.home) {
+      // Read-your-writes: a write that committed (autocommit, or the end of a transaction that wrote) gets a
+      // ticket for the WAL position that covers it; until it is known the session reads on the primary.
+      if (status === 0x49) {
+        if ((u.mayWrite || this.txMayWrite) && !failed && this.ctx.routing().consistency === 'read-your-writes') this.writeTicket = this.ctx.lsn.ticket();
+        this.txMayWrite = false;
+      } else if (u.mayWrite) this.txMayWrite = true;
+    }
     if (status === 0x49) {
       if (this.sticky === link && u.sync) this.sticky = null;
     } else this.sticky = link;
@@ -647,11 +698,22 @@ export class Session implements Cancellable, LinkOwner {
       }
       if (s.routeHint) this.hint = s.routeHint;
       if (s.maxLagMs !== undefined) this.maxLagMs = s.maxLagMs;
-      if (s.show) out.push(...localReply.show(s.show, s.show === 'pgsplit.route' ? this.hint : this.maxLagMs === null ? 'default' : `${this.maxLagMs}ms`, simple));
+      if (s.readTags !== undefined) {
+        this.readTags = s.readTags;
+        this.readLinkChecked = -1; // the current replica may not carry the new tags
+      }
+      if (s.show) out.push(...localReply.show(s.show, this.showSetting(s.show), simple));
       else out.push(localReply.commandComplete(s.kind === 'reset' ? 'RESET' : 'SET'));
     }
     if (simple) out.push(readyForQuery(status()));
     return Buffer.concat(out);
+  }
+
+  private showSetting(name: string): string {
+    if (name === 'pgsplit.route') return this.hint;
+    if (name === 'pgsplit.max_lag') return this.maxLagMs === null ? 'default' : `${this.maxLagMs}ms`;
+    const settings = this.ctx.routing();
+    return (this.readTags ?? settings.userReadTags.get(this.user) ?? settings.readTags).join(',');
   }
 
   /** An extended batch made only of pgsplit.* statements: answer each message as PostgreSQL would. */

@@ -12,8 +12,9 @@ export class ProxyStats {
   cancelRequests = 0;
   /** Autocommit reads a replica refused as read-only (25006) and the primary then ran. */
   readOnlyRetries = 0;
-  /** Reads that went to the primary because no replica could take them. */
+  /** Reads that went to the primary because no replica could take them, in all and by reason. */
   readsOnPrimary = 0;
+  readonly readsOnPrimaryBy = new Map<string, number>();
   /** Reads refused because no replica could take them and routing.primary_reads is never. */
   readsRefused = 0;
   /** Round-robin position shared by all sessions when they pick a replica. */
@@ -26,6 +27,11 @@ export class ProxyStats {
   routed(target: 'primary' | 'replica', reason: string): void {
     const m = this.routes[target];
     m.set(reason, (m.get(reason) ?? 0) + 1);
+  }
+
+  readOnPrimary(reason: string): void {
+    this.readsOnPrimary++;
+    this.readsOnPrimaryBy.set(reason, (this.readsOnPrimaryBy.get(reason) ?? 0) + 1);
   }
 
   backendOpened(node: string): void {

@@ -1,5 +1,7 @@
 // Pure decision of what a round of probes means for the topology: node health and which node is the primary.
 import type { NodeState, Role } from '../topology/topology.js';
+import { parseLsn } from '../topology/lsn.js';
+import { measureLag, nextBan, NO_LAG, NOT_BANNED, type LagBounds } from './lag.js';
 
 export interface ProbeSample {
   inRecovery: boolean;
@@ -10,6 +12,9 @@ export interface ProbeSample {
   timeline: number | null;
   systemIdentifier: string | null;
   serverVersion: string | null;
+  replayPaused: boolean | null;
+  caughtUp: boolean | null;
+  replayAgeSeconds: number | null;
 }
 
 export type ProbeResult = { ok: true; at: number; sample: ProbeSample } | { ok: false; at: number; error: string };
@@ -35,6 +40,10 @@ export function applyProbe(node: NodeState, r: ProbeResult): NodeState {
     timeline: s.timeline,
     systemIdentifier: s.systemIdentifier,
     serverVersion: s.serverVersion,
+    replayLsnValue: parseLsn(s.replayLsn),
+    replayPaused: s.replayPaused,
+    caughtUp: s.caughtUp,
+    replayAgeSeconds: s.replayAgeSeconds,
   };
 }
 
@@ -56,4 +65,20 @@ export function choosePrimary(nodes: readonly NodeState[], current: string | nul
     chosen = claimants.reduce((best, n) => ((n.timeline ?? 0) > (best.timeline ?? 0) ? n : best), claimants[0]);
   }
   return { primary: chosen.name, conflicting: claimants.filter((n) => n !== chosen).map((n) => n.name) };
+}
+
+/**
+ * Lag and ban state of every node after a probe round: replicas are measured against the primary's LSN
+ * from the same round; the primary itself is never banned.
+ */
+export function applyLag(nodes: readonly NodeState[], primary: string | null, at: number, bounds: LagBounds): NodeState[] {
+  const p = primary === null ? undefined : nodes.find((n) => n.name === primary);
+  const primaryLsn = p?.up ? parseLsn(p.currentLsn) : null;
+  return nodes.map((n) => {
+    if (n.name === primary) return n.banned || n.lagBytes !== null ? { ...n, ...NO_LAG, ...NOT_BANNED } : n;
+    if (!n.up) return { ...n, ...NO_LAG, ...nextBan(n, at, false, NO_LAG, bounds) };
+    if (n.role !== 'replica') return n;
+    const lag = measureLag(n, { at, replayLsn: n.replayLsnValue, primaryLsn, caughtUp: n.caughtUp !== false, replayAgeSeconds: n.replayAgeSeconds });
+    return { ...n, ...lag, ...nextBan(n, at, true, lag, bounds) };
+  });
 }

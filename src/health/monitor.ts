@@ -2,7 +2,10 @@
 import pg from 'pg';
 import type { Logger } from '../util/logger.js';
 import type { Topology } from '../topology/topology.js';
-import { applyProbe, choosePrimary, type ProbeResult, type ProbeSample } from './evaluate.js';
+import { applyLag, applyProbe, choosePrimary, type ProbeResult, type ProbeSample } from './evaluate.js';
+import type { LagBounds } from './lag.js';
+
+const NO_BOUNDS: LagBounds = { bytes: null, timeMs: null, unbanAfterMs: 0 };
 
 export interface MonitorSettings {
   user: string;
@@ -21,7 +24,10 @@ const PROBE_SQL = `SELECT pg_is_in_recovery() AS in_recovery,
   CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver)
        ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline,
   (SELECT system_identifier::text FROM pg_control_system()) AS sysid,
-  current_setting('server_version') AS version`;
+  current_setting('server_version') AS version,
+  CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END AS replay_paused,
+  CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() END AS caught_up,
+  CASE WHEN pg_is_in_recovery() THEN EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 END AS replay_age`;
 
 class NodeProbe {
   private client: pg.Client | null = null;
@@ -47,6 +53,9 @@ class NodeProbe {
         timeline: row.timeline === null ? null : Number(row.timeline),
         systemIdentifier: row.sysid,
         serverVersion: row.version,
+        replayPaused: row.replay_paused ?? null,
+        caughtUp: row.caught_up ?? null,
+        replayAgeSeconds: row.replay_age === null || row.replay_age === undefined ? null : Number(row.replay_age),
       };
       return { ok: true, at, sample };
     } catch (err) {
@@ -98,6 +107,8 @@ export class Monitor {
     private readonly topology: Topology,
     private settings: MonitorSettings,
     private readonly log: Logger,
+    /** Replica lag bounds (routing.max_replica_lag), read at every round so a reload applies. */
+    private readonly bounds: () => LagBounds = () => NO_BOUNDS,
   ) {}
 
   setSettings(s: MonitorSettings): void {
@@ -144,6 +155,16 @@ export class Monitor {
       this.log.info({ primary: decision.primary, previous: current }, 'primary changed');
       this.topology.setPrimary(decision.primary);
     }
+    const before = this.topology.all();
+    const after = applyLag(before, decision.primary, Date.now(), this.bounds());
+    after.forEach((n, i) => {
+      const was = before[i];
+      if (was.banned !== n.banned) {
+        if (n.banned) this.log.warn({ node: n.name, reason: n.banReason, lag_bytes: n.lagBytes, lag_seconds: n.lagSeconds }, 'replica banned from reads');
+        else this.log.info({ node: n.name, lag_bytes: n.lagBytes, lag_seconds: n.lagSeconds }, 'replica serves reads again');
+      }
+      if (n !== was) this.topology.update(n.name, n);
+    });
   }
 
   start(): void {

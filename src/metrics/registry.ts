@@ -3,8 +3,9 @@ import client from 'prom-client';
 import type { ProxyStats } from '../frontend/stats.js';
 import type { Topology } from '../topology/topology.js';
 import type { Classifier } from '../router/classifier.js';
+import type { LsnTracker } from '../health/lsn-tracker.js';
 
-export function createMetrics(stats: ProxyStats, topology: Topology, classifier?: Classifier): client.Registry {
+export function createMetrics(stats: ProxyStats, topology: Topology, classifier?: Classifier, lsn?: LsnTracker): client.Registry {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'pgsplit_process_' });
 
@@ -119,7 +120,48 @@ export function createMetrics(stats: ProxyStats, topology: Topology, classifier?
   });
   counter('pgsplit_read_only_retries_total', 'Autocommit statements a replica refused as read-only (25006) that the primary then ran.', () => stats.readOnlyRetries);
   counter('pgsplit_reads_refused_total', 'Reads refused with 57P03 because no replica could take them (routing.primary_reads: never).', () => stats.readsRefused);
-  counter('pgsplit_reads_on_primary_total', 'Reads sent to the primary because no replica could take them.', () => stats.readsOnPrimary);
+  new client.Counter({
+    name: 'pgsplit_reads_on_primary_total',
+    help: 'Reads sent to the primary instead of a replica, by reason: no-replica, replica-lag (all banned), read-your-writes (no replica has the session\'s last write yet), max-lag.',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of stats.readsOnPrimaryBy) this.inc({ reason }, n);
+    },
+  });
+  const perReplica = (name: string, help: string, read: (n: ReturnType<Topology['all']>[number]) => number | null) =>
+    new client.Gauge({
+      name,
+      help,
+      labelNames: ['node'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const primary = topology.primary?.name;
+        for (const n of topology.all()) {
+          if (n.name === primary || n.role === 'primary') continue;
+          const v = read(n);
+          if (v !== null) this.set({ node: n.name }, v);
+        }
+      },
+    });
+  perReplica('pgsplit_replica_lag_bytes', "Bytes of WAL a replica's replay is behind the primary, at the last probe round.", (n) => n.lagBytes);
+  perReplica('pgsplit_replica_lag_seconds', 'Seconds a replica has been behind what it received (0 when caught up), at the last probe round.', (n) => n.lagSeconds);
+  perReplica('pgsplit_node_banned', '1 while a replica gets no new reads (over routing.max_replica_lag or failing probes), else 0.', (n) => (n.banned ? 1 : 0));
+  if (lsn) {
+    new client.Counter({
+      name: 'pgsplit_lsn_polls_total',
+      help: 'On-demand WAL position polls for read-your-writes, by role of the node polled.',
+      labelNames: ['role'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc({ role: 'primary' }, lsn.primaryPolls);
+        this.inc({ role: 'replica' }, lsn.replicaPolls);
+      },
+    });
+  }
   if (classifier) {
     new client.Counter({
       name: 'pgsplit_classifications_total',

@@ -86,6 +86,8 @@ export interface StatementInfo {
   routeHint?: 'primary' | 'replica' | 'auto';
   /** SET pgsplit.max_lag = '500ms'; null = RESET (back to the configured threshold). */
   maxLagMs?: number | null;
+  /** SET pgsplit.read_tags = 'a,b'; null = RESET (back to the user's or the configured tags). */
+  readTags?: string[] | null;
   /** SET/RESET/SHOW pgsplit.*: the proxy answers it itself and never forwards it. */
   intercept?: true;
   /** For an intercepted statement the proxy must reject (bad value, unknown pgsplit.* name). */
@@ -124,12 +126,17 @@ export const SESSION_EFFECTS = 2;
 /** Contains COMMIT (settings made in the transaction then hold). */
 export const COMMITS = 4;
 
-/** What a session must look at after running these statements; 0 for a plain read or write. */
+/** May change data: once it commits, the session's later reads must see it (read-your-writes). */
+export const MAY_WRITE = 8;
+
+/** What a session must look at after running these statements; 0 for a plain read. */
 export function effectFlags(c: Classification): number {
-  let f = 0;
+  // SET and other session statements change no data; EXECUTE runs whatever was prepared.
+  let f = c.target === 'primary' ? MAY_WRITE : 0;
   for (const s of c.statements) {
     if (s.kind === 'begin' || ((s.kind === 'commit' || s.kind === 'rollback') && s.chain)) f |= OPENS_TRANSACTION;
     if (s.kind === 'commit') f |= COMMITS;
+    if (s.kind === 'execute') f |= MAY_WRITE;
     if (s.pin || s.unpin || (s.kind === 'discard' && s.discard === 'all') || (s.setting && !s.setting.local)) f |= SESSION_EFFECTS;
   }
   return f;

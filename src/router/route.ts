@@ -34,7 +34,11 @@ export type LoadBalance = 'round-robin' | 'random' | 'least-connections';
 
 export interface ReplicaCandidate {
   name: string;
+  /** Share of the picks relative to the others (default 1); 0 is never picked. */
+  weight?: number;
 }
+
+const weightOf = (c: ReplicaCandidate): number => Math.max(0, c.weight ?? 1);
 
 /** Choose a replica; `turn` is the caller's round-robin counter, `connections` the open server connections per node. */
 export function pickReplica<C extends ReplicaCandidate>(
@@ -44,11 +48,29 @@ export function pickReplica<C extends ReplicaCandidate>(
   connections: ReadonlyMap<string, number>,
   random = Math.random,
 ): C | null {
-  if (candidates.length === 0) return null;
-  if (strategy === 'random') return candidates[Math.floor(random() * candidates.length)];
+  let total = 0;
+  for (const c of candidates) total += weightOf(c);
+  if (total === 0) return null;
   if (strategy === 'least-connections') {
-    const load = (c: C) => connections.get(c.name) ?? 0;
-    return candidates.reduce((best, c) => (load(c) < load(best) ? c : best), candidates[0]);
+    // Fewest connections per unit of weight; ties go to the first listed.
+    let best: C | null = null;
+    let bestLoad = Infinity;
+    for (const c of candidates) {
+      const w = weightOf(c);
+      if (w === 0) continue;
+      const load = (connections.get(c.name) ?? 0) / w;
+      if (load < bestLoad) {
+        best = c;
+        bestLoad = load;
+      }
+    }
+    return best;
   }
-  return candidates[turn % candidates.length];
+  // Weighted: position `at` in [0, total) falls into one candidate's share of the line.
+  let at = strategy === 'random' ? Math.floor(random() * total) : turn % total;
+  for (const c of candidates) {
+    at -= weightOf(c);
+    if (at < 0) return c;
+  }
+  return null;
 }

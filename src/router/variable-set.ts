@@ -64,10 +64,23 @@ export function pgsplitSetting(name: string, value: string | null, local: boolea
         info.interceptError = { sqlstate: INVALID_PARAMETER_VALUE, message: `invalid value for parameter "pgsplit.max_lag": "${value}" (expected a duration such as '500ms' or '2s')` };
       }
     }
+  } else if (name === 'pgsplit.read_tags') {
+    const tags = value === null ? null : parseTagList(value);
+    if (tags === undefined) info.interceptError = { sqlstate: INVALID_PARAMETER_VALUE, message: `invalid value for parameter "pgsplit.read_tags": "${value}" (expected tags separated by commas, e.g. 'analytics' or 'a,b')` };
+    else info.readTags = tags;
   } else {
-    info.interceptError = { sqlstate: UNDEFINED_OBJECT, message: `unrecognized configuration parameter "${name}" (pgsplit knows pgsplit.route and pgsplit.max_lag)` };
+    info.interceptError = { sqlstate: UNDEFINED_OBJECT, message: `unrecognized configuration parameter "${name}" (${KNOWN})` };
   }
   return info;
+}
+
+const KNOWN = 'pgsplit knows pgsplit.route, pgsplit.max_lag and pgsplit.read_tags';
+export const PGSPLIT_SETTINGS: readonly string[] = ['pgsplit.route', 'pgsplit.max_lag', 'pgsplit.read_tags'];
+
+/** 'a, b' → ['a', 'b']; '' → [] (no tags: ordinary replicas); undefined when a tag has other characters. */
+export function parseTagList(value: string): string[] | undefined {
+  const tags = value.split(',').map((t) => t.trim()).filter((t) => t !== '');
+  return tags.every((t) => /^[A-Za-z0-9_.-]+$/.test(t)) ? tags : undefined;
 }
 
 // GUCs that only describe the current transaction; setting them is SET TRANSACTION in another spelling.
@@ -134,8 +147,8 @@ export function variableShow(f: Fields): StatementInfo {
   const name = (str(f.name) ?? '').toLowerCase();
   if (!name.startsWith('pgsplit.')) return { kind: 'read', target: 'replica', reason: 'show' };
   const info: StatementInfo = { kind: 'read', target: 'session', reason: 'intercept', intercept: true, show: name };
-  if (name !== 'pgsplit.route' && name !== 'pgsplit.max_lag') {
-    info.interceptError = { sqlstate: UNDEFINED_OBJECT, message: `unrecognized configuration parameter "${name}" (pgsplit knows pgsplit.route and pgsplit.max_lag)` };
+  if (!PGSPLIT_SETTINGS.includes(name)) {
+    info.interceptError = { sqlstate: UNDEFINED_OBJECT, message: `unrecognized configuration parameter "${name}" (${KNOWN})` };
   }
   return info;
 }

@@ -7,6 +7,11 @@ export interface NodeAddress {
   name: string;
   host: string;
   port: number;
+  /** Share of ordinary reads relative to the other replicas (default 1; 0 = none). */
+  weight?: number;
+  tags?: readonly string[];
+  /** A deliberately delayed replica: reads only for sessions asking for one of its tags; never promoted. */
+  delayed?: boolean;
 }
 
 export interface NodeState extends NodeAddress {
@@ -24,6 +29,23 @@ export interface NodeState extends NodeAddress {
   timeline: number | null;
   systemIdentifier: string | null;
   serverVersion: string | null;
+  /** replayLsn as a number (see lsn.ts), for comparisons on the statement path. */
+  replayLsnValue: number | null;
+  /** Replica: pg_is_wal_replay_paused(). */
+  replayPaused: boolean | null;
+  /** Replica: replay has caught up with what its WAL receiver got. */
+  caughtUp: boolean | null;
+  /** Replica: now() - pg_last_xact_replay_timestamp(), seconds. */
+  replayAgeSeconds: number | null;
+  /** Lag behind the primary, from the last probe round (see health/lag.ts). */
+  lagBytes: number | null;
+  lagSeconds: number | null;
+  behindSince: number | null;
+  /** Banned from new reads (over a lag bound or failing probes), and since when it has been back under them. */
+  banned: boolean;
+  banReason: 'probe-failed' | 'lag-bytes' | 'lag-time' | null;
+  banSince: number | null;
+  clearSince: number | null;
 }
 
 export interface TopologyEvents {
@@ -46,6 +68,17 @@ export function initialNodeState(a: NodeAddress): NodeState {
     timeline: null,
     systemIdentifier: null,
     serverVersion: null,
+    replayLsnValue: null,
+    replayPaused: null,
+    caughtUp: null,
+    replayAgeSeconds: null,
+    lagBytes: null,
+    lagSeconds: null,
+    behindSince: null,
+    banned: false,
+    banReason: null,
+    banSince: null,
+    clearSince: null,
   };
 }
 
@@ -67,7 +100,8 @@ export class Topology extends EventEmitter<TopologyEvents> {
     const next = new Map<string, NodeState>();
     for (const a of addresses) {
       const old = this.nodes.get(a.name);
-      next.set(a.name, old && old.host === a.host && old.port === a.port ? old : initialNodeState(a));
+      // What is known about a node survives a reload unless its address changed; weight and tags follow the config.
+      next.set(a.name, old && old.host === a.host && old.port === a.port ? { ...old, weight: a.weight, tags: a.tags, delayed: a.delayed } : initialNodeState(a));
     }
     this.nodes = next;
     this.replicasCache = null;
@@ -88,9 +122,14 @@ export class Topology extends EventEmitter<TopologyEvents> {
     return [...this.nodes.values()];
   }
 
-  /** Nodes that are up, in recovery and not the primary: the ones that may serve reads. */
+  /** Nodes that are up, in recovery, not the primary and not banned: the ones that may serve reads. */
   replicas(): readonly NodeState[] {
-    return (this.replicasCache ??= Object.freeze(this.all().filter((n) => n.up && n.role === 'replica' && n.name !== this.primaryName)));
+    return (this.replicasCache ??= Object.freeze(this.all().filter((n) => n.up && n.role === 'replica' && n.name !== this.primaryName && !n.banned)));
+  }
+
+  /** Replicas that are up but banned (lagging or failing probes): reads that skip them say so. */
+  bannedReplicas(): NodeState[] {
+    return this.all().filter((n) => n.up && n.role === 'replica' && n.name !== this.primaryName && n.banned);
   }
 
   update(name: string, patch: Partial<NodeState>): void {

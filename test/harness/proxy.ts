@@ -14,7 +14,7 @@ import { freePort } from './ports.js';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** YAML text of a config for this cluster; `extra` is appended verbatim (top-level keys not set here). */
-export function configYamlFor(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'superuser'>, o: { port?: number; adminPort?: number; auth?: string; logLevel?: string; extra?: string } = {}): string {
+export function configYamlFor(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'superuser'>, o: { port?: number; adminPort?: number; auth?: string; logLevel?: string; extra?: string; nodeExtra?: Record<string, string> } = {}): string {
   return [
     `listen: { host: 127.0.0.1, port: ${o.port ?? 0} }`,
     `admin: { host: 127.0.0.1, port: ${o.adminPort ?? 0} }`,
@@ -24,7 +24,8 @@ export function configYamlFor(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'supe
     '  - { name: md5user, password: md5secret }',
     '  - { name: pwuser, password: pwsecret }',
     'nodes:',
-    ...cluster.nodes.map((n) => `  - { name: ${n.name}, host: ${n.host}, port: ${n.port} }`),
+    // nodeExtra adds per-node keys by name, e.g. { pg3: 'tags: [analytics], weight: 2' }.
+    ...cluster.nodes.map((n) => `  - { name: ${n.name}, host: ${n.host}, port: ${n.port}${o.nodeExtra?.[n.name] ? `, ${o.nodeExtra[n.name]}` : ''} }`),
     `monitor: { user: ${cluster.superuser}, password: "", database: postgres, interval: 500ms, connect_timeout: 2s, probe_timeout: 2s }`,
     `log: { level: ${o.logLevel ?? 'warn'} }`,
     // Routing is on by default; PGSPLIT_TEST_ROUTING=0 runs the tests that do not configure it through the plain relay.

@@ -5,6 +5,9 @@ import { attachCluster } from '../harness/cluster.js';
 import { startProxy, type RunningProxy } from '../harness/proxy.js';
 import { directClient, endQuietly, eventually, proxyClient, using } from './helpers.js';
 
+// These tests pin down where each kind of statement runs, so a read straight after a write must be free to go to a
+// replica: read-your-writes (which sends such a read to the primary until a replica has the write) is tested on its own.
+const ROUTING = 'routing: { enabled: true, consistency: eventual }';
 const info = inject('cluster');
 const cluster = attachCluster(info);
 const primary = cluster.nodes[0]!;
@@ -45,7 +48,7 @@ describe('session state across the servers of a routed session', () => {
         }),
       );
     }
-    proxy = await startProxy(info, { extra: 'routing: { enabled: true }' });
+    proxy = await startProxy(info, { extra: ROUTING });
   });
 
   afterAll(async () => {
