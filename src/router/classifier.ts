@@ -148,6 +148,9 @@ export class Classifier {
           this.counters.lexical++;
           result = fast;
           fast.flags = effectFlags(fast);
+          // A DML write's shape decides it alone (literals there are data), so inlined values share one entry.
+          // Other keywords are not cached this way: a DO body, for one, is a literal that may LISTEN.
+          if (shapeKey && fast.reason === 'write' && literalIndependent(fast)) this.cache.set(shapeKey, freeze(fast));
         } else {
           this.cache.misses++;
           source = 'parser';

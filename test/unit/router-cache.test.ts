@@ -72,11 +72,19 @@ describe('Classifier', () => {
     expect(k.stats).toMatchObject({ parsed: 1, cacheHits: 1, cacheMisses: 1, lexical: 0 });
   });
 
-  it('answers obvious writes lexically without touching the cache', () => {
+  it('answers obvious writes lexically, caching DML under its literal-free shape only', () => {
     const k = new Classifier();
     expect(k.classify('INSERT INTO t VALUES (1)')).toMatchObject({ target: 'primary', via: 'lexical' });
     expect(k.stats).toMatchObject({ lexical: 1, parsed: 0, cacheHits: 0, cacheMisses: 0 });
-    expect(k.cacheSize).toBe(0);
+    expect(k.cacheSize).toBe(1);
+    // Another inlined value: the same shape, answered from the cache.
+    expect(k.classify("INSERT INTO t VALUES ('temp')")).toMatchObject({ target: 'primary', reason: 'write' });
+    expect(k.stats).toMatchObject({ lexical: 1, cacheHits: 1 });
+    // DO is not: its body is a literal, and one body may LISTEN where another does not.
+    k.classify("DO $$ BEGIN PERFORM 1; END $$");
+    expect(k.cacheSize).toBe(1);
+    const listening = k.classify("DO $$ BEGIN LISTEN chan; END $$");
+    expect(listening.statements.some((st) => st.pin === 'listen')).toBe(true);
   });
 
   it('counts parse errors and too-long statements', () => {
