@@ -28,10 +28,24 @@ describe('parseConfig defaults and conversions', () => {
       admin: { host: '127.0.0.1', port: 9930, enabled: true },
       auth: { method: 'scram-sha-256' },
       users: [{ name: 'app', password: 's3cret' }],
-      nodes: [{ name: 'pg1', host: 'db1', port: 5432 }],
+      nodes: [{ name: 'pg1', host: 'db1', port: 5432, weight: 1, tags: [], delayed: false, priority: 0 }],
       monitor: { user: 'postgres', password: '', database: 'postgres', interval: 1000, connect_timeout: 2000, probe_timeout: 2000 },
       backend: { connect_timeout: 5000 },
-      routing: { enabled: true, read_only_functions: [], write_functions: [], max_parse_length: 65536, parse_cache_size: 10000, load_balance: 'round-robin', primary_reads: 'fallback' },
+      routing: {
+        enabled: true,
+        read_only_functions: [],
+        write_functions: [],
+        max_parse_length: 65536,
+        parse_cache_size: 10000,
+        load_balance: 'round-robin',
+        primary_reads: 'fallback',
+        consistency: 'read-your-writes',
+        max_replica_lag: { bytes: 16 * 1024 * 1024, time: 2000 },
+        unban_after: 2000,
+        read_tags: [],
+      },
+      failover: { enabled: true, failure_threshold: 3, hold_timeout: 10_000, promote_timeout: 30_000, hook_command: '', rejoin_command: '' },
+      replication: { mode: 'async', strict: false, synchronous_commit: 'on' },
       shutdown: { drain_timeout: 30000 },
       log: { level: 'info' },
     });
@@ -74,7 +88,7 @@ admin: { enabled: "\${ADMIN:-true}" }
   it('substitutes set variables, defaults and typed values', () => {
     const c = parseConfig(text, { APP_PASSWORD: 'pw', PGPORT: '6000', SUFFIX: 'eu', ADMIN: 'false' });
     expect(c.users[0].password).toBe('pw');
-    expect(c.nodes[0]).toEqual({ name: 'pg1', host: 'localhost', port: 6000 });
+    expect(c.nodes[0]).toEqual({ name: 'pg1', host: 'localhost', port: 6000, weight: 1, tags: [], delayed: false, priority: 0 });
     expect(c.monitor.database).toBe('db_eu_x');
     expect(c.admin.enabled).toBe(false);
   });
@@ -106,11 +120,11 @@ describe('validation errors', () => {
     expect(errorsOf(`${MIN}lisen: {}\nlisten: { prot: 1 }\nmonitor: { intervall: 1s }`)).toEqual([
       'listen.prot: unknown key (allowed: host, port, max_client_connections)',
       'monitor.intervall: unknown key (allowed: user, password, database, interval, connect_timeout, probe_timeout)',
-      'lisen: unknown key (allowed: listen, admin, auth, users, nodes, monitor, backend, routing, shutdown, log)',
+      'lisen: unknown key (allowed: listen, admin, auth, users, nodes, monitor, backend, routing, failover, replication, shutdown, log)',
     ]);
     expect(errorsOf('users: [{ name: a, password: b, role: x }]\nnodes: [{ name: a, host: h, role: primary }]')).toEqual([
-      'users[0].role: unknown key (allowed: name, password)',
-      'nodes[0].role: unknown key (allowed: name, host, port)',
+      'users[0].role: unknown key (allowed: name, password, read_tags)',
+      'nodes[0].role: unknown key (allowed: name, host, port, weight, tags, delayed, priority)',
     ]);
   });
 
@@ -145,7 +159,7 @@ log: { level: loud }
       'nodes[0].name: expected a name made of letters, digits, "_", "." or "-", got 7',
       'nodes[0].host: required; expected a non-empty host name or IP address',
       'nodes[0].port: expected an integer 0..65535, got 1.5',
-      'nodes[1]: expected a mapping with keys name, host, port, got "pg2"',
+      'nodes[1]: expected a mapping with keys name, host, port, weight, tags, delayed, priority, got "pg2"',
     ]);
   });
 
@@ -188,6 +202,56 @@ nodes: [{ name: pg1, host: h }, { name: pg1, host: h, port: x }, { name: "pg 3",
     expect(lines[0]).toMatch(/^test\.yaml:\d+:\d+: invalid YAML: /);
     expect(lines.join('\n')).not.toContain('hunter2');
     expect(errorsOf('a: 1\na: 2')).toEqual(['test.yaml:2:1: invalid YAML: Map keys must be unique']);
+  });
+});
+
+describe('node weight, tags and delayed; user read_tags', () => {
+  it('keeps the values given, with the user\'s read_tags only when set', () => {
+    const c = parseConfig(
+      `users: [{ name: app, password: x, read_tags: [reports, eu-1.b] }, { name: batch, password: y }]
+nodes:
+  - { name: pg1, host: h1, weight: 0 }
+  - { name: pg2, host: h2, weight: 1000, tags: [analytics, eu_west], delayed: true }
+`,
+      {},
+    );
+    expect(c.nodes).toEqual([
+      { name: 'pg1', host: 'h1', port: 5432, weight: 0, tags: [], delayed: false, priority: 0 },
+      { name: 'pg2', host: 'h2', port: 5432, weight: 1000, tags: ['analytics', 'eu_west'], delayed: true, priority: 0 },
+    ]);
+    expect(c.users).toEqual([
+      { name: 'app', password: 'x', read_tags: ['reports', 'eu-1.b'] },
+      { name: 'batch', password: 'y' },
+    ]);
+  });
+
+  it('accepts a weight and delayed flag from the environment', () => {
+    const c = parseConfig('auth: { method: trust }\nnodes: [{ name: pg1, host: h, weight: "${W}", delayed: "${D}" }]', { W: '7', D: 'true' });
+    expect(c.nodes[0]).toMatchObject({ weight: 7, delayed: true });
+  });
+
+  it('rejects a weight outside 0..1000, bad tags and a non-boolean delayed, naming each path', () => {
+    const text = `
+auth: { method: trust }
+nodes:
+  - { name: pg1, host: h, weight: 1001, tags: ["a b", ok] }
+  - { name: pg2, host: h, weight: -1, delayed: maybe }
+  - { name: pg3, host: h, weight: 1.5, tags: analytics }
+`;
+    expect(errorsOf(text)).toEqual([
+      'nodes[0].weight: expected an integer 0..1000, got 1001',
+      'nodes[0].tags[0]: expected a tag made of letters, digits, "_", "." or "-", got "a b"',
+      'nodes[1].weight: expected an integer 0..1000, got -1',
+      'nodes[1].delayed: expected true or false, got "maybe"',
+      'nodes[2].weight: expected an integer 0..1000, got 1.5',
+      'nodes[2].tags: expected a list of tags, got "analytics"',
+    ]);
+  });
+
+  it('rejects a bad tag in a user\'s read_tags', () => {
+    expect(errorsOf('users: [{ name: a, password: b, read_tags: [ok, "x/y"] }]\nnodes: [{ name: pg1, host: h }]')).toEqual([
+      'users[0].read_tags[1]: expected a tag made of letters, digits, "_", "." or "-", got "x/y"',
+    ]);
   });
 });
 

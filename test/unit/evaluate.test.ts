@@ -1,6 +1,7 @@
-// Unit tests for the pure health decisions: applying a probe to a node's state and choosing the primary.
+// Unit tests for the pure health decisions: applying a probe to a node's state, choosing the primary and applying lag bans.
 import { describe, it, expect } from 'vitest';
-import { applyProbe, choosePrimary, type ProbeResult, type ProbeSample } from '../../src/health/evaluate.js';
+import { applyLag, applyProbe, choosePrimary, type ProbeResult, type ProbeSample } from '../../src/health/evaluate.js';
+import type { LagBounds } from '../../src/health/lag.js';
 import { initialNodeState, type NodeState } from '../../src/topology/topology.js';
 
 const node = (name: string, patch: Partial<NodeState> = {}): NodeState => ({
@@ -17,6 +18,13 @@ const sample = (patch: Partial<ProbeSample> = {}): ProbeSample => ({
   timeline: 1,
   systemIdentifier: '7301234567890123456',
   serverVersion: '15.18',
+  replayPaused: null,
+  caughtUp: null,
+  replayAgeSeconds: null,
+  receiverStatus: null,
+  senderHost: null,
+  senderPort: null,
+  standbys: null,
   ...patch,
 });
 
@@ -41,6 +49,30 @@ describe('initialNodeState', () => {
       timeline: null,
       systemIdentifier: null,
       serverVersion: null,
+      replayLsnValue: null,
+      replayPaused: null,
+      caughtUp: null,
+      replayAgeSeconds: null,
+      lagBytes: null,
+      lagSeconds: null,
+      behindSince: null,
+      receiverStatus: null,
+      senderHost: null,
+      senderPort: null,
+      standbys: null,
+      banned: false,
+      banReason: null,
+      banSince: null,
+      clearSince: null,
+    });
+  });
+
+  it('keeps weight, tags and delayed from the address', () => {
+    expect(initialNodeState({ name: 'pg3', host: 'h', port: 1, weight: 0, tags: ['analytics'], delayed: true })).toMatchObject({
+      weight: 0,
+      tags: ['analytics'],
+      delayed: true,
+      banned: false,
     });
   });
 });
@@ -69,6 +101,13 @@ describe('applyProbe: success', () => {
       timeline: 3,
       systemIdentifier: '7000000000000000001',
       serverVersion: '16.2',
+      replayPaused: true,
+      caughtUp: false,
+      replayAgeSeconds: 12.5,
+      receiverStatus: 'streaming',
+      senderHost: 'pg1.db',
+      senderPort: 5432,
+      standbys: null,
     });
     const after = applyProbe(node('pg2'), { ok: true, at: 5, sample: s });
     expect(after).toEqual({
@@ -87,7 +126,33 @@ describe('applyProbe: success', () => {
       timeline: 3,
       systemIdentifier: '7000000000000000001',
       serverVersion: '16.2',
+      replayLsnValue: 0x5000028,
+      replayPaused: true,
+      caughtUp: false,
+      replayAgeSeconds: 12.5,
+      receiverStatus: 'streaming',
+      senderHost: 'pg1.db',
+      senderPort: 5432,
+      standbys: null,
+      // lag and bans are applyLag's job, per round: applyProbe leaves them as they were
+      lagBytes: null,
+      lagSeconds: null,
+      behindSince: null,
+      banned: false,
+      banReason: null,
+      banSince: null,
+      clearSince: null,
     });
+  });
+
+  it('parses the replay LSN into a number, and null when there is none', () => {
+    expect(applyProbe(node('pg2'), ok(1, { inRecovery: true, replayLsn: '16/B374D848' })).replayLsnValue).toBe(0x16 * 2 ** 32 + 0xb374d848);
+    expect(applyProbe(node('pg2'), ok(1, { inRecovery: true, replayLsn: null })).replayLsnValue).toBeNull();
+  });
+
+  it('leaves a ban in place: only applyLag lifts it', () => {
+    const banned = node('pg2', { banned: true, banReason: 'probe-failed', banSince: 1 });
+    expect(applyProbe(banned, ok(2, { inRecovery: true }))).toMatchObject({ up: true, banned: true, banReason: 'probe-failed', banSince: 1 });
   });
 
   it('a promoted replica becomes primary and its replica-only LSNs are replaced', () => {
@@ -132,8 +197,9 @@ describe('applyProbe: failure', () => {
 });
 
 describe('choosePrimary', () => {
-  const P = (name: string, timeline: number | null = 1, up = true): NodeState => node(name, { up, role: 'primary', timeline });
-  const R = (name: string, up = true): NodeState => node(name, { up, role: 'replica', timeline: 1 });
+  // A down node has failed at least one probe (applyProbe counts it), as in real states.
+  const P = (name: string, timeline: number | null = 1, up = true): NodeState => node(name, { up, role: 'primary', timeline, failures: up ? 0 : 1 });
+  const R = (name: string, up = true): NodeState => node(name, { up, role: 'replica', timeline: 1, failures: up ? 0 : 1 });
   const U = (name: string): NodeState => node(name); // never probed: unknown, down
 
   it.each<[string, NodeState[], string | null, { primary: string | null; conflicting: string[] }]>([
@@ -176,6 +242,78 @@ describe('choosePrimary', () => {
     const nodes = [P('pg1', 1), P('pg2', 2)];
     const snapshot = structuredClone(nodes);
     choosePrimary(nodes, null);
+    expect(nodes).toEqual(snapshot);
+  });
+});
+
+describe('applyLag', () => {
+  const bounds: LagBounds = { bytes: 1000, timeMs: 2000, unbanAfterMs: 2000 };
+  const primary = (lsn: string, at = 1) => applyProbe(node('pg1'), ok(at, { inRecovery: false, currentLsn: lsn }));
+  const replica = (name: string, replayLsn: string | null, s: Partial<ProbeSample> = {}, at = 1, base: NodeState = node(name)) =>
+    applyProbe(base, ok(at, { inRecovery: true, currentLsn: null, receiveLsn: replayLsn, replayLsn, caughtUp: true, replayAgeSeconds: 0, ...s }));
+  const byName = (nodes: NodeState[]) => Object.fromEntries(nodes.map((n) => [n.name, n]));
+
+  it("measures each replica's bytes against the primary's current LSN of the same round", () => {
+    const out = byName(applyLag([primary('0/5000'), replica('pg2', '0/4F00'), replica('pg3', '0/4000')], 'pg1', 10, bounds));
+    expect(out.pg2).toMatchObject({ lagBytes: 0x100, lagSeconds: 0, banned: false, banReason: null });
+    expect(out.pg3).toMatchObject({ lagBytes: 0x1000, banned: true, banReason: 'lag-bytes', banSince: 10 });
+    // the next round: the primary moved on, pg2 did not replay further
+    const next = byName(applyLag([primary('0/6000', 2), out.pg2, out.pg3], 'pg1', 20, bounds));
+    expect(next.pg2).toMatchObject({ lagBytes: 0x1100, banned: true, banReason: 'lag-bytes', banSince: 20 });
+  });
+
+  it('never bans the primary, and clears the lag it carried as a replica', () => {
+    const wasReplica = node('pg2', { lagBytes: 5000, lagSeconds: 9, behindSince: 3, banned: true, banReason: 'lag-bytes', banSince: 3, clearSince: null });
+    const promoted = applyProbe(wasReplica, ok(5, { inRecovery: false, currentLsn: '0/9000' }));
+    const [p] = applyLag([promoted, replica('pg1', '0/9000')], 'pg2', 5, bounds);
+    expect(p).toMatchObject({ name: 'pg2', role: 'primary', lagBytes: null, lagSeconds: null, behindSince: null, banned: false, banReason: null, banSince: null, clearSince: null });
+  });
+
+  it('bans a down node as probe-failed and forgets its lag', () => {
+    const measured = applyLag([primary('0/5000'), replica('pg2', '0/4F00')], 'pg1', 1, bounds)[1];
+    expect(measured.lagBytes).toBe(0x100);
+    const down = applyProbe(measured, fail(2, 'ECONNREFUSED'));
+    const [, after] = applyLag([primary('0/5000', 2), down], 'pg1', 2, bounds);
+    expect(after).toMatchObject({ up: false, banned: true, banReason: 'probe-failed', banSince: 2, lagBytes: null, lagSeconds: null, behindSince: null });
+  });
+
+  it('unbans a recovered node only after it has been fine for unban_after', () => {
+    let pg2 = applyLag([primary('0/5000'), applyProbe(node('pg2'), fail(0, 'down'))], 'pg1', 0, bounds)[1];
+    expect(pg2.banned).toBe(true);
+    for (const at of [1000, 2000, 2999]) {
+      pg2 = applyLag([primary('0/5000', at), replica('pg2', '0/5000', {}, at, pg2)], 'pg1', at, bounds)[1];
+      expect(pg2.banned, `at ${at}`).toBe(true);
+    }
+    pg2 = applyLag([primary('0/5000', 3000), replica('pg2', '0/5000', {}, 3000, pg2)], 'pg1', 3000, bounds)[1];
+    expect(pg2).toMatchObject({ banned: false, banReason: null, lagBytes: 0 });
+  });
+
+  it('bans on time lag once a replica has been behind what it received for longer than the bound', () => {
+    let pg2 = node('pg2');
+    const round = (at: number) => (pg2 = applyLag([primary('0/5000', at), replica('pg2', '0/5000', { caughtUp: false, replayAgeSeconds: 3600 }, at, pg2)], 'pg1', at, bounds)[1]);
+    expect(round(10_000)).toMatchObject({ lagSeconds: 0, behindSince: 10_000, banned: false });
+    expect(round(12_000)).toMatchObject({ lagSeconds: 2, banned: false });
+    expect(round(12_500)).toMatchObject({ lagSeconds: 2.5, banned: true, banReason: 'lag-time', banSince: 12_500 });
+  });
+
+  it('has no byte lag when there is no primary or the primary is down', () => {
+    const noPrimary = applyLag([replica('pg2', '0/1'), replica('pg3', '0/1')], null, 1, bounds);
+    expect(noPrimary.map((n) => [n.lagBytes, n.banned])).toEqual([
+      [null, false],
+      [null, false],
+    ]);
+    const downPrimary = applyProbe(primary('0/FFFFFF'), fail(2, 'gone'));
+    const [, pg2] = applyLag([downPrimary, replica('pg2', '0/1')], 'pg1', 2, bounds);
+    expect(pg2).toMatchObject({ lagBytes: null, banned: false });
+  });
+
+  it('leaves up nodes that are neither primary nor replica alone, and does not mutate its input', () => {
+    const conflicting = applyProbe(node('pg3'), ok(1, { inRecovery: false, currentLsn: '0/1' }));
+    const nodes = [primary('0/5000'), replica('pg2', '0/1'), conflicting];
+    const snapshot = structuredClone(nodes);
+    const out = applyLag(nodes, 'pg1', 1, bounds);
+    expect(out[2]).toEqual(conflicting);
+    expect(out[1].banned).toBe(true);
     expect(nodes).toEqual(snapshot);
   });
 });
