@@ -25,6 +25,12 @@ export const errors = {
     new ProxyError('57P03', 'no_replica', 'pgsplit: no replica is available for this read', 'ERROR',
       'routing.primary_reads is "never", so reads are not sent to the primary.',
       'Retry when a replica is back (GET /status on the admin port), or set routing.primary_reads to fallback.'),
+  primaryLost: (node: string, commitInFlight: boolean) =>
+    commitInFlight
+      ? new ProxyError('08007', 'transaction_resolution_unknown', `pgsplit: connection to primary "${node}" was lost while a COMMIT was in flight (failover)`, 'ERROR',
+          'The commit may or may not have happened; check before retrying. The session continues on the new primary.')
+      : new ProxyError('08006', 'primary_lost', `pgsplit: connection to primary "${node}" was lost (failover); the statement or transaction did not complete`, 'ERROR',
+          'The transaction was rolled back. The session continues: its next statement runs on the new primary.'),
   replicaLost: (node: string) =>
     new ProxyError('08006', 'replica_lost', `pgsplit: connection to replica "${node}" was lost`, 'ERROR',
       'The statement (or the read-only transaction it was part of) did not complete; the session continues.'),

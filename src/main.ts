@@ -5,6 +5,7 @@ import { createLogger, type Logger } from './util/logger.js';
 import { Topology } from './topology/topology.js';
 import { Monitor } from './health/monitor.js';
 import { LsnTracker } from './health/lsn-tracker.js';
+import { FailoverController } from './failover/controller.js';
 import { ProxyStats } from './frontend/stats.js';
 import { CancelRegistry } from './frontend/cancel-registry.js';
 import { Listener } from './frontend/listener.js';
@@ -39,12 +40,14 @@ function frontendSettings(c: Config): FrontendSettings {
           consistency: c.routing.consistency,
           readTags: c.routing.read_tags,
           userReadTags: new Map(c.users.filter((u) => u.read_tags !== undefined).map((u) => [u.name, u.read_tags!])),
+          holdTimeoutMs: c.failover.hold_timeout,
         }
       : null,
     authMethod: c.auth.method,
     users: new Map(c.users.map((u) => [u.name, u.password])),
     maxClientConnections: c.listen.max_client_connections,
     backendConnectTimeout: c.backend.connect_timeout,
+    holdTimeout: c.failover.hold_timeout,
   };
 }
 
@@ -57,8 +60,19 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
     bytes: config.routing.max_replica_lag.bytes,
     timeMs: config.routing.max_replica_lag.time,
     unbanAfterMs: config.routing.unban_after,
-  }));
+  }), () => config.failover.failure_threshold);
   const lsn = new LsnTracker(topology, () => config.monitor, log);
+  const failover = new FailoverController(topology, () => config.monitor, () => ({
+    enabled: config.failover.enabled,
+    failureThreshold: config.failover.failure_threshold,
+    promoteTimeoutMs: config.failover.promote_timeout,
+    hookCommand: config.failover.hook_command,
+    rejoinCommand: config.failover.rejoin_command,
+    mode: config.replication.mode,
+    strict: config.replication.strict,
+    synchronousCommit: config.replication.synchronous_commit,
+  }), log);
+  monitor.afterRound(() => failover.onRound());
   const stats = new ProxyStats();
   const cancels = new CancelRegistry();
   const sessions = new Set<Session | RelaySession>();
@@ -130,6 +144,9 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
       host: n.host,
       port: n.port,
       role: n.name === topology.primary?.name ? 'primary' : n.role,
+      fenced: topology.fenced.has(n.name),
+      receiver_status: n.receiverStatus,
+      streams_from: n.senderHost === null ? null : `${n.senderHost}:${n.senderPort}`,
       up: n.up,
       consecutive_failures: n.failures,
       last_probe_at: n.lastProbeAt ? new Date(n.lastProbeAt).toISOString() : null,
@@ -151,13 +168,28 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
       delayed: n.delayed ?? false,
       backend_connections: stats.backendConnections.get(n.name) ?? 0,
     })),
+    fenced: [...topology.fenced],
+    failover: {
+      enabled: config.failover.enabled,
+      phase: failover.phase,
+      reason: failover.phaseReason || null,
+      failovers: failover.failovers,
+      events: failover.events,
+    },
+    replication: {
+      mode: config.replication.mode,
+      strict: config.replication.strict,
+      synchronous_standby_names: failover.sync.names,
+      synchronous_standbys: failover.sync.members,
+      degraded: failover.sync.degraded,
+    },
     config: redactConfig(config),
   });
 
   let admin: AdminServer | null = null;
   let adminPort: number | null = null;
   if (config.admin.enabled) {
-    admin = new AdminServer({ registry: createMetrics(stats, topology, classifier, lsn), topology, status });
+    admin = new AdminServer({ registry: createMetrics(stats, topology, classifier, lsn, failover, () => config.replication.mode), topology, status });
     try {
       adminPort = await admin.listen(config.admin.host, config.admin.port);
     } catch (err) {

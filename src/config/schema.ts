@@ -16,6 +16,8 @@ export const AUTH_METHODS = ['scram-sha-256', 'md5', 'trust'] as const;
 export const LOAD_BALANCE = ['round-robin', 'random', 'least-connections'] as const;
 export const PRIMARY_READS = ['fallback', 'include', 'never'] as const;
 export const CONSISTENCY = ['read-your-writes', 'eventual'] as const;
+export const REPLICATION_MODES = ['async', 'semi-sync', 'sync'] as const;
+export const SYNCHRONOUS_COMMIT = ['on', 'remote_write', 'remote_apply'] as const;
 
 function show(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v);
@@ -133,6 +135,8 @@ const nodeSchema = section({
   tags: tagList().default([]),
   /** A deliberately delayed replica: serves reads only to sessions that ask for one of its tags. */
   delayed: bool().default(false),
+  /** Failover preference between candidates with the same WAL position (higher first). */
+  priority: int(0, 1000).default(0),
 });
 
 const userSchema = section({
@@ -183,6 +187,24 @@ export const configSchema = section({
     }).default({ bytes: '16MB', time: '2s' }),
     unban_after: duration(true).default('2s'),
     read_tags: tagList().default([]),
+  }).default({}),
+  failover: section({
+    enabled: bool().default(true),
+    /** Consecutive failed probes of the primary before it is considered lost (then confirmed by the replicas). */
+    failure_threshold: int(1, 1000).default(3),
+    /** Statements (and new connections) wait this long for a primary while none is known, then fail. */
+    hold_timeout: duration(true).default('10s'),
+    promote_timeout: duration().default('30s'),
+    /** Shell command run after a promotion (DNS, alerts); gets PGSPLIT_* variables. */
+    hook_command: str({ allowEmpty: true }).default(''),
+    /** Shell command that turns a fenced old primary into a replica of the current one (e.g. pg_rewind). */
+    rejoin_command: str({ allowEmpty: true }).default(''),
+  }).default({}),
+  replication: section({
+    mode: oneOf(REPLICATION_MODES).default('async'),
+    /** true: writes wait when no synchronous replica is available instead of degrading to async. */
+    strict: bool().default(false),
+    synchronous_commit: oneOf(SYNCHRONOUS_COMMIT).default('on'),
   }).default({}),
   shutdown: section({ drain_timeout: duration(true).default('30s') }).default({}),
   log: section({ level: oneOf(LOG_LEVELS).default('info') }).default({}),

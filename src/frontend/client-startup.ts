@@ -5,7 +5,7 @@ import { errors, ProxyError } from '../errors.js';
 import { backendKeyData, errorResponse, negotiateProtocolVersion, readyForQuery } from '../protocol/backend-messages.js';
 import { decodeStartupPacket } from '../protocol/startup.js';
 import { connectServer, ServerStartupError } from '../backend/connect.js';
-import type { Topology } from '../topology/topology.js';
+import type { NodeState, Topology } from '../topology/topology.js';
 import { authenticateClient, type AuthMethod } from './auth.js';
 import { ClientGone, HandshakeReader } from './handshake-reader.js';
 import type { CancelRegistry } from './cancel-registry.js';
@@ -16,6 +16,7 @@ import type { ProxyStats } from './stats.js';
 import type { Classifier } from '../router/classifier.js';
 import type { RouteHint } from '../router/route.js';
 import { parseTagList } from '../router/variable-set.js';
+import { parseDuration } from '../config/units.js';
 import type { RoutingSettings } from './session.js';
 import type { LsnTracker } from '../health/lsn-tracker.js';
 
@@ -26,6 +27,19 @@ export interface FrontendSettings {
   users: ReadonlyMap<string, string>;
   maxClientConnections: number;
   backendConnectTimeout: number;
+  /** failover.hold_timeout: how long a new connection waits for a primary while none is known. */
+  holdTimeout: number;
+}
+
+/** The primary when it is known and up; waits up to `timeoutMs` for one (checking every 50 ms), else null. */
+export async function waitForPrimary(topology: Topology, timeoutMs: number, abandoned: () => boolean = () => false): Promise<NodeState | null> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const p = topology.primary;
+    if (p && p.up) return p;
+    if (Date.now() >= deadline || abandoned()) return p && timeoutMs === 0 ? p : null;
+    await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
+  }
 }
 
 export interface FrontendContext {
@@ -99,10 +113,12 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
       throw err;
     }
 
-    const primary = ctx.topology.primary;
+    // During a failover there is briefly no primary: wait for one (failover.hold_timeout) rather than fail at once.
+    const primary = await waitForPrimary(ctx.topology, s.holdTimeout, () => socket.destroyed);
+    if (socket.destroyed) return;
     if (!primary) {
       const seen = ctx.topology.all().map((n) => `${n.name}: ${n.up ? n.role : `down (${n.lastError ?? 'not probed yet'})`}`);
-      throw errors.noPrimary(`no node is known to be out of recovery; ${seen.join('; ')}`);
+      throw errors.noPrimary(`no node is known to be out of recovery${s.holdTimeout > 0 ? ` after waiting ${s.holdTimeout} ms` : ''}; ${seen.join('; ')}`);
     }
     // Every server the session uses gets the same user, database and startup parameters.
     const connect = async (nodeName: string) => {
@@ -175,19 +191,27 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
 }
 
 /**
- * `options=-c pgsplit.route=primary` (or --pgsplit.route=…, and pgsplit.read_tags=a,b) is pgsplit's, not
- * PostgreSQL's: take it out of the startup options before they are forwarded, and return what it says.
+ * `options=-c pgsplit.route=primary` (or --pgsplit.route=…; also pgsplit.read_tags=a,b and pgsplit.max_lag=500ms)
+ * is pgsplit's, not PostgreSQL's: take it out of the startup options before they are forwarded, and return what
+ * it says. A value pgsplit cannot use is dropped (ignored) rather than forwarded.
  */
 export function takePgsplitOptions(params: Map<string, string>): StartupRouting {
   const options = params.get('options');
-  const out: StartupRouting = { hint: 'auto', readTags: null };
+  const out: StartupRouting = { hint: 'auto', readTags: null, maxLagMs: null };
   if (!options) return out;
-  const kept = options.replace(/(?:-c\s*|--)pgsplit\.(route|read_tags)=([\w.,-]*)\s*/gi, (_m, name: string, v: string) => {
-    if (name.toLowerCase() === 'route') {
+  const kept = options.replace(/(?:-c\s*|--)pgsplit\.(\w+)=(\S*)\s*/gi, (_m, name: string, v: string) => {
+    const key = name.toLowerCase();
+    if (key === 'route') {
       const value = v.toLowerCase();
       if (value === 'primary' || value === 'replica' || value === 'auto') out.hint = value;
-    } else {
+    } else if (key === 'read_tags') {
       out.readTags = parseTagList(v) ?? out.readTags;
+    } else if (key === 'max_lag') {
+      try {
+        out.maxLagMs = parseDuration(v);
+      } catch {
+        /* not a duration: ignored */
+      }
     }
     return '';
   }).trim();
@@ -200,4 +224,5 @@ export interface StartupRouting {
   hint: RouteHint;
   /** null: the user's or the configured read_tags. */
   readTags: string[] | null;
+  maxLagMs: number | null;
 }

@@ -18,7 +18,7 @@ import { ServerLink, type LinkOwner } from '../backend/server-link.js';
 import { COMMITS, effectFlags, MAY_WRITE, OPENS_TRANSACTION, SESSION_EFFECTS, type Classification } from '../router/classification.js';
 import type { Classifier } from '../router/classifier.js';
 import { routeUnit, type LoadBalance, type RouteHint } from '../router/route.js';
-import { chooseRead, meetsNeeds, type PrimaryReadReason } from '../router/read-choice.js';
+import { chooseRead, meetsNeeds, readWeight, type PrimaryReadReason } from '../router/read-choice.js';
 import type { NodeState, Topology } from '../topology/topology.js';
 import type { LsnTracker } from '../health/lsn-tracker.js';
 import type { Cancellable, CancelRegistry } from './cancel-registry.js';
@@ -34,6 +34,8 @@ export interface RoutingSettings {
   readTags: readonly string[];
   /** users[].read_tags, by user, where set. */
   userReadTags: ReadonlyMap<string, readonly string[]>;
+  /** failover.hold_timeout: statements wait this long for a new primary after the session's was lost. */
+  holdTimeoutMs: number;
 }
 
 export interface SessionContext {
@@ -76,6 +78,8 @@ interface Unit {
   link: ServerLink | null;
   retryable: boolean;
   retried: boolean;
+  /** Must run on the primary (a retry after a replica refused or was lost). */
+  forcePrimary: boolean;
   /** Route decision reason, for metrics. */
   reason: string;
 }
@@ -96,7 +100,11 @@ function push<T>(list: T[], item: T): T[] {
 
 export class Session implements Cancellable, LinkOwner {
   txStatus = 0x49;
-  private readonly home: ServerLink;
+  /** The session's connection to the primary; replaced when a failover elects another one. */
+  private home: ServerLink;
+  /** The primary connection was lost: the next statement that needs the primary waits for (and opens) a new one. */
+  private homeLost = false;
+  private reopening = false;
   private readonly links = new Map<string, ServerLink>();
   private readonly connecting = new Map<string, Promise<void>>();
   private readonly replicaDown = new Map<string, number>();
@@ -145,10 +153,11 @@ export class Session implements Cancellable, LinkOwner {
     readonly user: string,
     private readonly ctx: SessionContext,
     private readonly onEnd: (s: Session) => void,
-    startup: { hint: RouteHint; readTags: readonly string[] | null } = { hint: 'auto', readTags: null },
+    startup: { hint: RouteHint; readTags: readonly string[] | null; maxLagMs?: number | null } = { hint: 'auto', readTags: null },
   ) {
     this.hint = startup.hint;
     this.readTags = startup.readTags;
+    this.maxLagMs = startup.maxLagMs ?? null;
     this.home = this.adopt(server, serverAddress.host, serverAddress.port);
     const sink: FrameSink = { onFrameHeader() {}, onFrame: (type, body, frame) => this.onClientMessage(type, body, frame) };
     this.scanner = new FrameScanner(collectAll(), sink);
@@ -221,7 +230,7 @@ export class Session implements Cancellable, LinkOwner {
   private newUnit(): Unit {
     return {
       frames: [], owned: false, ownedFrames: 0, parts: [], sync: false, opensTransaction: false, effects: false, commits: false, mayWrite: false, maxLagMs: null, local: null, needs: NONE, parses: NONE, closes: NONE,
-      unnamedParse: null, link: null, retryable: false, retried: false, reason: '',
+      unnamedParse: null, link: null, retryable: false, retried: false, forcePrimary: false, reason: '',
     };
   }
 
@@ -347,6 +356,7 @@ export class Session implements Cancellable, LinkOwner {
   }
 
   private chooseLink(u: Unit): ServerLink | null {
+    if (u.forcePrimary && this.inflight.length === 0) return this.primary();
     if (this.sticky) {
       u.reason = 'transaction';
       return this.sticky;
@@ -362,18 +372,19 @@ export class Session implements Cancellable, LinkOwner {
       return null;
     }
     if (this.transactionLost !== null) {
-      u.local = Buffer.concat([errorResponse(errors.replicaLost(this.transactionLost)), readyForQuery('I')]);
+      const lost = this.transactionLost;
+      u.local = Buffer.concat([errorResponse(lost === this.home.node && this.homeLost ? errors.primaryLost(lost, false) : errors.replicaLost(lost)), readyForQuery('I')]);
       this.transactionLost = null;
       this.txStatus = 0x49;
       return null;
     }
     if (this.txStatus !== 0x49) {
       u.reason = 'transaction';
-      return this.sticky ?? this.home;
+      return this.sticky ?? this.primary();
     }
     const d = routeUnit(u.parts, { pinned: this.pins.size > 0, hint: this.hint });
     u.reason = d.reason;
-    if (d.target === 'primary') return this.home;
+    if (d.target === 'primary') return this.primary();
     const r = this.replicaFor(u);
     if (r === 'wait') return null;
     if (typeof r === 'string') {
@@ -385,7 +396,7 @@ export class Session implements Cancellable, LinkOwner {
       }
       u.reason = r;
       this.ctx.stats.readOnPrimary(r);
-      return this.home;
+      return this.primary();
     }
     if (r !== this.home) u.retryable = u.sync && !u.opensTransaction;
     return r;
@@ -424,7 +435,7 @@ export class Session implements Cancellable, LinkOwner {
     if (settings.primaryReads === 'include' && primary) candidates = [...candidates, { ...primary, lagSeconds: 0, tags, delayed: false }];
     const choice = chooseRead(candidates, { tags, lsn, maxLagMs }, {
       preferred: mine && !mine.closed ? mine.node : null,
-      bannedCount: topology.bannedReplicas().length,
+      bannedCount: topology.bannedReplicas().filter((n) => readWeight(n, tags) > 0).length,
       replayLsn: this.replayLsn,
       strategy: settings.loadBalance,
       turn: this.ctx.stats.replicaTurn,
@@ -438,9 +449,11 @@ export class Session implements Cancellable, LinkOwner {
     if (pick.name !== mine?.node) this.ctx.stats.replicaTurn++;
     this.readLinkChecked = topology.version;
     this.readLinkSettings = settings;
-    if (pick.name === this.home.node) {
-      this.readLink = this.home;
-      return this.home;
+    if (pick.name === this.home.node || pick.name === topology.primary?.name) {
+      const p = this.primary();
+      if (p === null) return 'wait';
+      this.readLink = p;
+      return p;
     }
     const link = this.links.get(pick.name);
     if (link) {
@@ -523,7 +536,7 @@ export class Session implements Cancellable, LinkOwner {
   private preparation(u: Unit, link: ServerLink): { frames: Buffer; ready: number } | null {
     const out: Buffer[] = [];
     let ready = 0;
-    if (link !== this.home && link.appliedVersion !== this.stateVersion) {
+    if (link.appliedVersion !== this.stateVersion) {
       out.push(query(['RESET ALL', ...this.entries.map((e) => e.sql)].join(';\n')));
       ready++;
       link.appliedVersion = this.stateVersion;
@@ -634,8 +647,68 @@ export class Session implements Cancellable, LinkOwner {
   }
 
   private dispatchFirstToPrimary(): void {
-    this.dispatch(this.queue.shift()!, this.home);
+    const u = this.queue[0];
+    u.forcePrimary = true;
+    const p = this.primary();
+    if (p !== null) this.dispatch(this.queue.shift()!, p);
     this.pump();
+  }
+
+  /** The primary link, or null while a new one is being found after the primary was lost (pump runs again then). */
+  private primary(): ServerLink | null {
+    if (!this.homeLost) return this.home;
+    this.reopenHome();
+    return null;
+  }
+
+  /**
+   * After the primary connection was lost (a failover): wait up to hold_timeout for a primary, then use the
+   * session's connection to it if it has one (a replica just promoted keeps its sessions) or open one. Session
+   * state is replayed there before the next statement, as on any server the session starts to use.
+   */
+  private reopenHome(): void {
+    if (this.reopening || this.closed) return;
+    this.reopening = true;
+    const hold = this.ctx.routing().holdTimeoutMs;
+    const deadline = Date.now() + hold;
+    const attempt = async (): Promise<ServerLink> => {
+      let lastError = 'no node is known to be out of recovery';
+      for (;;) {
+        const p = this.ctx.topology.primary;
+        if (p && p.up) {
+          const existing = this.links.get(p.name);
+          if (existing && !existing.closed && !existing.busy) return existing;
+          try {
+            const conn = await this.ctx.connect(p.name);
+            if (this.closed) {
+              conn.socket.destroy();
+              throw errors.shuttingDown();
+            }
+            return this.adopt(conn, p.host, p.port);
+          } catch (err) {
+            lastError = (err as Error).message;
+          }
+        }
+        if (Date.now() >= deadline || this.closed) throw errors.noPrimary(`${lastError} (waited ${hold} ms, failover.hold_timeout)`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    attempt()
+      .then((link) => {
+        this.home = link;
+        this.homeLost = false;
+        this.ctx.log.info({ pid: this.key.pid, node: link.node }, 'session continues on the new primary');
+      })
+      .catch((err: unknown) => {
+        // The statement that waited gets the reason; the session stays, and the next statement waits again.
+        const u = this.queue[0];
+        const e = err instanceof ProxyError ? err : errors.noPrimary(String(err));
+        if (u && !u.local) u.local = Buffer.concat([errorResponse(new ProxyError(e.sqlstate, e.code, e.message, 'ERROR', e.detail, e.hint)), readyForQuery('I')]);
+      })
+      .finally(() => {
+        this.reopening = false;
+        this.pump();
+      });
   }
 
   /**
@@ -742,12 +815,7 @@ export class Session implements Cancellable, LinkOwner {
     this.links.delete(link.node);
     if (this.closed) return;
     if (link === this.home) {
-      if (!this.terminating && !this.client.destroyed) {
-        this.client.write(errorResponse(errors.backendLost(link.node, 'the server closed the connection unexpectedly')));
-      }
-      this.finish();
-      this.client.end();
-      this.closeAll();
+      this.onPrimaryLost(link);
       return;
     }
     // A replica went away: a held autocommit read is retried on the primary; anything else fails cleanly.
@@ -773,6 +841,48 @@ export class Session implements Cancellable, LinkOwner {
     }
     this.txStatus = 0x49;
     this.client.write(Buffer.concat([errorResponse(errors.replicaLost(link.node)), readyForQuery('I')]));
+    this.pump();
+  }
+
+  /**
+   * The primary connection died (the primary failed, or was restarted). Without state that lived only there,
+   * the session survives: what was running on it fails with a clear error, and the next statement that needs
+   * the primary waits for the new one. Temp tables, advisory locks, LISTEN and the like died with it: then
+   * the session ends, as it would on PostgreSQL itself.
+   */
+  private onPrimaryLost(link: ServerLink): void {
+    const bound = [...this.pins].filter((p) => p !== 'replay-failed');
+    if (this.terminating || this.client.destroyed || bound.length > 0) {
+      if (!this.terminating && !this.client.destroyed) {
+        const why = bound.length > 0 ? `the session's ${bound.join(', ')} lived there` : 'the server closed the connection unexpectedly';
+        this.client.write(errorResponse(errors.backendLost(link.node, why)));
+      }
+      this.finish();
+      this.client.end();
+      this.closeAll();
+      return;
+    }
+    this.homeLost = true;
+    if (this.readLink === link) this.readLink = null;
+    if (this.copyLink === link) this.copyLink = null;
+    const heldTransaction = this.txStatus !== 0x49 && (this.sticky === link || this.sticky === null);
+    if (this.sticky === link) this.sticky = null;
+    const lost = this.inflight.filter((u) => u.link === link);
+    this.inflight.splice(0, this.inflight.length, ...this.inflight.filter((u) => u.link !== link));
+    this.txEntries = [];
+    this.txMayWrite = false;
+    this.ctx.log.warn({ pid: this.key.pid, node: link.node, in_flight: lost.length, in_transaction: heldTransaction }, 'primary connection lost; the session waits for a primary');
+    if (lost.length > 0) {
+      const out: Buffer[] = [];
+      for (const u of lost) {
+        if (!u.sync && u !== lost[lost.length - 1]) continue;
+        out.push(errorResponse(errors.primaryLost(link.node, u.commits)), readyForQuery('I'));
+      }
+      this.txStatus = 0x49;
+      this.client.write(Buffer.concat(out));
+    } else if (heldTransaction) {
+      this.transactionLost = link.node;
+    }
     this.pump();
   }
 

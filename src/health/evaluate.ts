@@ -1,5 +1,5 @@
 // Pure decision of what a round of probes means for the topology: node health and which node is the primary.
-import type { NodeState, Role } from '../topology/topology.js';
+import type { NodeState, Role, StandbyState } from '../topology/topology.js';
 import { parseLsn } from '../topology/lsn.js';
 import { measureLag, nextBan, NO_LAG, NOT_BANNED, type LagBounds } from './lag.js';
 
@@ -15,6 +15,12 @@ export interface ProbeSample {
   replayPaused: boolean | null;
   caughtUp: boolean | null;
   replayAgeSeconds: number | null;
+  /** Replica: pg_stat_wal_receiver status ('streaming' …), null when no WAL receiver runs; and whom it streams from. */
+  receiverStatus: string | null;
+  senderHost: string | null;
+  senderPort: number | null;
+  /** Primary: pg_stat_replication (application_name, sync_state, flush_lsn); null elsewhere. */
+  standbys: StandbyState[] | null;
 }
 
 export type ProbeResult = { ok: true; at: number; sample: ProbeSample } | { ok: false; at: number; error: string };
@@ -44,6 +50,10 @@ export function applyProbe(node: NodeState, r: ProbeResult): NodeState {
     replayPaused: s.replayPaused,
     caughtUp: s.caughtUp,
     replayAgeSeconds: s.replayAgeSeconds,
+    receiverStatus: s.receiverStatus,
+    senderHost: s.senderHost,
+    senderPort: s.senderPort,
+    standbys: s.standbys,
   };
 }
 
@@ -57,8 +67,13 @@ export interface PrimaryDecision {
  * Which node is the primary: the reachable node out of recovery. When several claim it, the current one
  * keeps the role (stability beats guessing); otherwise the one on the highest timeline, then config order.
  */
-export function choosePrimary(nodes: readonly NodeState[], current: string | null): PrimaryDecision {
+export function choosePrimary(nodes: readonly NodeState[], current: string | null, keepFailingFor = 1): PrimaryDecision {
   const claimants = nodes.filter((n) => n.up && n.role === 'primary');
+  // A primary that failed a probe or two keeps its role (a blip must not stop writes); at the threshold it is lost.
+  const cur = current === null ? undefined : nodes.find((n) => n.name === current);
+  if (cur && !cur.up && cur.role === 'primary' && cur.failures < keepFailingFor) {
+    return { primary: cur.name, conflicting: claimants.map((n) => n.name) };
+  }
   if (claimants.length === 0) return { primary: null, conflicting: [] };
   let chosen = claimants.find((n) => n.name === current);
   if (!chosen) {

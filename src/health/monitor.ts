@@ -27,7 +27,13 @@ const PROBE_SQL = `SELECT pg_is_in_recovery() AS in_recovery,
   current_setting('server_version') AS version,
   CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END AS replay_paused,
   CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() END AS caught_up,
-  CASE WHEN pg_is_in_recovery() THEN EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 END AS replay_age`;
+  CASE WHEN pg_is_in_recovery() THEN EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 END AS replay_age,
+  (SELECT status FROM pg_stat_wal_receiver) AS receiver_status,
+  (SELECT sender_host FROM pg_stat_wal_receiver) AS sender_host,
+  (SELECT sender_port FROM pg_stat_wal_receiver) AS sender_port,
+  CASE WHEN NOT pg_is_in_recovery() THEN
+    (SELECT json_agg(json_build_object('name', application_name, 'state', state, 'sync', sync_state, 'flush', flush_lsn::text)) FROM pg_stat_replication)
+  END AS standbys`;
 
 class NodeProbe {
   private client: pg.Client | null = null;
@@ -56,6 +62,12 @@ class NodeProbe {
         replayPaused: row.replay_paused ?? null,
         caughtUp: row.caught_up ?? null,
         replayAgeSeconds: row.replay_age === null || row.replay_age === undefined ? null : Number(row.replay_age),
+        receiverStatus: row.receiver_status ?? null,
+        senderHost: row.sender_host ?? null,
+        senderPort: row.sender_port === null || row.sender_port === undefined ? null : Number(row.sender_port),
+        standbys: Array.isArray(row.standbys)
+          ? (row.standbys as { name: string; state: string; sync: string; flush: string | null }[]).map((x) => ({ name: x.name, state: x.state, syncState: x.sync, flushLsn: x.flush }))
+          : null,
       };
       return { ok: true, at, sample };
     } catch (err) {
@@ -109,6 +121,8 @@ export class Monitor {
     private readonly log: Logger,
     /** Replica lag bounds (routing.max_replica_lag), read at every round so a reload applies. */
     private readonly bounds: () => LagBounds = () => NO_BOUNDS,
+    /** The primary keeps its role while it has failed fewer probes in a row than this (failover.failure_threshold). */
+    private readonly keepFailingPrimary: () => number = () => 1,
   ) {}
 
   setSettings(s: MonitorSettings): void {
@@ -147,9 +161,11 @@ export class Monitor {
       }),
     );
     const current = this.topology.primary?.name ?? null;
-    const decision = choosePrimary(this.topology.all(), current);
-    if (decision.conflicting.length > 0) {
-      this.log.warn({ primary: decision.primary, conflicting: decision.conflicting }, 'more than one node claims to be primary; routing only to the chosen one');
+    const decision = choosePrimary(this.topology.all(), current, this.keepFailingPrimary());
+    const fenced = decision.conflicting.join(',');
+    if (fenced !== [...this.topology.fenced].join(',')) {
+      if (decision.conflicting.length > 0) this.log.warn({ primary: decision.primary, fenced: decision.conflicting }, 'another node claims to be primary; it is fenced (gets no traffic)');
+      this.topology.setFenced(decision.conflicting);
     }
     if (decision.primary !== current) {
       this.log.info({ primary: decision.primary, previous: current }, 'primary changed');
@@ -165,6 +181,14 @@ export class Monitor {
       }
       if (n !== was) this.topology.update(n.name, n);
     });
+    for (const fn of this.roundListeners) fn();
+  }
+
+  private readonly roundListeners: (() => void)[] = [];
+
+  /** Run `fn` after every probe round (the failover controller decides there). */
+  afterRound(fn: () => void): void {
+    this.roundListeners.push(fn);
   }
 
   start(): void {

@@ -4,8 +4,16 @@ import type { ProxyStats } from '../frontend/stats.js';
 import type { Topology } from '../topology/topology.js';
 import type { Classifier } from '../router/classifier.js';
 import type { LsnTracker } from '../health/lsn-tracker.js';
+import type { FailoverController } from '../failover/controller.js';
 
-export function createMetrics(stats: ProxyStats, topology: Topology, classifier?: Classifier, lsn?: LsnTracker): client.Registry {
+export function createMetrics(
+  stats: ProxyStats,
+  topology: Topology,
+  classifier?: Classifier,
+  lsn?: LsnTracker,
+  failover?: FailoverController,
+  replicationMode?: () => string,
+): client.Registry {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'pgsplit_process_' });
 
@@ -149,6 +157,49 @@ export function createMetrics(stats: ProxyStats, topology: Topology, classifier?
   perReplica('pgsplit_replica_lag_bytes', "Bytes of WAL a replica's replay is behind the primary, at the last probe round.", (n) => n.lagBytes);
   perReplica('pgsplit_replica_lag_seconds', 'Seconds a replica has been behind what it received (0 when caught up), at the last probe round.', (n) => n.lagSeconds);
   perReplica('pgsplit_node_banned', '1 while a replica gets no new reads (over routing.max_replica_lag or failing probes), else 0.', (n) => (n.banned ? 1 : 0));
+  new client.Gauge({
+    name: 'pgsplit_primary',
+    help: '1 for the node pgsplit sends writes to now.',
+    labelNames: ['node'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const p = topology.primary;
+      if (p) this.set({ node: p.name }, 1);
+    },
+  });
+  new client.Gauge({
+    name: 'pgsplit_node_fenced',
+    help: '1 for a node that claims to be primary but is not the elected one (e.g. an old primary back after a failover): it gets no traffic.',
+    labelNames: ['node'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const n of topology.all()) this.set({ node: n.name }, topology.fenced.has(n.name) ? 1 : 0);
+    },
+  });
+  if (failover) {
+    counter('pgsplit_failovers_total', 'Automatic promotions of a replica after the primary was lost.', () => failover.failovers);
+    new client.Gauge({
+      name: 'pgsplit_failover_duration_seconds',
+      help: 'How long the last failover took, from the first failed probe of the old primary to writes going to the new one.',
+      registers: [registry],
+      collect() {
+        this.reset();
+        if (failover.lastDurationSeconds !== null) this.set(failover.lastDurationSeconds);
+      },
+    });
+    new client.Gauge({
+      name: 'pgsplit_replication_mode',
+      help: '1 for the configured replication mode (async, semi-sync, sync); degraded is 1 while fewer synchronous replicas stream than the mode wants.',
+      labelNames: ['mode', 'degraded'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.set({ mode: replicationMode?.() ?? 'async', degraded: failover.sync.degraded ? '1' : '0' }, 1);
+      },
+    });
+  }
   if (lsn) {
     new client.Counter({
       name: 'pgsplit_lsn_polls_total',

@@ -12,6 +12,8 @@ export interface NodeAddress {
   tags?: readonly string[];
   /** A deliberately delayed replica: reads only for sessions asking for one of its tags; never promoted. */
   delayed?: boolean;
+  /** Failover preference among candidates at the same WAL position. */
+  priority?: number;
 }
 
 export interface NodeState extends NodeAddress {
@@ -41,11 +43,27 @@ export interface NodeState extends NodeAddress {
   lagBytes: number | null;
   lagSeconds: number | null;
   behindSince: number | null;
+  /** Replica: its WAL receiver's status ('streaming', 'waiting' …; null: none running) and the server it streams from. */
+  receiverStatus: string | null;
+  senderHost: string | null;
+  senderPort: number | null;
+  /** Primary: the standbys connected to it, as pg_stat_replication shows them. */
+  standbys: StandbyState[] | null;
   /** Banned from new reads (over a lag bound or failing probes), and since when it has been back under them. */
   banned: boolean;
   banReason: 'probe-failed' | 'lag-bytes' | 'lag-time' | null;
   banSince: number | null;
   clearSince: number | null;
+}
+
+export interface StandbyState {
+  /** application_name of the standby's WAL receiver (pgsplit sets it to the node's name). */
+  name: string;
+  /** streaming | catchup | startup … */
+  state: string;
+  /** async | potential | sync | quorum */
+  syncState: string;
+  flushLsn: string | null;
 }
 
 export interface TopologyEvents {
@@ -75,6 +93,10 @@ export function initialNodeState(a: NodeAddress): NodeState {
     lagBytes: null,
     lagSeconds: null,
     behindSince: null,
+    receiverStatus: null,
+    senderHost: null,
+    senderPort: null,
+    standbys: null,
     banned: false,
     banReason: null,
     banSince: null,
@@ -101,7 +123,7 @@ export class Topology extends EventEmitter<TopologyEvents> {
     for (const a of addresses) {
       const old = this.nodes.get(a.name);
       // What is known about a node survives a reload unless its address changed; weight and tags follow the config.
-      next.set(a.name, old && old.host === a.host && old.port === a.port ? { ...old, weight: a.weight, tags: a.tags, delayed: a.delayed } : initialNodeState(a));
+      next.set(a.name, old && old.host === a.host && old.port === a.port ? { ...old, weight: a.weight, tags: a.tags, delayed: a.delayed, priority: a.priority } : initialNodeState(a));
     }
     this.nodes = next;
     this.replicasCache = null;
@@ -124,7 +146,7 @@ export class Topology extends EventEmitter<TopologyEvents> {
 
   /** Nodes that are up, in recovery, not the primary and not banned: the ones that may serve reads. */
   replicas(): readonly NodeState[] {
-    return (this.replicasCache ??= Object.freeze(this.all().filter((n) => n.up && n.role === 'replica' && n.name !== this.primaryName && !n.banned)));
+    return (this.replicasCache ??= Object.freeze(this.all().filter((n) => n.up && n.role === 'replica' && n.name !== this.primaryName && !n.banned && !this.fenced.has(n.name))));
   }
 
   /** Replicas that are up but banned (lagging or failing probes): reads that skip them say so. */
@@ -136,6 +158,16 @@ export class Topology extends EventEmitter<TopologyEvents> {
     const n = this.nodes.get(name);
     if (!n) return;
     this.nodes.set(name, { ...n, ...patch });
+    this.replicasCache = null;
+    this.version++;
+    this.emit('change');
+  }
+
+  /** Nodes that claim to be primary but are not the one routed to (an old primary back after a failover): no traffic. */
+  fenced: ReadonlySet<string> = new Set();
+
+  setFenced(names: readonly string[]): void {
+    this.fenced = new Set(names);
     this.replicasCache = null;
     this.version++;
     this.emit('change');

@@ -1,4 +1,4 @@
-// A proxy whose nodes are all replicas: new connections are refused promptly with 57P03 saying no primary is available.
+// A proxy whose nodes are all replicas: new connections wait failover.hold_timeout for a primary, then are refused with 57P03 saying none is available.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startProxy, type RunningProxy } from '../harness/proxy.js';
 import { adminGet, proxyClient, psql, rejection } from './helpers.js';
@@ -9,7 +9,7 @@ let proxy: RunningProxy;
 
 describe('no primary in the cluster', () => {
   beforeAll(async () => {
-    proxy = await startProxy({ ...info, nodes: info.nodes.slice(1) });
+    proxy = await startProxy({ ...info, nodes: info.nodes.slice(1) }, { extra: 'failover: { hold_timeout: 300ms }' });
   });
 
   afterAll(async () => {
@@ -21,6 +21,14 @@ describe('no primary in the cluster', () => {
     expect(err.message).not.toMatch(/timeout/i);
     expect(err.code).toBe('57P03');
     expect(err.message).toMatch(/no primary/i);
+  });
+
+  it('waits for a primary up to failover.hold_timeout before refusing', async () => {
+    const started = Date.now();
+    const err = await rejection(proxyClient(proxy, info, { connectionTimeoutMillis: 10_000 }));
+    expect(err.code).toBe('57P03');
+    // It waited rather than failing at once (the bound is the configured 300ms; no upper timing is asserted).
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
   });
 
   it('keeps refusing cleanly, many clients at once', async () => {

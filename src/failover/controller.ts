@@ -1,0 +1,239 @@
+// The failover controller: after every probe round it promotes a replica when the primary is lost, re-points the others, keeps synchronous_standby_names right, and records what it did.
+import { spawn } from 'node:child_process';
+import pg from 'pg';
+import type { Logger } from '../util/logger.js';
+import type { NodeState, Topology } from '../topology/topology.js';
+import type { MonitorSettings } from '../health/monitor.js';
+import { decideFailover, promotable, type FailoverDecision, type ReplicationMode } from './decide.js';
+import { planSyncStandbys, type SyncPlan } from './sync-standbys.js';
+import { parseConninfo, rewriteConninfo } from './conninfo.js';
+
+export interface FailoverConfig {
+  enabled: boolean;
+  failureThreshold: number;
+  promoteTimeoutMs: number;
+  hookCommand: string;
+  rejoinCommand: string;
+  mode: ReplicationMode;
+  strict: boolean;
+  synchronousCommit: string;
+}
+
+export interface FailoverEvent {
+  at: string;
+  kind: 'failover' | 'switchover';
+  reason: string;
+  old_primary: string | null;
+  new_primary: string;
+  /** From the first failed probe of the old primary to writes going to the new one. */
+  duration_ms: number;
+  promoted_receive_lsn: string | null;
+  repointed: string[];
+  error?: string;
+}
+
+/** How often an unchanged setting is checked again on the servers (someone may have changed it by hand). */
+const RECHECK_MS = 10_000;
+/** Re-pointing a replica at most this often (it restarts its WAL receiver). */
+const REPOINT_GAP_MS = 15_000;
+
+async function withNode<T>(n: { host: string; port: number }, s: MonitorSettings, timeoutMs: number, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({
+    host: n.host,
+    port: n.port,
+    user: s.user,
+    password: s.password,
+    database: s.database,
+    application_name: 'pgsplit-failover',
+    connectionTimeoutMillis: s.connect_timeout,
+    query_timeout: timeoutMs,
+  });
+  c.on('error', () => {});
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+const literal = (v: string) => `'${v.replace(/'/g, "''")}'`;
+
+export class FailoverController {
+  /** The primary writes go to (kept through its loss, until a replica is promoted). */
+  elected: string | null = null;
+  phase: FailoverDecision['kind'] | 'promoting' = 'healthy';
+  phaseReason = '';
+  readonly events: FailoverEvent[] = [];
+  failovers = 0;
+  lastDurationSeconds: number | null = null;
+  sync: SyncPlan = { names: '', members: [], degraded: false };
+  private appliedSync: { names: string; commit: string; at: number; primary: string } | null = null;
+  private busy = false;
+  private failingSince: number | null = null;
+  private readonly repointedAt = new Map<string, number>();
+  private readonly rejoinStarted = new Set<string>();
+
+  constructor(
+    private readonly topology: Topology,
+    private readonly settings: () => MonitorSettings,
+    private readonly config: () => FailoverConfig,
+    private readonly log: Logger,
+  ) {}
+
+  /** After each probe round. Never throws; slow work runs in the background, one step at a time. */
+  onRound(): void {
+    const cfg = this.config();
+    const primary = this.topology.primary;
+    if (primary && primary.up) {
+      this.elected = primary.name;
+      this.failingSince = null;
+    } else if (primary && this.failingSince === null) this.failingSince = primary.lastProbeAt ?? Date.now();
+    if (this.elected === null && primary) this.elected = primary.name;
+    if (this.busy) return;
+    const decision = cfg.enabled
+      ? decideFailover(this.topology.all(), this.elected, this.sync.members, { failureThreshold: cfg.failureThreshold, mode: cfg.mode, strict: cfg.strict })
+      : ({ kind: 'healthy' } as const);
+    if (decision.kind !== this.phase || ('reason' in decision && decision.reason !== this.phaseReason)) {
+      if (decision.kind === 'suspect' || decision.kind === 'no-candidate') this.log.warn({ reason: decision.reason }, `failover: ${decision.kind}`);
+      this.phase = decision.kind;
+      this.phaseReason = 'reason' in decision ? decision.reason : '';
+    }
+    if (decision.kind === 'promote') {
+      this.run(() => this.promote(decision));
+      return;
+    }
+    if (decision.kind === 'healthy' && primary?.up) this.run(() => this.maintain(primary, cfg));
+  }
+
+  private run(step: () => Promise<void>): void {
+    this.busy = true;
+    step()
+      .catch((err: Error) => this.log.error({ err: err.message }, 'failover step failed'))
+      .finally(() => {
+        this.busy = false;
+      });
+  }
+
+  private async promote(d: Extract<FailoverDecision, { kind: 'promote' }>): Promise<void> {
+    const node = this.topology.node(d.node);
+    if (!node) return;
+    const old = this.elected;
+    const since = this.failingSince ?? Date.now();
+    this.phase = 'promoting';
+    this.log.warn({ old_primary: old, new_primary: node.name, receive_lsn: d.receiveLsn, reason: d.reason }, 'failover: promoting a replica');
+    const cfg = this.config();
+    const event: FailoverEvent = { at: new Date().toISOString(), kind: 'failover', reason: d.reason, old_primary: old, new_primary: node.name, duration_ms: 0, promoted_receive_lsn: d.receiveLsn, repointed: [] };
+    try {
+      const ok = await withNode(node, this.settings(), cfg.promoteTimeoutMs + 5000, async (c) => {
+        const r = await c.query('SELECT pg_promote(wait => true, wait_seconds => $1) AS ok', [Math.max(1, Math.round(cfg.promoteTimeoutMs / 1000))]);
+        return r.rows[0]?.ok === true;
+      });
+      if (!ok) throw new Error(`pg_promote() on ${node.name} did not finish within ${cfg.promoteTimeoutMs} ms`);
+    } catch (err) {
+      event.error = (err as Error).message;
+      event.duration_ms = Date.now() - since;
+      this.record(event);
+      this.phase = 'no-candidate';
+      this.phaseReason = `promotion of ${node.name} failed: ${event.error}`;
+      return;
+    }
+    // Writes go to the new primary now; the monitor's next round confirms what it sees.
+    this.topology.update(node.name, { role: 'primary', receiverStatus: null, senderHost: null, senderPort: null, banned: false, banReason: null });
+    this.topology.setPrimary(node.name);
+    this.elected = node.name;
+    this.failingSince = null;
+    this.sync = { names: '', members: [], degraded: this.config().mode !== 'async' };
+    this.appliedSync = null;
+    event.duration_ms = Date.now() - since;
+    this.failovers++;
+    this.lastDurationSeconds = event.duration_ms / 1000;
+    this.phase = 'healthy';
+    this.phaseReason = '';
+    this.log.warn({ old_primary: old, new_primary: node.name, duration_ms: event.duration_ms }, 'failover: new primary takes writes');
+    for (const r of this.topology.all()) {
+      if (r.name === node.name || r.name === old || !r.up || r.role !== 'replica') continue;
+      try {
+        await this.repoint(r, node);
+        event.repointed.push(r.name);
+      } catch (err) {
+        this.log.error({ node: r.name, err: (err as Error).message }, 'failover: could not re-point a replica to the new primary');
+      }
+    }
+    this.record(event);
+    if (cfg.hookCommand) this.runCommand(cfg.hookCommand, { PGSPLIT_EVENT: 'failover', PGSPLIT_OLD_PRIMARY: old ?? '', PGSPLIT_NEW_PRIMARY: node.name, PGSPLIT_NEW_PRIMARY_HOST: node.host, PGSPLIT_NEW_PRIMARY_PORT: String(node.port) });
+  }
+
+  private record(e: FailoverEvent): void {
+    this.events.push(e);
+    if (this.events.length > 50) this.events.shift();
+  }
+
+  /** Point a replica's WAL receiver at `primary` (and name it after the node, for synchronous_standby_names). */
+  async repoint(r: NodeState, primary: { host: string; port: number }): Promise<void> {
+    this.repointedAt.set(r.name, Date.now());
+    await withNode(r, this.settings(), 10_000, async (c) => {
+      const cur = (await c.query('SHOW primary_conninfo')).rows[0]?.primary_conninfo ?? '';
+      const want = { host: primary.host, port: String(primary.port), application_name: r.name };
+      const have = parseConninfo(cur);
+      // An equal string still restarts the WAL receiver: change nothing unless something differs.
+      if (Object.entries(want).every(([k, v]) => have.get(k) === v)) return;
+      const next = rewriteConninfo(cur, want);
+      await c.query(`ALTER SYSTEM SET primary_conninfo = ${literal(next)}`);
+      await c.query('SELECT pg_reload_conf()');
+      this.log.info({ node: r.name, primary: `${primary.host}:${primary.port}` }, 'replica re-pointed');
+    });
+  }
+
+  /** While healthy: replicas stream from the primary under their own names, synchronous_standby_names follows the mode, fenced nodes may rejoin. */
+  private async maintain(primary: NodeState, cfg: FailoverConfig): Promise<void> {
+    const replicas = this.topology.all().filter((n) => n.name !== primary.name && n.up && n.role === 'replica');
+    const standbys = primary.standbys ?? [];
+    for (const r of replicas) {
+      const named = standbys.some((s) => s.name === r.name);
+      const pointsElsewhere = r.receiverStatus === 'streaming' && (r.senderHost !== primary.host || r.senderPort !== primary.port);
+      const idle = r.receiverStatus === null || r.receiverStatus === 'waiting';
+      if (!(pointsElsewhere || idle || (cfg.mode !== 'async' && !named))) continue;
+      if (Date.now() - (this.repointedAt.get(r.name) ?? 0) < REPOINT_GAP_MS) continue;
+      await this.repoint(r, primary).catch((err: Error) => this.log.warn({ node: r.name, err: err.message }, 'could not re-point a replica'));
+    }
+    const all = this.topology.all().filter((n) => n.name !== primary.name && promotable(n) && !this.topology.fenced.has(n.name)).map((n) => n.name);
+    const streaming = standbys.filter((s) => s.state === 'streaming' && all.includes(s.name)).map((s) => s.name);
+    const plan = planSyncStandbys(cfg.mode, cfg.strict, streaming, all);
+    const a = this.appliedSync;
+    const fresh = a && a.primary === primary.name && a.names === plan.names && a.commit === cfg.synchronousCommit && Date.now() - a.at < RECHECK_MS;
+    if (!fresh) {
+      await withNode(primary, this.settings(), 10_000, async (c) => {
+        const cur = (await c.query("SELECT current_setting('synchronous_standby_names') AS names, current_setting('synchronous_commit') AS commit")).rows[0];
+        if (cur.names !== plan.names || (cfg.mode !== 'async' && cur.commit !== cfg.synchronousCommit)) {
+          await c.query(`ALTER SYSTEM SET synchronous_standby_names = ${literal(plan.names)}`);
+          if (cfg.mode !== 'async') await c.query(`ALTER SYSTEM SET synchronous_commit = ${literal(cfg.synchronousCommit)}`);
+          await c.query('SELECT pg_reload_conf()');
+          this.log.info({ synchronous_standby_names: plan.names, degraded: plan.degraded }, 'replication mode applied on the primary');
+        }
+      });
+      this.appliedSync = { names: plan.names, commit: cfg.synchronousCommit, at: Date.now(), primary: primary.name };
+    }
+    // Shrinking the list takes effect at once, growing it only once applied: members are what failover may trust.
+    this.sync = plan;
+    for (const name of this.topology.fenced) {
+      if (!cfg.rejoinCommand || this.rejoinStarted.has(name)) continue;
+      const n = this.topology.node(name);
+      if (!n) continue;
+      this.rejoinStarted.add(name);
+      this.runCommand(cfg.rejoinCommand, { PGSPLIT_EVENT: 'rejoin', PGSPLIT_NODE: n.name, PGSPLIT_NODE_HOST: n.host, PGSPLIT_NODE_PORT: String(n.port), PGSPLIT_PRIMARY: primary.name, PGSPLIT_PRIMARY_HOST: primary.host, PGSPLIT_PRIMARY_PORT: String(primary.port) });
+    }
+    for (const name of this.rejoinStarted) if (!this.topology.fenced.has(name)) this.rejoinStarted.delete(name);
+  }
+
+  private runCommand(command: string, env: Record<string, string>): void {
+    const child = spawn('/bin/sh', ['-c', command], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
+    child.on('error', (e) => this.log.error({ event: env.PGSPLIT_EVENT, err: e.message }, 'hook command could not start'));
+    child.on('exit', (code) => {
+      if (code === 0) this.log.info({ event: env.PGSPLIT_EVENT }, 'hook command finished');
+      else this.log.error({ event: env.PGSPLIT_EVENT, code, stderr: err.trim() }, 'hook command failed');
+    });
+  }
+}

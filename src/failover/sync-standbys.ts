@@ -1,0 +1,27 @@
+// The synchronous_standby_names a replication mode asks for, over the replicas that can acknowledge commits now.
+import type { ReplicationMode } from './decide.js';
+
+export interface SyncPlan {
+  /** The value to set on the primary. */
+  names: string;
+  /** Standbys listed: the ones that hold every acknowledged commit (sync) or at least one of them holds it (semi-sync). */
+  members: string[];
+  /** Fewer synchronous replicas than the mode wants (some are down or catching up); with none, async in effect. */
+  degraded: boolean;
+}
+
+const quoted = (names: readonly string[]) => names.map((n) => `"${n}"`).join(', ');
+
+/**
+ * `streaming`: promotable replicas streaming from the primary now; `all`: every promotable replica configured.
+ * Without strict, a missing replica is left out (writes go on with fewer acknowledgements, or async when none);
+ * with strict the list keeps everyone, so writes wait for them rather than be acknowledged with less.
+ */
+export function planSyncStandbys(mode: ReplicationMode, strict: boolean, streaming: readonly string[], all: readonly string[]): SyncPlan {
+  if (mode === 'async' || all.length === 0) return { names: '', members: [], degraded: mode !== 'async' };
+  const list = strict ? [...all] : [...streaming];
+  if (list.length === 0) return { names: '', members: [], degraded: true };
+  const degraded = streaming.length < all.length;
+  if (mode === 'semi-sync') return { names: `ANY 1 (${quoted(list)})`, members: list, degraded };
+  return { names: `FIRST ${list.length} (${quoted(list)})`, members: list, degraded };
+}
