@@ -3,9 +3,11 @@ import { ConfigError, loadConfig } from './config/load.js';
 import { createLogger } from './util/logger.js';
 import { startPgsplit } from './main.js';
 import { runRouteCommand } from './router/explain.js';
+import { runSwitchoverCommand } from './admin/switchover-command.js';
 
 const USAGE = `usage: pgsplit --config FILE        run the proxy (or set PGSPLIT_CONFIG)
        pgsplit route --sql "STATEMENT"  where a fresh session would send it (JSON); --jsonl reads stdin
+       pgsplit switchover --to NODE [--admin HOST:PORT | --config FILE]   planned promotion of a replica
        pgsplit --help | --version`;
 
 function parseArgs(argv: string[]): { config?: string; help?: boolean; version?: boolean } {
@@ -25,6 +27,10 @@ function parseArgs(argv: string[]): { config?: string; help?: boolean; version?:
 }
 
 export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'switchover') {
+    process.exitCode = await runSwitchoverCommand(argv.slice(1), { stdout: process.stdout, stderr: process.stderr });
+    return;
+  }
   if (argv[0] === 'route') {
     process.exitCode = await runRouteCommand(argv.slice(1), { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
     return;

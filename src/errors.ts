@@ -16,6 +16,9 @@ export class ProxyError extends Error {
   }
 }
 
+/** A switchover that cannot be done as asked (the admin port answers 409); the message says why. */
+export class SwitchoverRefused extends Error {}
+
 // Named constructors so every client-facing failure has one place that decides its SQLSTATE and wording.
 export const errors = {
   noPrimary: (why: string) =>
@@ -27,7 +30,7 @@ export const errors = {
       'Retry when a replica is back (GET /status on the admin port), or set routing.primary_reads to fallback.'),
   primaryLost: (node: string, commitInFlight: boolean) =>
     commitInFlight
-      ? new ProxyError('08007', 'transaction_resolution_unknown', `pgsplit: connection to primary "${node}" was lost while a COMMIT was in flight (failover)`, 'ERROR',
+      ? new ProxyError('08007', 'transaction_resolution_unknown', `pgsplit: connection to primary "${node}" was lost while a commit was in flight (failover)`, 'ERROR',
           'The commit may or may not have happened; check before retrying. The session continues on the new primary.')
       : new ProxyError('08006', 'primary_lost', `pgsplit: connection to primary "${node}" was lost (failover); the statement or transaction did not complete`, 'ERROR',
           'The transaction was rolled back. The session continues: its next statement runs on the new primary.'),

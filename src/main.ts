@@ -68,6 +68,8 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
     promoteTimeoutMs: config.failover.promote_timeout,
     hookCommand: config.failover.hook_command,
     rejoinCommand: config.failover.rejoin_command,
+    demoteCommand: config.failover.demote_command,
+    switchoverTimeoutMs: config.failover.switchover_timeout,
     mode: config.replication.mode,
     strict: config.replication.strict,
     synchronousCommit: config.replication.synchronous_commit,
@@ -189,7 +191,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
   let admin: AdminServer | null = null;
   let adminPort: number | null = null;
   if (config.admin.enabled) {
-    admin = new AdminServer({ registry: createMetrics(stats, topology, classifier, lsn, failover, () => config.replication.mode), topology, status });
+    admin = new AdminServer({ registry: createMetrics(stats, topology, classifier, lsn, failover, () => config.replication.mode), topology, status, switchover: (to) => failover.switchover(to) });
     try {
       adminPort = await admin.listen(config.admin.host, config.admin.port);
     } catch (err) {

@@ -1,13 +1,29 @@
-// The admin HTTP port: /metrics (Prometheus), /health (liveness), /ready (a primary is known), /status (JSON).
+// The admin HTTP port: /metrics (Prometheus), /health (liveness), /ready (a primary is known), /status (JSON), POST /switchover.
 import http from 'node:http';
 import type net from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Topology } from '../topology/topology.js';
+import { SwitchoverRefused } from '../errors.js';
 
 export interface AdminContext {
   registry: Registry;
   topology: Topology;
   status(): unknown;
+  /** Planned promotion of a replica; rejects with SwitchoverRefused when it cannot be done. */
+  switchover?(to: string): Promise<unknown>;
+}
+
+function readBody(req: http.IncomingMessage, limit = 64 * 1024): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (d: string) => {
+      body += d;
+      if (body.length > limit) reject(new SwitchoverRefused('request body too large'));
+    });
+    req.on('end', () => resolve(body));
+    req.on('error', reject);
+  });
 }
 
 function send(res: http.ServerResponse, code: number, type: string, body: string): void {
@@ -26,6 +42,10 @@ export class AdminServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
+    if (path === '/switchover') {
+      await this.switchover(req, res);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       send(res, 405, 'text/plain', `method ${req.method} not allowed on ${path}\n`);
       return;
@@ -48,6 +68,25 @@ export class AdminServer {
         return;
       default:
         send(res, 404, 'text/plain', 'not found; try /metrics, /health, /ready or /status\n');
+    }
+  }
+
+  private async switchover(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const json = (code: number, body: unknown) => send(res, code, 'application/json', JSON.stringify(body) + '\n');
+    if (req.method !== 'POST') return json(405, { error: 'use POST /switchover with {"to": "<node name>"}' });
+    if (!this.ctx.switchover) return json(404, { error: 'switchover is not available' });
+    let to: unknown;
+    try {
+      to = (JSON.parse((await readBody(req)) || '{}') as { to?: unknown }).to;
+    } catch {
+      return json(400, { error: 'the body must be JSON like {"to": "pg2"}' });
+    }
+    if (typeof to !== 'string' || to === '') return json(400, { error: 'missing "to": the name of the replica to promote' });
+    try {
+      const event = await this.ctx.switchover(to);
+      json(200, { ok: true, event });
+    } catch (err) {
+      json(err instanceof SwitchoverRefused ? 409 : 500, { error: (err as Error).message });
     }
   }
 

@@ -199,6 +199,10 @@ export const configSchema = section({
     hook_command: str({ allowEmpty: true }).default(''),
     /** Shell command that turns a fenced old primary into a replica of the current one (e.g. pg_rewind). */
     rejoin_command: str({ allowEmpty: true }).default(''),
+    /** Shell command that demotes the old primary during a switchover (stop it, or restart it as a standby); without one it is made read-only. */
+    demote_command: str({ allowEmpty: true }).default(''),
+    /** How long a switchover waits for open transactions on the old primary and for the target to catch up. */
+    switchover_timeout: duration().default('30s'),
   }).default({}),
   replication: section({
     mode: oneOf(REPLICATION_MODES).default('async'),

@@ -7,6 +7,8 @@ import type { MonitorSettings } from '../health/monitor.js';
 import { decideFailover, promotable, type FailoverDecision, type ReplicationMode } from './decide.js';
 import { planSyncStandbys, type SyncPlan } from './sync-standbys.js';
 import { parseConninfo, rewriteConninfo } from './conninfo.js';
+import { parseLsn } from '../topology/lsn.js';
+import { SwitchoverRefused } from '../errors.js';
 
 export interface FailoverConfig {
   enabled: boolean;
@@ -14,6 +16,8 @@ export interface FailoverConfig {
   promoteTimeoutMs: number;
   hookCommand: string;
   rejoinCommand: string;
+  demoteCommand: string;
+  switchoverTimeoutMs: number;
   mode: ReplicationMode;
   strict: boolean;
   synchronousCommit: string;
@@ -161,7 +165,111 @@ export class FailoverController {
       }
     }
     this.record(event);
-    if (cfg.hookCommand) this.runCommand(cfg.hookCommand, { PGSPLIT_EVENT: 'failover', PGSPLIT_OLD_PRIMARY: old ?? '', PGSPLIT_NEW_PRIMARY: node.name, PGSPLIT_NEW_PRIMARY_HOST: node.host, PGSPLIT_NEW_PRIMARY_PORT: String(node.port) });
+    if (cfg.hookCommand) void this.runCommand(cfg.hookCommand, { PGSPLIT_EVENT: 'failover', PGSPLIT_OLD_PRIMARY: old ?? '', PGSPLIT_NEW_PRIMARY: node.name, PGSPLIT_NEW_PRIMARY_HOST: node.host, PGSPLIT_NEW_PRIMARY_PORT: String(node.port) });
+  }
+
+  /**
+   * Planned switchover to `to`: hold new writes, let open transactions on the old primary finish, stop it
+   * taking writes (failover.demote_command, else read-only), wait until `to` has replayed everything, promote
+   * it, re-point the others, resume. Clients' statements are delayed, not failed, and no commit is lost.
+   */
+  async switchover(to: string): Promise<FailoverEvent> {
+    const cfg = this.config();
+    const target = this.topology.node(to);
+    const old = this.topology.primary;
+    if (!target) throw new SwitchoverRefused(`no node named "${to}" (nodes: ${this.topology.all().map((n) => n.name).join(', ')})`);
+    if (!old || !old.up) throw new SwitchoverRefused('no primary is up to switch over from');
+    if (target.name === old.name) throw new SwitchoverRefused(`${to} is already the primary`);
+    if (!target.up || target.role !== 'replica') throw new SwitchoverRefused(`${to} is not a replica that is up`);
+    if (!promotable(target)) throw new SwitchoverRefused(`${to} may not be promoted (delayed or tagged nofailover)`);
+    if (this.busy) throw new SwitchoverRefused(`a failover or switchover is in progress (${this.phase})`);
+    this.busy = true;
+    this.phase = 'promoting';
+    const started = Date.now();
+    const event: FailoverEvent = { at: new Date().toISOString(), kind: 'switchover', reason: `switchover to ${to} requested`, old_primary: old.name, new_primary: to, duration_ms: 0, promoted_receive_lsn: null, repointed: [] };
+    this.log.warn({ old_primary: old.name, new_primary: to }, 'switchover: holding new writes');
+    this.topology.pauseWrites();
+    const deadline = started + cfg.switchoverTimeoutMs;
+    const s = this.settings();
+    try {
+      // 1. Open transactions on the old primary finish (new ones wait in the sessions).
+      for (;;) {
+        const open = await withNode(old, s, 5000, async (c) =>
+          Number((await c.query("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)') AND application_name NOT LIKE 'pgsplit-%'")).rows[0].n),
+        );
+        if (open === 0) break;
+        if (Date.now() > deadline) throw new Error(`${open} transaction(s) still open on ${old.name} after failover.switchover_timeout`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // 2. The old primary stops taking writes; its last WAL position is what the target must have.
+      const finalLsn = await withNode(old, s, 30_000, async (c) => {
+        await c.query('CHECKPOINT');
+        if (!cfg.demoteCommand) {
+          await c.query("ALTER SYSTEM SET default_transaction_read_only = 'on'");
+          await c.query('SELECT pg_reload_conf()');
+        }
+        return (await c.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn as string;
+      });
+      if (cfg.demoteCommand) {
+        const code = await this.runCommand(cfg.demoteCommand, { PGSPLIT_EVENT: 'demote', PGSPLIT_NODE: old.name, PGSPLIT_NODE_HOST: old.host, PGSPLIT_NODE_PORT: String(old.port), PGSPLIT_NEW_PRIMARY: target.name, PGSPLIT_NEW_PRIMARY_HOST: target.host, PGSPLIT_NEW_PRIMARY_PORT: String(target.port) });
+        if (code !== 0) throw new Error(`failover.demote_command exited with ${code}`);
+      }
+      // 3. The target replays up to that position.
+      const want = parseLsn(finalLsn) ?? 0;
+      for (;;) {
+        const replayed = await withNode(target, s, 5000, async (c) => parseLsn((await c.query('SELECT pg_last_wal_replay_lsn()::text AS lsn')).rows[0].lsn) ?? -1);
+        if (replayed >= want) break;
+        if (Date.now() > deadline) throw new Error(`${to} did not catch up to ${finalLsn} within failover.switchover_timeout`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      event.promoted_receive_lsn = finalLsn;
+      // 4. Promote, route writes there, re-point the rest.
+      const ok = await withNode(target, s, cfg.promoteTimeoutMs + 5000, async (c) => (await c.query('SELECT pg_promote(wait => true, wait_seconds => $1) AS ok', [Math.max(1, Math.round(cfg.promoteTimeoutMs / 1000))])).rows[0]?.ok === true);
+      if (!ok) throw new Error(`pg_promote() on ${to} did not finish within ${cfg.promoteTimeoutMs} ms`);
+      this.topology.update(target.name, { role: 'primary', receiverStatus: null, senderHost: null, senderPort: null, banned: false, banReason: null });
+      this.topology.setPrimary(target.name);
+      this.elected = target.name;
+      this.sync = { names: '', members: [], degraded: cfg.mode !== 'async' };
+      this.appliedSync = null;
+    } catch (err) {
+      // Nothing was promoted: give the old primary its writes back.
+      if (!cfg.demoteCommand) {
+        await withNode(old, s, 5000, async (c) => {
+          await c.query('ALTER SYSTEM RESET default_transaction_read_only');
+          await c.query('SELECT pg_reload_conf()');
+        }).catch(() => {});
+      }
+      this.topology.resumeWrites();
+      this.busy = false;
+      this.phase = 'healthy';
+      event.error = (err as Error).message;
+      event.duration_ms = Date.now() - started;
+      this.record(event);
+      this.log.error({ err: event.error }, 'switchover failed; the old primary keeps its role');
+      throw err;
+    }
+    this.topology.resumeWrites();
+    event.duration_ms = Date.now() - started;
+    this.lastDurationSeconds = event.duration_ms / 1000;
+    this.phase = 'healthy';
+    this.log.warn({ old_primary: old.name, new_primary: to, duration_ms: event.duration_ms }, 'switchover: new primary takes writes');
+    try {
+      for (const r of this.topology.all()) {
+        if (r.name === target.name || !r.up || r.role !== 'replica') continue;
+        await this.repoint(r, target).then(() => event.repointed.push(r.name)).catch((err: Error) => this.log.error({ node: r.name, err: err.message }, 'switchover: could not re-point a replica'));
+      }
+      if (!cfg.demoteCommand) {
+        // The old primary stays up, read-only and fenced, until rejoin_command (or an operator) makes it a replica.
+        await withNode(old, s, 5000, async (c) => {
+          await c.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name NOT LIKE 'pgsplit-%'");
+        }).catch(() => {});
+      }
+    } finally {
+      this.busy = false;
+    }
+    this.record(event);
+    if (cfg.hookCommand) void this.runCommand(cfg.hookCommand, { PGSPLIT_EVENT: 'switchover', PGSPLIT_OLD_PRIMARY: old.name, PGSPLIT_NEW_PRIMARY: target.name, PGSPLIT_NEW_PRIMARY_HOST: target.host, PGSPLIT_NEW_PRIMARY_PORT: String(target.port) });
+    return event;
   }
 
   private record(e: FailoverEvent): void {
@@ -221,19 +329,26 @@ export class FailoverController {
       const n = this.topology.node(name);
       if (!n) continue;
       this.rejoinStarted.add(name);
-      this.runCommand(cfg.rejoinCommand, { PGSPLIT_EVENT: 'rejoin', PGSPLIT_NODE: n.name, PGSPLIT_NODE_HOST: n.host, PGSPLIT_NODE_PORT: String(n.port), PGSPLIT_PRIMARY: primary.name, PGSPLIT_PRIMARY_HOST: primary.host, PGSPLIT_PRIMARY_PORT: String(primary.port) });
+      void this.runCommand(cfg.rejoinCommand, { PGSPLIT_EVENT: 'rejoin', PGSPLIT_NODE: n.name, PGSPLIT_NODE_HOST: n.host, PGSPLIT_NODE_PORT: String(n.port), PGSPLIT_PRIMARY: primary.name, PGSPLIT_PRIMARY_HOST: primary.host, PGSPLIT_PRIMARY_PORT: String(primary.port) });
     }
     for (const name of this.rejoinStarted) if (!this.topology.fenced.has(name)) this.rejoinStarted.delete(name);
   }
 
-  private runCommand(command: string, env: Record<string, string>): void {
-    const child = spawn('/bin/sh', ['-c', command], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
-    child.on('error', (e) => this.log.error({ event: env.PGSPLIT_EVENT, err: e.message }, 'hook command could not start'));
-    child.on('exit', (code) => {
-      if (code === 0) this.log.info({ event: env.PGSPLIT_EVENT }, 'hook command finished');
-      else this.log.error({ event: env.PGSPLIT_EVENT, code, stderr: err.trim() }, 'hook command failed');
+  /** Runs a configured shell command with PGSPLIT_* variables; resolves with its exit code (-1 if it could not start). */
+  private runCommand(command: string, env: Record<string, string>): Promise<number> {
+    return new Promise((resolve) => {
+      const child = spawn('/bin/sh', ['-c', command], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
+      child.on('error', (e) => {
+        this.log.error({ event: env.PGSPLIT_EVENT, err: e.message }, 'hook command could not start');
+        resolve(-1);
+      });
+      child.on('exit', (code) => {
+        if (code === 0) this.log.info({ event: env.PGSPLIT_EVENT }, 'hook command finished');
+        else this.log.error({ event: env.PGSPLIT_EVENT, code, stderr: err.trim() }, 'hook command failed');
+        resolve(code ?? -1);
+      });
     });
   }
 }

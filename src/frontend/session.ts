@@ -105,6 +105,9 @@ export class Session implements Cancellable, LinkOwner {
   /** The primary connection was lost: the next statement that needs the primary waits for (and opens) a new one. */
   private homeLost = false;
   private reopening = false;
+  /** Topology version at which the primary link was last found current (see primary()). */
+  private homeChecked = -1;
+  private awaitingResume = false;
   private readonly links = new Map<string, ServerLink>();
   private readonly connecting = new Map<string, Promise<void>>();
   private readonly replicaDown = new Map<string, number>();
@@ -656,9 +659,37 @@ export class Session implements Cancellable, LinkOwner {
 
   /** The primary link, or null while a new one is being found after the primary was lost (pump runs again then). */
   private primary(): ServerLink | null {
-    if (!this.homeLost) return this.home;
-    this.reopenHome();
-    return null;
+    if (this.homeLost) {
+      this.reopenHome();
+      return null;
+    }
+    const t = this.ctx.topology;
+    if (this.homeChecked !== t.version) {
+      // A switchover holds new writes back (a transaction already open finishes first) ...
+      if (t.writesPaused && this.txStatus === 0x49 && this.sticky === null) {
+        if (!this.awaitingResume) {
+          this.awaitingResume = true;
+          t.once('resume', () => {
+            this.awaitingResume = false;
+            this.pump();
+          });
+        }
+        return null;
+      }
+      // ... and then the primary is another node: move there between transactions (state replayed), unless
+      // the session holds state that lives only on the old one.
+      const p = t.primary;
+      if (p && p.up && p.name !== this.home.node && this.txStatus === 0x49 && this.inflight.length === 0 && this.pins.size === 0) {
+        const old = this.home;
+        this.homeLost = true;
+        if (this.readLink === old) this.readLink = null;
+        old.conn.socket.end(terminate());
+        this.reopenHome();
+        return null;
+      }
+      this.homeChecked = t.version;
+    }
+    return this.home;
   }
 
   /**
@@ -874,9 +905,11 @@ export class Session implements Cancellable, LinkOwner {
     this.ctx.log.warn({ pid: this.key.pid, node: link.node, in_flight: lost.length, in_transaction: heldTransaction }, 'primary connection lost; the session waits for a primary');
     if (lost.length > 0) {
       const out: Buffer[] = [];
+      // An autocommit write or a COMMIT may have committed just before the connection died: say "unknown".
+      const autocommit = this.txStatus === 0x49;
       for (const u of lost) {
         if (!u.sync && u !== lost[lost.length - 1]) continue;
-        out.push(errorResponse(errors.primaryLost(link.node, u.commits)), readyForQuery('I'));
+        out.push(errorResponse(errors.primaryLost(link.node, u.commits || (autocommit && u.mayWrite && !u.opensTransaction))), readyForQuery('I'));
       }
       this.txStatus = 0x49;
       this.client.write(Buffer.concat(out));

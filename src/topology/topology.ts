@@ -69,6 +69,7 @@ export interface StandbyState {
 export interface TopologyEvents {
   change: [];
   primary: [name: string | null, previous: string | null];
+  resume: [];
 }
 
 export function initialNodeState(a: NodeAddress): NodeState {
@@ -114,6 +115,8 @@ export class Topology extends EventEmitter<TopologyEvents> {
 
   constructor(addresses: readonly NodeAddress[]) {
     super();
+    // Every session waiting out a switchover listens for 'resume' once.
+    this.setMaxListeners(0);
     this.setAddresses(addresses);
   }
 
@@ -161,6 +164,21 @@ export class Topology extends EventEmitter<TopologyEvents> {
     this.replicasCache = null;
     this.version++;
     this.emit('change');
+  }
+
+  /** A planned switchover holds new writes back: sessions wait for 'resume' before sending the primary anything new. */
+  writesPaused = false;
+
+  pauseWrites(): void {
+    this.writesPaused = true;
+    this.version++;
+  }
+
+  resumeWrites(): void {
+    if (!this.writesPaused) return;
+    this.writesPaused = false;
+    this.version++;
+    this.emit('resume');
   }
 
   /** Nodes that claim to be primary but are not the one routed to (an old primary back after a failover): no traffic. */

@@ -16,7 +16,8 @@ const allRows = (): string => Array.from({ length: N }, (_, k) => rowText(k + 1)
 let proxy: RunningProxy;
 let tmp: string;
 
-const q = async (sql: string): Promise<Record<string, unknown>[]> => using(proxyClient(proxy, info), async (c) => (await c.query(sql)).rows);
+// Checks read what psql just wrote from another session; read-your-writes is per session, so they ask for the primary.
+const q = async (sql: string): Promise<Record<string, unknown>[]> => using(proxyClient(proxy, info), async (c) => (await c.query(`/* pgsplit:primary */ ${sql}`)).rows);
 
 describe('COPY through the proxy', () => {
   beforeAll(async () => {
