@@ -82,6 +82,10 @@ async function main(): Promise<void> {
     say('pgbench (initialize once, then run; -M simple | extended | prepared):');
     say(`  ${pgbench} -i "${dsn}"`);
     say(`  ${pgbench} -S -M prepared -c 8 -j 2 -T 10 "${dsn}"`);
+    say('Where does a statement run? Reads go to a replica, writes to the primary:');
+    say(`  ${psql} "${dsn}" -c 'SELECT inet_server_port()' -c '/* pgsplit:primary */ SELECT inet_server_port()'`);
+    say('Planned switchover, then kill the new primary and watch pgsplit fail over (GET /status):');
+    say(`  node bin/pgsplit.js switchover --to pg2 --admin 127.0.0.1:${proxy.adminPort}`);
     say('');
     say('Admin:');
     for (const p of ['/metrics', '/status', '/ready', '/health']) say(`  ${admin}${p}`);
