@@ -9,10 +9,13 @@ export function parseConninfo(text: string): Map<string, string> {
   while (i < n) {
     while (i < n && space(text[i])) i++;
     if (i >= n) break;
-    const eq = text.indexOf('=', i);
-    if (eq < 0) throw new Error(`missing "=" after "${text.slice(i)}" in connection string`);
-    const key = text.slice(i, eq).trim();
-    i = eq + 1;
+    // A keyword ends at "=" or whitespace, and then "=" must follow (as libpq reads it).
+    const from = i;
+    while (i < n && text[i] !== '=' && !space(text[i])) i++;
+    const key = text.slice(from, i);
+    while (i < n && space(text[i])) i++;
+    if (text[i] !== '=' || key === '') throw new Error(`missing "=" after "${key || text.slice(from)}" in connection string`);
+    i++;
     while (i < n && space(text[i])) i++;
     let value = '';
     if (text[i] === "'") {
