@@ -306,7 +306,8 @@ export class FailoverController {
       await this.repoint(r, primary).catch((err: Error) => this.log.warn({ node: r.name, err: err.message }, 'could not re-point a replica'));
     }
     const all = this.topology.all().filter((n) => n.name !== primary.name && promotable(n) && !this.topology.fenced.has(n.name)).map((n) => n.name);
-    const streaming = standbys.filter((s) => s.state === 'streaming' && all.includes(s.name)).map((s) => s.name);
+    // In config order, so the value does not change with the order replicas happened to connect in.
+    const streaming = all.filter((name) => standbys.some((s) => s.state === 'streaming' && s.name === name));
     const plan = planSyncStandbys(cfg.mode, cfg.strict, streaming, all);
     const a = this.appliedSync;
     const fresh = a && a.primary === primary.name && a.names === plan.names && a.commit === cfg.synchronousCommit && Date.now() - a.at < RECHECK_MS;

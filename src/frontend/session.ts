@@ -580,6 +580,13 @@ export class Session implements Cancellable, LinkOwner {
   forward(link: ServerLink, chunk: Buffer, owned: boolean): void {
     this.ctx.stats.bytesFromServers += chunk.length;
     const head = this.inflight[0];
+    if (link === this.home && link.owed === 0 && !link.busy && chunk[0] === 0x45) {
+      // An ErrorResponse from an idle primary connection is its FATAL before it goes away (a terminated
+      // backend, a shutdown, a switchover): not an answer to anything. The close that follows moves the
+      // session to the primary of the moment; passing it on would read to the client as its own death.
+      this.ctx.log.debug({ pid: this.key.pid, node: link.node }, 'dropped the FATAL of an idle primary connection');
+      return;
+    }
     if (head === undefined ? link !== this.home : head.link !== link) {
       // Output nobody asked for, from a server that is not answering now. An idle replica has nothing for the
       // client (a FATAL there, e.g. on a replica restart, must not read as the session's death): drop it. The

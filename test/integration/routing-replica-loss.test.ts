@@ -1,4 +1,4 @@
-// Routing on the real cluster when a replica connection dies under a session: idle or mid-read, the client sees no FATAL and the session goes on.
+// Routing on the real cluster when a server connection dies under a session (a replica's, idle or mid-read, or the primary's while idle): the client sees no FATAL and the session goes on.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { attachCluster } from '../harness/cluster.js';
@@ -84,6 +84,22 @@ describe('a replica connection lost under a routing session', () => {
       await sleep(200);
       await expect(c.query('SELECT 1')).rejects.toMatchObject({ code: '08006' });
       expect((await c.query('SELECT 2 AS n')).rows).toEqual([{ n: 2 }]);
+      expect(w.errors).toEqual([]);
+      expect(w.ended()).toBe(false);
+    });
+  });
+
+  it("primary, idle: the terminated backend's FATAL does not reach the client; the session reconnects with its settings", async () => {
+    const appName = `primary-loss-idle-${process.pid}`;
+    await using(proxyClient(proxy, info, { application_name: appName }), async (c) => {
+      const w = watch(c);
+      await c.query("SET work_mem = '3MB'");
+      const primaryPort = cluster.nodes[0]!.port;
+      expect((await c.query('/* pgsplit:primary */ SELECT inet_server_port() AS port')).rows[0].port).toBe(primaryPort);
+      expect(await terminateOn(primaryPort, appName)).toBe(1);
+      await sleep(200);
+      const r = await c.query("/* pgsplit:primary */ SELECT inet_server_port() AS port, current_setting('work_mem') AS wm");
+      expect(r.rows[0]).toEqual({ port: primaryPort, wm: '3MB' });
       expect(w.errors).toEqual([]);
       expect(w.ended()).toBe(false);
     });
