@@ -11,11 +11,9 @@ import { F } from '../protocol/codes.js';
 import { errorResponse, readyForQuery } from '../protocol/backend-messages.js';
 import { collectAll, FrameScanner, type FrameSink } from '../protocol/frame-scanner.js';
 import { encodeCancelRequest } from '../protocol/startup.js';
-import { query, terminate } from '../protocol/frontend-messages.js';
-import { MessageWriter } from '../protocol/writer.js';
+import { terminate } from '../protocol/frontend-messages.js';
 import { sendCancel, type ServerConnection } from '../backend/connect.js';
 import { ServerLink, type LinkOwner } from '../backend/server-link.js';
-import { COMMITS, effectFlags, MAY_WRITE, OPENS_TRANSACTION, SESSION_EFFECTS, type Classification } from '../router/classification.js';
 import type { Classifier } from '../router/classifier.js';
 import { routeUnit, type LoadBalance, type RouteHint } from '../router/route.js';
 import { chooseRead, meetsNeeds, readWeight, type PrimaryReadReason } from '../router/read-choice.js';
@@ -24,7 +22,11 @@ import type { LsnTracker } from '../health/lsn-tracker.js';
 import type { Cancellable, CancelRegistry } from './cancel-registry.js';
 import { relayWrite, type ReadSlot } from '../util/read-slot.js';
 import type { ProxyStats } from './stats.js';
-import { decodeBind, decodeClose, decodeDescribe, decodeParse, joinFrames, localReply } from './unit-messages.js';
+import { joinFrames } from './unit-messages.js';
+import { addFrame, addPart, newUnit, NONE, NOT_ROUTED, own, type Unit } from './unit.js';
+import { SessionState } from './session-state.js';
+import { PreparedStatements } from './prepared-statements.js';
+import { intercept, interceptBatch, type PgsplitSettings } from './intercept.js';
 
 export interface RoutingSettings {
   loadBalance: LoadBalance;
@@ -50,55 +52,9 @@ export interface SessionContext {
   connect(node: string): Promise<ServerConnection>;
 }
 
-interface Unit {
-  frames: Buffer[];
-  /** All frames are the unit's own copies (not views into the client read buffer). */
-  owned: boolean;
-  ownedFrames: number;
-  /** Classifications of the statements the unit runs (Parse'd or Bound). */
-  parts: Classification[];
-  /** One ReadyForQuery is owed for it (Query, FunctionCall, or a batch ending in Sync). */
-  sync: boolean;
-  opensTransaction: boolean;
-  /** Some statement leaves session state behind (see effectFlags). */
-  effects: boolean;
-  commits: boolean;
-  /** Some statement is not a plain read: once it commits, the session's later reads must see it. */
-  mayWrite: boolean;
-  /** Tightest pgsplit:max_lag hint among its statements (ms), or null. */
-  maxLagMs: number | null;
-  /** Answered by the proxy itself (SET/SHOW pgsplit.*). */
-  local: Buffer | null;
-  /** Statement names the unit needs prepared on its server ('' = the unnamed one); NONE until used. */
-  needs: string[];
-  /** Named statements the unit Parses / Closes; NONE until used. */
-  parses: [string, Buffer][];
-  closes: string[];
-  unnamedParse: Buffer | null;
-  link: ServerLink | null;
-  retryable: boolean;
-  retried: boolean;
-  /** Must run on the primary (a retry after a replica refused or was lost). */
-  forcePrimary: boolean;
-  /** Route decision reason, for metrics. */
-  reason: string;
-}
-
-const NOT_ROUTED: Classification = Object.freeze({ target: 'primary', reason: 'function-call', statements: [], via: 'lexical', flags: MAY_WRITE }) as Classification;
-const UNKNOWN_STATEMENT: Classification = Object.freeze({ target: 'primary', reason: 'unknown-statement', statements: [], via: 'lexical', flags: MAY_WRITE }) as Classification;
 const REPLICA_RETRY_AFTER = 5000;
-function flagsOf(c: Classification): number {
-  return c.flags ?? effectFlags(c);
-}
-// Shared empty list for the per-unit lists most units never use (one allocation less each).
-const NONE: never[] = [];
-function push<T>(list: T[], item: T): T[] {
-  if (list === NONE) return [item];
-  list.push(item);
-  return list;
-}
 
-export class Session implements Cancellable, LinkOwner {
+export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   txStatus = 0x49;
   /** The session's connection to the primary; replaced when a failover elects another one. */
   private home: ServerLink;
@@ -126,22 +82,19 @@ export class Session implements Cancellable, LinkOwner {
   /** Topology version and settings under which readLink was last found usable. */
   private readLinkChecked = -1;
   private readLinkSettings: RoutingSettings | null = null;
-  // Session state replayed on every server that serves the session.
-  private entries: { key: string | null; sql: string }[] = [];
-  /** Settings made inside the open transaction, recorded if it commits. */
-  private txEntries: { key: string; sql: string }[] = [];
-  private stateVersion = 0;
-  private readonly pins = new Set<string>();
-  private hint: RouteHint;
-  private maxLagMs: number | null = null;
+  /** Settings and pins that must hold on every server the session uses. */
+  private readonly state = new SessionState();
+  private readonly prepared: PreparedStatements;
+  /** pgsplit.route (SET, or the startup option). */
+  hint: RouteHint;
+  /** pgsplit.max_lag (ms; SET, or the startup option); null: the configured threshold. */
+  maxLagMs: number | null = null;
   /** SET pgsplit.read_tags / startup option; null = the user's or the configured tags. */
   private readTags: readonly string[] | null;
   /** LsnTracker ticket of the session's last committed write (0: none yet); its reads must see it. */
   private writeTicket = 0;
   /** The open transaction on the primary has run something other than plain reads. */
   private txMayWrite = false;
-  private readonly prepared = new Map<string, { parse: Buffer; cls: Classification }>();
-  private unnamed: { parse: Buffer; cls: Classification } | null = null;
   /** The replica an idle open transaction lived on when its connection was lost (reported on the next statement). */
   private transactionLost: string | null = null;
   /** Asynchronous primary output (NOTIFY …) that arrived while a replica's answer was being relayed. */
@@ -161,6 +114,7 @@ export class Session implements Cancellable, LinkOwner {
     this.hint = startup.hint;
     this.readTags = startup.readTags;
     this.maxLagMs = startup.maxLagMs ?? null;
+    this.prepared = new PreparedStatements(ctx.classifier);
     this.home = this.adopt(server, serverAddress.host, serverAddress.port);
     const sink: FrameSink = { onFrameHeader() {}, onFrame: (type, body, frame) => this.onClientMessage(type, body, frame) };
     this.scanner = new FrameScanner(collectAll(), sink);
@@ -172,6 +126,15 @@ export class Session implements Cancellable, LinkOwner {
 
   get idle(): boolean {
     return this.inflight.length === 0 && this.queue.length === 0 && this.batch === null && this.txStatus === 0x49;
+  }
+
+  setReadTags(tags: readonly string[] | null): void {
+    this.readTags = tags;
+    this.readLinkChecked = -1; // the current replica may not carry the new tags
+  }
+
+  readTagsInEffect(settings: RoutingSettings = this.ctx.routing()): readonly string[] {
+    return this.readTags ?? settings.userReadTags.get(this.user) ?? settings.readTags;
   }
 
   private adopt(conn: ServerConnection, host: string, port: number): ServerLink {
@@ -213,64 +176,44 @@ export class Session implements Cancellable, LinkOwner {
     }
     stats.messagesFromClients += this.scanner.frames - before;
     // Views into the read buffer die with this call: whatever waits must own its bytes.
-    if (this.batch && !this.batch.owned) this.own(this.batch);
-    for (const u of this.queue) if (!u.owned) this.own(u);
+    if (this.batch && !this.batch.owned) own(this.batch);
+    for (const u of this.queue) if (!u.owned) own(u);
   };
-
-  /** Copy the frames that are still views into the read buffer (a batch may span several reads). */
-  private own(u: Unit): void {
-    const fresh = u.frames.slice(u.ownedFrames);
-    if (fresh.length > 0) u.frames = [...u.frames.slice(0, u.ownedFrames), Buffer.from(joinFrames(fresh))];
-    u.ownedFrames = u.frames.length;
-    u.owned = true;
-  }
-
-  private addFrame(u: Unit, frame: Buffer): void {
-    u.frames.push(frame);
-    u.owned = false;
-  }
-
-  private newUnit(): Unit {
-    return {
-      frames: [], owned: false, ownedFrames: 0, parts: [], sync: false, opensTransaction: false, effects: false, commits: false, mayWrite: false, maxLagMs: null, local: null, needs: NONE, parses: NONE, closes: NONE,
-      unnamedParse: null, link: null, retryable: false, retried: false, forcePrimary: false, reason: '',
-    };
-  }
 
   private onClientMessage(type: number, body: Buffer, frame: Buffer): void {
     if (this.closed) return;
     switch (type) {
       case F.Query: {
-        const u = this.newUnit();
-        this.addFrame(u, frame);
+        const u = newUnit();
+        addFrame(u, frame);
         u.sync = true;
         const sql = body.toString('utf8', 0, Math.max(0, body.length - 1));
         const cls = this.ctx.classifier.classify(sql);
-        this.addPart(u, cls);
-        if (cls.intercept) u.local = this.intercept(cls, true);
+        addPart(u, cls);
+        if (cls.intercept) u.local = intercept(cls, true, this);
         this.enqueue(u);
         return;
       }
       case F.Parse: case F.Bind: case F.Describe: case F.Execute: case F.Close: {
-        const u = (this.batch ??= this.newUnit());
-        this.addFrame(u, frame);
-        this.analyzeExtended(u, type, body, frame);
+        const u = (this.batch ??= newUnit());
+        addFrame(u, frame);
+        this.prepared.analyze(u, type, body, frame);
         return;
       }
       case F.Flush: case F.Sync: {
-        const u = this.batch ?? this.newUnit();
+        const u = this.batch ?? newUnit();
         this.batch = null;
-        this.addFrame(u, frame);
+        addFrame(u, frame);
         u.sync = type === F.Sync;
-        if (u.parts.length > 0 && u.parts.every((p) => p.intercept)) u.local = this.interceptBatch(u);
+        if (u.parts.length > 0 && u.parts.every((p) => p.intercept)) u.local = interceptBatch(u.frames, u.parts, this);
         this.enqueue(u);
         return;
       }
       case F.FunctionCall: {
-        const u = this.newUnit();
-        this.addFrame(u, frame);
+        const u = newUnit();
+        addFrame(u, frame);
         u.sync = true;
-        this.addPart(u, NOT_ROUTED);
+        addPart(u, NOT_ROUTED);
         this.enqueue(u);
         return;
       }
@@ -285,50 +228,6 @@ export class Session implements Cancellable, LinkOwner {
         return;
       default:
         this.end(errors.protocolViolation(`invalid frontend message type ${type} ('${String.fromCharCode(type)}')`));
-    }
-  }
-
-  private addPart(u: Unit, cls: Classification): void {
-    u.parts.push(cls);
-    const f = flagsOf(cls);
-    if (f & OPENS_TRANSACTION) u.opensTransaction = true;
-    if (f & SESSION_EFFECTS) u.effects = true;
-    if (f & COMMITS) u.commits = true;
-    if (f & MAY_WRITE) u.mayWrite = true;
-    if (cls.maxLagMs !== undefined && (u.maxLagMs === null || cls.maxLagMs < u.maxLagMs)) u.maxLagMs = cls.maxLagMs;
-  }
-
-  private analyzeExtended(u: Unit, type: number, body: Buffer, frame: Buffer): void {
-    if (type === F.Parse) {
-      const p = decodeParse(body);
-      const cls = this.ctx.classifier.classify(p.query);
-      this.addPart(u, cls);
-      const copy = Buffer.from(frame);
-      if (p.name === '') {
-        this.unnamed = { parse: copy, cls };
-        u.unnamedParse = copy;
-      } else {
-        this.prepared.set(p.name, { parse: copy, cls });
-        u.parses = push(u.parses, [p.name, copy]);
-      }
-    } else if (type === F.Bind || type === F.Describe) {
-      const name = type === F.Bind ? decodeBind(body).statement : decodeDescribe(body);
-      if (name === null) return; // Describe of a portal
-      if (name === '') {
-        if (u.unnamedParse === null) {
-          u.needs = push(u.needs, '');
-          if (this.unnamed) this.addPart(u, this.unnamed.cls);
-        }
-      } else if (!u.parses.some(([n]) => n === name)) {
-        u.needs = push(u.needs, name);
-        this.addPart(u, this.prepared.get(name)?.cls ?? UNKNOWN_STATEMENT);
-      }
-    } else if (type === F.Close) {
-      const name = decodeClose(body);
-      if (name !== null && name !== '') {
-        this.prepared.delete(name);
-        u.closes = push(u.closes, name);
-      }
     }
   }
 
@@ -385,7 +284,7 @@ export class Session implements Cancellable, LinkOwner {
       u.reason = 'transaction';
       return this.sticky ?? this.primary();
     }
-    const d = routeUnit(u.parts, { pinned: this.pins.size > 0, hint: this.hint });
+    const d = routeUnit(u.parts, { pinned: this.state.pins.size > 0, hint: this.hint });
     u.reason = d.reason;
     if (d.target === 'primary') return this.primary();
     const r = this.replicaFor(u);
@@ -428,7 +327,7 @@ export class Session implements Cancellable, LinkOwner {
       const node = topology.node(mine.node);
       if (node && meetsNeeds(node, { tags: NONE, lsn, maxLagMs }, this.replayLsn)) return mine;
     }
-    const tags = this.readTags ?? settings.userReadTags.get(this.user) ?? settings.readTags;
+    const tags = this.readTagsInEffect(settings);
     let candidates: readonly NodeState[] = topology.replicas();
     if (this.replicaDown.size > 0) {
       const now = Date.now();
@@ -500,12 +399,12 @@ export class Session implements Cancellable, LinkOwner {
     this.ctx.stats.routed(link === this.home ? 'primary' : 'replica', u.reason);
     const pre = this.preparation(u, link);
     if (pre) {
-      if (!u.owned) this.own(u);
+      if (!u.owned) own(u);
       link.sendPrivate(pre.frames, pre.ready, (failed) => {
         if (failed && link !== this.home) {
           // The replica could not take the session's state: keep the session on the primary from now on.
           this.ctx.log.warn({ pid: this.key.pid, node: link.node }, 'replaying session state on a replica failed; the session stays on the primary');
-          this.pins.add('replay-failed');
+          this.state.pins.add('replay-failed');
           if (u.sync) link.owed--;
           const i = this.inflight.indexOf(u);
           if (i >= 0) this.inflight.splice(i, 1);
@@ -539,39 +438,12 @@ export class Session implements Cancellable, LinkOwner {
   private preparation(u: Unit, link: ServerLink): { frames: Buffer; ready: number } | null {
     const out: Buffer[] = [];
     let ready = 0;
-    if (link.appliedVersion !== this.stateVersion) {
-      out.push(query(['RESET ALL', ...this.entries.map((e) => e.sql)].join(';\n')));
-      ready++;
-      link.appliedVersion = this.stateVersion;
-    }
-    let extended = false;
-    for (const [name] of u.parses) {
-      if (link.prepared.has(name)) {
-        out.push(closeStatement(name));
-        extended = true;
-      }
-    }
-    for (const name of u.needs) {
-      if (name === '') {
-        if (this.unnamed && link.unnamed !== this.unnamed.parse) {
-          out.push(this.unnamed.parse);
-          link.unnamed = this.unnamed.parse;
-          extended = true;
-        }
-        continue;
-      }
-      const want = this.prepared.get(name);
-      const have = link.prepared.get(name);
-      if (!want || have === want.parse) continue;
-      if (have) out.push(closeStatement(name));
-      out.push(want.parse);
-      link.prepared.set(name, want.parse);
-      extended = true;
-    }
-    if (extended) {
-      out.push(SYNC);
+    const replay = this.state.replayFor(link);
+    if (replay !== null) {
+      out.push(replay);
       ready++;
     }
+    if (this.prepared.prepareOn(u, link, out)) ready++;
     return out.length ? { frames: Buffer.concat(out), ready } : null;
   }
 
@@ -617,7 +489,7 @@ export class Session implements Cancellable, LinkOwner {
       u.retryable = false;
       u.reason = 'retry-25006';
       this.queue.unshift(u);
-      if (!u.owned) this.own(u);
+      if (!u.owned) own(u);
       u.link = null;
       this.dispatchFirstToPrimary();
       return;
@@ -635,12 +507,11 @@ export class Session implements Cancellable, LinkOwner {
     if (status === 0x49) {
       if (this.sticky === link && u.sync) this.sticky = null;
     } else this.sticky = link;
-    if (!failed && u.effects) this.applyEffects(u, before !== 0x49 || status !== 0x49);
+    if (!failed && u.effects) this.state.applyEffects(u.parts, before !== 0x49 || status !== 0x49, this.home);
     if (before !== 0x49 && status === 0x49) {
       // The transaction ended: its settings hold only if it committed.
-      const committed = before === 0x54 && !failed && u.commits;
-      if (committed) for (const e of this.txEntries) this.record(e.key, e.sql);
-      this.txEntries = [];
+      if (before === 0x54 && !failed && u.commits) this.state.commitTransaction(this.home);
+      else this.state.abortTransaction();
     }
     if (this.asyncOutput.length > 0 && (this.inflight.length === 0 || this.inflight[0].link === this.home)) this.flushAsyncOutput();
     if (this.drainRequested && this.idle) {
@@ -686,7 +557,7 @@ export class Session implements Cancellable, LinkOwner {
       // ... and then the primary is another node: move there between transactions (state replayed), unless
       // the session holds state that lives only on the old one.
       const p = t.primary;
-      if (p && p.up && p.name !== this.home.node && this.txStatus === 0x49 && this.inflight.length === 0 && this.pins.size === 0) {
+      if (p && p.up && p.name !== this.home.node && this.txStatus === 0x49 && this.inflight.length === 0 && this.state.pins.size === 0) {
         const old = this.home;
         this.homeLost = true;
         if (this.readLink === old) this.readLink = null;
@@ -749,103 +620,6 @@ export class Session implements Cancellable, LinkOwner {
       });
   }
 
-  /**
-   * Session state a successful unit leaves behind: pins at once; settings to replay at once, or, inside a
-   * transaction, when it commits (a rolled-back SET never happened).
-   */
-  private applyEffects(u: Unit, inTransaction: boolean): void {
-    for (const cls of u.parts) {
-      for (const s of cls.statements) {
-        if (s.pin) this.pins.add(s.pin);
-        if (s.unpin) this.unpin(s.unpin);
-        if (s.intercept) continue;
-        let key: string | null = null;
-        if (s.kind === 'discard' && s.discard === 'all') key = 'all';
-        else if (s.setting && !s.setting.local && s.text) {
-          // A value that arrives as a Bind parameter cannot be replayed from the text: stay on the primary.
-          if (s.setting.valueParam !== undefined) {
-            this.pins.add('untracked-setting');
-            continue;
-          }
-          key = s.setting.name;
-        } else continue;
-        if (inTransaction) this.txEntries.push({ key, sql: s.text ?? '' });
-        else this.record(key, s.text ?? '');
-      }
-    }
-  }
-
-  private record(key: string, sql: string): void {
-    if (key === 'all') this.setEntries([]);
-    else this.setEntries([...this.entries.filter((e) => e.key !== key), { key, sql }]);
-  }
-
-  private setEntries(next: { key: string | null; sql: string }[]): void {
-    this.entries = next;
-    this.stateVersion++;
-    this.home.appliedVersion = this.stateVersion;
-  }
-
-  private unpin(what: string): void {
-    const map: Record<string, string[]> = {
-      'advisory-unlock-all': ['advisory-lock'],
-      'unlisten-all': ['listen'],
-      'discard-temp': ['temp-table'],
-      'discard-all': ['temp-table', 'advisory-lock', 'listen', 'hold-cursor', 'prepared-write', 'untracked-setting', 'replay-failed'],
-      'deallocate-all': ['prepared-write'],
-      'close-all': ['hold-cursor'],
-    };
-    for (const p of map[what] ?? []) this.pins.delete(p);
-  }
-
-  /** SET/RESET/SHOW pgsplit.* in a Query: apply and answer locally. */
-  private intercept(cls: Classification, simple: boolean): Buffer {
-    const out: Buffer[] = [];
-    const status = (): 'I' | 'T' | 'E' => (this.txStatus === 0x54 ? 'T' : this.txStatus === 0x45 ? 'E' : 'I');
-    for (const s of cls.statements) {
-      if (s.interceptError) {
-        out.push(errorResponse({ sqlstate: s.interceptError.sqlstate, message: s.interceptError.message, severity: 'ERROR' }));
-        break;
-      }
-      if (s.routeHint) this.hint = s.routeHint;
-      if (s.maxLagMs !== undefined) this.maxLagMs = s.maxLagMs;
-      if (s.readTags !== undefined) {
-        this.readTags = s.readTags;
-        this.readLinkChecked = -1; // the current replica may not carry the new tags
-      }
-      if (s.show) out.push(...localReply.show(s.show, this.showSetting(s.show), simple));
-      else out.push(localReply.commandComplete(s.kind === 'reset' ? 'RESET' : 'SET'));
-    }
-    if (simple) out.push(readyForQuery(status()));
-    return Buffer.concat(out);
-  }
-
-  private showSetting(name: string): string {
-    if (name === 'pgsplit.route') return this.hint;
-    if (name === 'pgsplit.max_lag') return this.maxLagMs === null ? 'default' : `${this.maxLagMs}ms`;
-    const settings = this.ctx.routing();
-    return (this.readTags ?? settings.userReadTags.get(this.user) ?? settings.readTags).join(',');
-  }
-
-  /** An extended batch made only of pgsplit.* statements: answer each message as PostgreSQL would. */
-  private interceptBatch(u: Unit): Buffer {
-    const out: Buffer[] = [];
-    let part = 0;
-    for (const f of u.frames) {
-      const t = f[0];
-      if (t === F.Parse) out.push(localReply.parseComplete());
-      else if (t === F.Bind) out.push(localReply.bindComplete());
-      else if (t === F.Describe) {
-        const show = u.parts[Math.min(part, u.parts.length - 1)]?.statements.find((st) => st.show)?.show;
-        out.push(show ? localReply.showRowDescription(show) : localReply.noData());
-      }
-      else if (t === F.Execute) out.push(this.intercept(u.parts[Math.min(part++, u.parts.length - 1)], false));
-      else if (t === F.Close) out.push(localReply.closeComplete());
-      else if (t === F.Sync) out.push(readyForQuery(this.txStatus === 0x54 ? 'T' : this.txStatus === 0x45 ? 'E' : 'I'));
-    }
-    return Buffer.concat(out);
-  }
-
   // ---- lifecycle -------------------------------------------------------------------------------
 
   private onLinkClose(link: ServerLink): void {
@@ -889,7 +663,7 @@ export class Session implements Cancellable, LinkOwner {
    * the session ends, as it would on PostgreSQL itself.
    */
   private onPrimaryLost(link: ServerLink): void {
-    const bound = [...this.pins].filter((p) => p !== 'replay-failed');
+    const bound = this.state.serverPins();
     if (this.terminating || this.client.destroyed || bound.length > 0) {
       if (!this.terminating && !this.client.destroyed) {
         const why = bound.length > 0 ? `the session's ${bound.join(', ')} lived there` : 'the server closed the connection unexpectedly';
@@ -907,7 +681,7 @@ export class Session implements Cancellable, LinkOwner {
     if (this.sticky === link) this.sticky = null;
     const lost = this.inflight.filter((u) => u.link === link);
     this.inflight.splice(0, this.inflight.length, ...this.inflight.filter((u) => u.link !== link));
-    this.txEntries = [];
+    this.state.abortTransaction();
     this.txMayWrite = false;
     this.ctx.log.warn({ pid: this.key.pid, node: link.node, in_flight: lost.length, in_transaction: heldTransaction }, 'primary connection lost; the session waits for a primary');
     if (lost.length > 0) {
@@ -981,9 +755,4 @@ export class Session implements Cancellable, LinkOwner {
     this.client.destroy();
     for (const l of this.links.values()) l.conn.socket.destroy();
   }
-}
-
-const SYNC = MessageWriter.message(F.Sync, () => {});
-function closeStatement(name: string): Buffer {
-  return MessageWriter.message(F.Close, (w) => w.int8(0x53).cstring(name));
 }

@@ -1,0 +1,82 @@
+// A unit of client traffic (a Query, a FunctionCall, or an extended batch up to Sync or Flush) and what its statements add up to.
+import type { ServerLink } from '../backend/server-link.js';
+import { COMMITS, effectFlags, MAY_WRITE, OPENS_TRANSACTION, SESSION_EFFECTS, type Classification } from '../router/classification.js';
+import { joinFrames } from './unit-messages.js';
+
+export interface Unit {
+  frames: Buffer[];
+  /** All frames are the unit's own copies (not views into the client read buffer). */
+  owned: boolean;
+  ownedFrames: number;
+  /** Classifications of the statements the unit runs (Parse'd or Bound). */
+  parts: Classification[];
+  /** One ReadyForQuery is owed for it (Query, FunctionCall, or a batch ending in Sync). */
+  sync: boolean;
+  opensTransaction: boolean;
+  /** Some statement leaves session state behind (see effectFlags). */
+  effects: boolean;
+  commits: boolean;
+  /** Some statement is not a plain read: once it commits, the session's later reads must see it. */
+  mayWrite: boolean;
+  /** Tightest pgsplit:max_lag hint among its statements (ms), or null. */
+  maxLagMs: number | null;
+  /** Answered by the proxy itself (SET/SHOW pgsplit.*). */
+  local: Buffer | null;
+  /** Statement names the unit needs prepared on its server ('' = the unnamed one); NONE until used. */
+  needs: string[];
+  /** Named statements the unit Parses / Closes; NONE until used. */
+  parses: [string, Buffer][];
+  closes: string[];
+  unnamedParse: Buffer | null;
+  link: ServerLink | null;
+  retryable: boolean;
+  retried: boolean;
+  /** Must run on the primary (a retry after a replica refused or was lost). */
+  forcePrimary: boolean;
+  /** Route decision reason, for metrics. */
+  reason: string;
+}
+
+/** A FunctionCall: the proxy does not look inside, so it runs on the primary. */
+export const NOT_ROUTED: Classification = Object.freeze({ target: 'primary', reason: 'function-call', statements: [], via: 'lexical', flags: MAY_WRITE }) as Classification;
+/** Bind/Describe of a named statement the proxy saw no Parse for: it may do anything, so it runs on the primary. */
+export const UNKNOWN_STATEMENT: Classification = Object.freeze({ target: 'primary', reason: 'unknown-statement', statements: [], via: 'lexical', flags: MAY_WRITE }) as Classification;
+
+// Shared empty list for the per-unit lists most units never use (one allocation less each).
+export const NONE: never[] = [];
+export function push<T>(list: T[], item: T): T[] {
+  if (list === NONE) return [item];
+  list.push(item);
+  return list;
+}
+
+export function newUnit(): Unit {
+  return {
+    frames: [], owned: false, ownedFrames: 0, parts: [], sync: false, opensTransaction: false, effects: false, commits: false, mayWrite: false, maxLagMs: null, local: null, needs: NONE, parses: NONE, closes: NONE,
+    unnamedParse: null, link: null, retryable: false, retried: false, forcePrimary: false, reason: '',
+  };
+}
+
+export function addFrame(u: Unit, frame: Buffer): void {
+  u.frames.push(frame);
+  u.owned = false;
+}
+
+/** Copy the frames that are still views into the read buffer (a batch may span several reads). */
+export function own(u: Unit): void {
+  const fresh = u.frames.slice(u.ownedFrames);
+  if (fresh.length > 0) u.frames = [...u.frames.slice(0, u.ownedFrames), Buffer.from(joinFrames(fresh))];
+  u.ownedFrames = u.frames.length;
+  u.owned = true;
+}
+
+/** Count one statement's classification in: what the unit as a whole opens, leaves behind, commits or may write. */
+export function addPart(u: Unit, cls: Classification): void {
+  u.parts.push(cls);
+  const f = cls.flags ?? effectFlags(cls);
+  if (f & OPENS_TRANSACTION) u.opensTransaction = true;
+  if (f & SESSION_EFFECTS) u.effects = true;
+  if (f & COMMITS) u.commits = true;
+  if (f & MAY_WRITE) u.mayWrite = true;
+  if (cls.maxLagMs !== undefined && (u.maxLagMs === null || cls.maxLagMs < u.maxLagMs)) u.maxLagMs = cls.maxLagMs;
+}
