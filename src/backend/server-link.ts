@@ -30,7 +30,7 @@ export class ServerLink {
   owed = 0;
   /** ReadyForQuery messages owed for private traffic; output is dropped until they arrived. */
   privateOwed = 0;
-  /** Session-state version this server has applied (see Session.stateVersion). */
+  /** Session-state version this server has applied (see SessionState). */
   appliedVersion = 0;
   /** Named prepared statements this server has, by name, with the Parse message that made them. */
   readonly prepared = new Map<string, Buffer>();

@@ -15,8 +15,9 @@ const UNPINS: Readonly<Record<Unpin, readonly string[]>> = {
 
 /**
  * Settings are versioned: a server whose ServerLink.appliedVersion is the current version has them all, any
- * other gets RESET ALL and the whole list before its next unit. Session statements run on the primary (see
- * routeUnit), so the methods that change the list take the primary link (`home`) and count it as up to date.
+ * other gets RESET ALL and the whole list before its next unit. The methods that change the list take the
+ * link that ran the statements (`ranOn`: the primary, or the replica of a read-only transaction) and count
+ * it as up to date only if it was before; every other server gets the replay.
  */
 export class SessionState {
   /** Settings that hold (made outside a transaction, or in one that committed), one per name, in the order they were made. */
@@ -24,6 +25,8 @@ export class SessionState {
   /** Settings made inside the open transaction, recorded if it commits. */
   private txEntries: { key: string; sql: string }[] = [];
   private version = 0;
+  /** Savepoints of the open transaction, with how many txEntries were made before each. */
+  private savepoints: { name: string; made: number }[] = [];
   /** State that lives only on the primary connection (temp tables, advisory locks, LISTEN, …), and 'replay-failed'. */
   readonly pins = new Set<string>();
 
@@ -31,12 +34,16 @@ export class SessionState {
    * Session state a successful unit leaves behind: pins at once; settings to replay at once, or, inside a
    * transaction, when it commits (a rolled-back SET never happened).
    */
-  applyEffects(parts: readonly Classification[], inTransaction: boolean, home: ServerLink): void {
+  applyEffects(parts: readonly Classification[], inTransaction: boolean, ranOn: ServerLink): void {
     for (const cls of parts) {
       for (const s of cls.statements) {
         if (s.pin) this.pins.add(s.pin);
         if (s.unpin) this.unpin(s.unpin);
         if (s.intercept) continue;
+        if (s.kind === 'savepoint') {
+          if (inTransaction) this.savepoint(s.reason, s.savepointName ?? '');
+          continue;
+        }
         let key: string | null = null;
         if (s.kind === 'discard' && s.discard === 'all') key = 'all';
         else if (s.setting && !s.setting.local && s.text) {
@@ -48,20 +55,37 @@ export class SessionState {
           key = s.setting.name;
         } else continue;
         if (inTransaction) this.txEntries.push({ key, sql: s.text ?? '' });
-        else this.record(key, s.text ?? '', home);
+        else this.record(key, s.text ?? '', ranOn);
       }
     }
   }
 
   /** The open transaction committed: the settings made in it now hold. */
-  commitTransaction(home: ServerLink): void {
-    for (const e of this.txEntries) this.record(e.key, e.sql, home);
+  commitTransaction(ranOn: ServerLink): void {
+    for (const e of this.txEntries) this.record(e.key, e.sql, ranOn);
     this.txEntries = [];
+    this.savepoints = [];
   }
 
   /** The open transaction rolled back, or died with its server: the settings made in it never happened. */
   abortTransaction(): void {
     this.txEntries = [];
+    this.savepoints = [];
+  }
+
+  /** ROLLBACK TO undoes the settings made since the savepoint; RELEASE keeps them and forgets the savepoint. */
+  private savepoint(action: string, name: string): void {
+    let i = this.savepoints.length - 1;
+    if (action === 'savepoint') {
+      this.savepoints.push({ name, made: this.txEntries.length });
+      return;
+    }
+    while (i >= 0 && this.savepoints[i].name !== name) i--;
+    if (i < 0) return;
+    if (action === 'rollback-to-savepoint') {
+      this.txEntries.length = this.savepoints[i].made;
+      this.savepoints.length = i + 1;
+    } else this.savepoints.length = i;
   }
 
   /** The Query that brings `link` to the session's settings, or null if it has them; from now on it counts as having them. */
@@ -76,15 +100,16 @@ export class SessionState {
     return [...this.pins].filter((p) => p !== 'replay-failed');
   }
 
-  private record(key: string, sql: string, home: ServerLink): void {
-    if (key === 'all') this.setEntries([], home);
-    else this.setEntries([...this.entries.filter((e) => e.key !== key), { key, sql }], home);
+  private record(key: string, sql: string, ranOn: ServerLink): void {
+    if (key === 'all') this.setEntries([], ranOn);
+    else this.setEntries([...this.entries.filter((e) => e.key !== key), { key, sql }], ranOn);
   }
 
-  private setEntries(next: { key: string | null; sql: string }[], home: ServerLink): void {
+  private setEntries(next: { key: string | null; sql: string }[], ranOn: ServerLink): void {
+    const current = ranOn.appliedVersion === this.version;
     this.entries = next;
     this.version++;
-    home.appliedVersion = this.version;
+    if (current) ranOn.appliedVersion = this.version;
   }
 
   private unpin(what: Unpin): void {

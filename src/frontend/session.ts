@@ -507,10 +507,10 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     if (status === 0x49) {
       if (this.sticky === link && u.sync) this.sticky = null;
     } else this.sticky = link;
-    if (!failed && u.effects) this.state.applyEffects(u.parts, before !== 0x49 || status !== 0x49, this.home);
+    if (!failed && u.effects) this.state.applyEffects(u.parts, before !== 0x49 || status !== 0x49, link);
     if (before !== 0x49 && status === 0x49) {
       // The transaction ended: its settings hold only if it committed.
-      if (before === 0x54 && !failed && u.commits) this.state.commitTransaction(this.home);
+      if (before === 0x54 && !failed && u.commits) this.state.commitTransaction(link);
       else this.state.abortTransaction();
     }
     if (this.asyncOutput.length > 0 && (this.inflight.length === 0 || this.inflight[0].link === this.home)) this.flushAsyncOutput();
@@ -652,7 +652,10 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       return;
     }
     this.txStatus = 0x49;
-    this.client.write(Buffer.concat([errorResponse(errors.replicaLost(link.node)), readyForQuery('I')]));
+    // One answer per unit the client is waiting on (a read-only transaction may have had several in flight).
+    const out: Buffer[] = [];
+    for (const u of lost) if (u.sync || u === lost[lost.length - 1]) out.push(errorResponse(errors.replicaLost(link.node)), readyForQuery('I'));
+    this.client.write(Buffer.concat(out));
     this.pump();
   }
 

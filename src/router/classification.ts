@@ -73,6 +73,8 @@ export interface StatementInfo {
   pin?: Pin;
   unpin?: Unpin;
   prepareName?: string;
+  /** SAVEPOINT / RELEASE / ROLLBACK TO: which savepoint (a SET undone by ROLLBACK TO must not be replayed). */
+  savepointName?: string;
   /** For PREPARE: where EXECUTE of it must run (a write, or anything not a plain read, is 'primary'). */
   preparedTarget?: 'primary' | 'replica';
   executeName?: string;
@@ -137,7 +139,7 @@ export function effectFlags(c: Classification): number {
     if (s.kind === 'begin' || ((s.kind === 'commit' || s.kind === 'rollback') && s.chain)) f |= OPENS_TRANSACTION;
     if (s.kind === 'commit') f |= COMMITS;
     if (s.kind === 'execute') f |= MAY_WRITE;
-    if (s.pin || s.unpin || (s.kind === 'discard' && s.discard === 'all') || (s.setting && !s.setting.local)) f |= SESSION_EFFECTS;
+    if (s.pin || s.unpin || s.kind === 'savepoint' || (s.kind === 'discard' && s.discard === 'all') || (s.setting && !s.setting.local)) f |= SESSION_EFFECTS;
   }
   return f;
 }

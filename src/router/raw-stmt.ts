@@ -105,11 +105,11 @@ function transaction(f: Fields): StatementInfo {
     case 'TRANS_STMT_ROLLBACK':
       return f.chain === true ? { kind: 'rollback', target: 'primary', reason: 'txn-end', chain: true } : { kind: 'rollback', target: 'primary', reason: 'txn-end' };
     case 'TRANS_STMT_SAVEPOINT':
-      return { kind: 'savepoint', target: 'primary', reason: 'savepoint' };
+      return { kind: 'savepoint', target: 'primary', reason: 'savepoint', savepointName: str(f.savepoint_name) ?? '' };
     case 'TRANS_STMT_RELEASE':
-      return { kind: 'savepoint', target: 'primary', reason: 'release-savepoint' };
+      return { kind: 'savepoint', target: 'primary', reason: 'release-savepoint', savepointName: str(f.savepoint_name) ?? '' };
     case 'TRANS_STMT_ROLLBACK_TO':
-      return { kind: 'savepoint', target: 'primary', reason: 'rollback-to-savepoint' };
+      return { kind: 'savepoint', target: 'primary', reason: 'rollback-to-savepoint', savepointName: str(f.savepoint_name) ?? '' };
     case 'TRANS_STMT_PREPARE':
       // PREPARE TRANSACTION ends the transaction on this backend, like COMMIT does.
       return { kind: 'commit', target: 'primary', reason: 'prepare-transaction' };

@@ -147,4 +147,35 @@ describe('session state across the servers of a routed session', () => {
       expect(await settingOnBoth(c, 'statement_timeout')).toEqual({ replica: '8s', primary: '8s' });
     });
   });
+
+  it('holds a SET committed inside a read-only transaction on the primary too, not only on the replica that ran it', async () => {
+    await withClient(async (c) => {
+      await c.query('BEGIN READ ONLY');
+      const port = (await c.query('SELECT inet_server_port() AS port')).rows[0].port;
+      expect(replicaPorts).toContain(port);
+      await c.query("SET work_mem = '1234kB'");
+      await c.query('COMMIT');
+      expect(await settingOnBoth(c, 'work_mem')).toEqual({ replica: '1234kB', primary: '1234kB' });
+    });
+  });
+
+  it('forgets a SET undone by ROLLBACK TO SAVEPOINT, and keeps one made before the savepoint or after RELEASE', async () => {
+    await withClient(async (c) => {
+      await c.query('BEGIN');
+      await c.query("SET work_mem = '1111kB'");
+      await c.query('SAVEPOINT a');
+      await c.query("SET work_mem = '2345kB'");
+      await c.query("SET maintenance_work_mem = '77MB'");
+      await c.query('ROLLBACK TO SAVEPOINT a');
+      await c.query('SAVEPOINT b');
+      await c.query("SET statement_timeout = '41s'");
+      await c.query('RELEASE SAVEPOINT b');
+      await c.query('COMMIT');
+      expect(await settingOnBoth(c, 'work_mem')).toEqual({ replica: '1111kB', primary: '1111kB' });
+      const mwm = (await c.query("/* pgsplit:primary */ SELECT current_setting('maintenance_work_mem') AS v")).rows[0].v;
+      expect(await settingOnBoth(c, 'maintenance_work_mem')).toEqual({ replica: mwm, primary: mwm });
+      expect(mwm).not.toBe('77MB');
+      expect(await settingOnBoth(c, 'statement_timeout')).toEqual({ replica: '41s', primary: '41s' });
+    });
+  });
 });
