@@ -38,6 +38,8 @@ export interface FailoverEvent {
 
 /** How often an unchanged setting is checked again on the servers (someone may have changed it by hand). */
 const RECHECK_MS = 10_000;
+/** After a failed promotion, the next attempt waits this long. */
+const PROMOTE_RETRY_MS = 5_000;
 /** Re-pointing a replica at most this often (it restarts its WAL receiver). */
 const REPOINT_GAP_MS = 15_000;
 
@@ -74,6 +76,7 @@ export class FailoverController {
   sync: SyncPlan = { names: '', members: [], degraded: false };
   private appliedSync: { names: string; commit: string; at: number; primary: string } | null = null;
   private busy = false;
+  private retryPromotionAt = 0;
   private failingSince: number | null = null;
   private readonly repointedAt = new Map<string, number>();
   private readonly rejoinStarted = new Set<string>();
@@ -104,6 +107,8 @@ export class FailoverController {
       this.phaseReason = 'reason' in decision ? decision.reason : '';
     }
     if (decision.kind === 'promote') {
+      // After a failed attempt (no permission, the candidate died too) try again, but not every probe round.
+      if (Date.now() < this.retryPromotionAt) return;
       this.run(() => this.promote(decision));
       return;
     }
@@ -140,6 +145,8 @@ export class FailoverController {
       this.record(event);
       this.phase = 'no-candidate';
       this.phaseReason = `promotion of ${node.name} failed: ${event.error}`;
+      this.retryPromotionAt = Date.now() + PROMOTE_RETRY_MS;
+      this.log.error({ node: node.name, err: event.error }, 'failover: promotion failed; trying again shortly');
       return;
     }
     // Writes go to the new primary now; the monitor's next round confirms what it sees.
