@@ -93,7 +93,10 @@ export function applyLag(nodes: readonly NodeState[], primary: string | null, at
     if (n.name === primary) return n.banned || n.lagBytes !== null ? { ...n, ...NO_LAG, ...NOT_BANNED } : n;
     if (!n.up) return { ...n, ...NO_LAG, ...nextBan(n, at, false, NO_LAG, bounds) };
     if (n.role !== 'replica') return n;
-    const lag = measureLag(n, { at, replayLsn: n.replayLsnValue, primaryLsn, caughtUp: n.caughtUp !== false, replayAgeSeconds: n.replayAgeSeconds });
+    // A replica whose WAL receiver is not streaming (its upstream is gone, or it cannot follow a new timeline)
+    // falls further behind with every commit it does not see: its time lag runs as if it were behind.
+    const streaming = n.receiverStatus === 'streaming';
+    const lag = measureLag(n, { at, replayLsn: n.replayLsnValue, primaryLsn, caughtUp: n.caughtUp !== false && streaming, replayAgeSeconds: n.replayAgeSeconds });
     return { ...n, ...lag, ...nextBan(n, at, true, lag, bounds) };
   });
 }

@@ -9,7 +9,7 @@ import { adminGet, directClient, endQuietly, eventually, metricValue, proxyClien
 // (~40 s). `npm run bench:failover` (scripts/failover-bench.ts) runs more per mode, async included.
 
 type Mode = 'semi-sync' | 'sync';
-interface StatusNode { name: string; role: string; receiver_status: string | null; streams_from: string | null }
+interface StatusNode { name: string; role: string; receiver_status: string | null; streams_from: string | null; banned: boolean; ban_reason: string | null }
 interface Status {
   primary: string | null;
   nodes: StatusNode[];
@@ -156,12 +156,17 @@ async function runTrial(t: Trial): Promise<void> {
     expect(events).toEqual([]);
 
     if (t.checkRepoint) {
+      // pg2 was an async standby here, so it may have received WAL past the point where pg3 took over; such a
+      // replica cannot follow the new timeline (it needs pg_rewind: failover.rejoin_command). Either way it must
+      // not serve reads from a history the new primary does not have: it streams from pg3, or it is banned.
       const other = st.primary === 'pg2' ? 'pg3' : 'pg2';
       const want = `${np.host}:${np.port}`;
-      await eventually(`${other} to stream from ${want}`, async () => {
+      const outcome = await eventually(`${other} to stream from ${want} or be banned`, async () => {
         const s = (await status()).nodes.find((n) => n.name === other)!;
-        return s.receiver_status === 'streaming' && s.streams_from === want ? true : undefined;
+        if (s.receiver_status === 'streaming' && s.streams_from === want) return 'streams from the new primary';
+        return s.banned ? `banned (${s.ban_reason}), receiver ${s.receiver_status}` : undefined;
       }, 30_000);
+      console.log(`[failover-modes] ${t.label}: ${other} ${outcome}`);
     }
   } finally {
     stopped = true;

@@ -253,6 +253,15 @@ describe('applyLag', () => {
     applyProbe(base, ok(at, { inRecovery: true, currentLsn: null, receiveLsn: replayLsn, replayLsn, caughtUp: true, replayAgeSeconds: 0, ...s }));
   const byName = (nodes: NodeState[]) => Object.fromEntries(nodes.map((n) => [n.name, n]));
 
+  it('counts a replica whose WAL receiver is not streaming as falling behind, so it is banned for time (e.g. it cannot follow a new primary)', () => {
+    let nodes = [primary('0/5000'), replica('pg2', '0/5000', { receiverStatus: null, replayAgeSeconds: 3600 }), replica('pg3', '0/5000', { receiverStatus: 'streaming' })];
+    for (let at = 0; at <= 3000; at += 500) nodes = applyLag(nodes, 'pg1', at, bounds);
+    const out = byName(nodes);
+    expect(out.pg2).toMatchObject({ banned: true, banReason: 'lag-time' });
+    expect(out.pg2.lagSeconds).toBeGreaterThan(2);
+    expect(out.pg3).toMatchObject({ banned: false, lagSeconds: 0 });
+  });
+
   it("measures each replica's bytes against the primary's current LSN of the same round", () => {
     const out = byName(applyLag([primary('0/5000'), replica('pg2', '0/4F00'), replica('pg3', '0/4000')], 'pg1', 10, bounds));
     expect(out.pg2).toMatchObject({ lagBytes: 0x100, lagSeconds: 0, banned: false, banReason: null });
