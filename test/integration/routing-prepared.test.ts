@@ -157,17 +157,17 @@ describe('pgbench -M prepared -S through a routed proxy', () => {
     const init = await pgbench(['-i', '-s', '1', '-q'], primary.port, 120_000);
     expect(init.code, init.stderr).toBe(0);
     for (let i = 1; i < cluster.nodes.length; i++) {
-      await using(appOn(i, benchDb), (c) =>
-        eventually(
-          `${cluster.nodes[i]!.name} to replay pgbench_accounts`,
-          async () => {
+      // The replica may not have replayed CREATE DATABASE yet: connecting is part of what is retried.
+      await eventually(
+        `${cluster.nodes[i]!.name} to replay pgbench_accounts`,
+        () =>
+          using(appOn(i, benchDb), async (c) => {
             const t = await c.query("SELECT to_regclass('pgbench_accounts') IS NOT NULL AS ok");
             if (!t.rows[0].ok) return undefined;
             return (await c.query('SELECT count(*)::int AS n FROM pgbench_accounts')).rows[0].n === 100_000 ? true : undefined;
-          },
-          30_000,
-          200,
-        ),
+          }).catch(() => undefined),
+        30_000,
+        200,
       );
     }
     bench = await startProxy(info, { extra: ROUTING });
