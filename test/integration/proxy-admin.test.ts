@@ -1,4 +1,5 @@
 // The admin HTTP port through a running proxy: /health, /ready, /status, /metrics (and that they move), 404, no secrets.
+import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startProxy, type RunningProxy } from '../harness/proxy.js';
 import { adminGet, endQuietly, eventually, metricValue, proxyClient, using } from './helpers.js';
@@ -122,4 +123,17 @@ describe('admin HTTP', () => {
     const r = await adminGet(proxy, '/no/such/thing');
     expect(r.status).toBe(404);
   });
+
+  it('serves every metric the Grafana dashboard in deploy/ queries', async () => {
+    await using(proxyClient(proxy, info), (c) => c.query('SELECT 1'));
+    const dashboard = JSON.parse(fs.readFileSync(new URL('../../deploy/grafana-dashboard.json', import.meta.url), 'utf8')) as { panels: { targets: { expr: string }[] }[] };
+    const queried = new Set(dashboard.panels.flatMap((p) => p.targets.flatMap((t) => t.expr.match(/pgsplit_[a-z_]+/g) ?? [])));
+    expect(queried.size).toBeGreaterThan(10);
+    const body = (await adminGet(proxy, '/metrics')).body;
+    // A labelled counter with nothing counted yet has only its HELP/TYPE lines: it is still served.
+    const served = new Set([...body.matchAll(/^(?:# TYPE )?(pgsplit_[a-z_]+)/gm)].map((m) => m[1]));
+    for (const m of body.matchAll(/^# TYPE (pgsplit_[a-z_]+) histogram/gm)) for (const suffix of ['_bucket', '_sum', '_count']) served.add(m[1] + suffix);
+    expect([...queried].filter((name) => !served.has(name))).toEqual([]);
+  });
 });
+
