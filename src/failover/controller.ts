@@ -1,9 +1,9 @@
 // The failover controller: after every probe round it promotes a replica when the primary is lost, re-points the others, keeps synchronous_standby_names right, and records what it did.
 import { spawn } from 'node:child_process';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Logger } from '../util/logger.js';
 import type { NodeState, Topology } from '../topology/topology.js';
-import type { MonitorSettings } from '../health/monitor.js';
+import { withMonitorClient, type MonitorSettings } from '../health/monitor-client.js';
 import { decideFailover, promotable, type FailoverDecision, type ReplicationMode } from './decide.js';
 import { planSyncStandbys, type SyncPlan } from './sync-standbys.js';
 import { parseConninfo, rewriteConninfo } from './conninfo.js';
@@ -43,24 +43,8 @@ const PROMOTE_RETRY_MS = 5_000;
 /** Re-pointing a replica at most this often (it restarts its WAL receiver). */
 const REPOINT_GAP_MS = 15_000;
 
-async function withNode<T>(n: { host: string; port: number }, s: MonitorSettings, timeoutMs: number, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({
-    host: n.host,
-    port: n.port,
-    user: s.user,
-    password: s.password,
-    database: s.database,
-    application_name: 'pgsplit-failover',
-    connectionTimeoutMillis: s.connect_timeout,
-    query_timeout: timeoutMs,
-  });
-  c.on('error', () => {});
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end().catch(() => {});
-  }
+function withNode<T>(n: { host: string; port: number }, s: MonitorSettings, timeoutMs: number, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  return withMonitorClient(n, s, 'pgsplit-failover', timeoutMs, fn);
 }
 
 const literal = (v: string) => `'${v.replace(/'/g, "''")}'`;
@@ -134,11 +118,7 @@ export class FailoverController {
     const cfg = this.config();
     const event: FailoverEvent = { at: new Date().toISOString(), kind: 'failover', reason: d.reason, old_primary: old, new_primary: node.name, duration_ms: 0, promoted_receive_lsn: d.receiveLsn, repointed: [] };
     try {
-      const ok = await withNode(node, this.settings(), cfg.promoteTimeoutMs + 5000, async (c) => {
-        const r = await c.query('SELECT pg_promote(wait => true, wait_seconds => $1) AS ok', [Math.max(1, Math.round(cfg.promoteTimeoutMs / 1000))]);
-        return r.rows[0]?.ok === true;
-      });
-      if (!ok) throw new Error(`pg_promote() on ${node.name} did not finish within ${cfg.promoteTimeoutMs} ms`);
+      await this.pgPromote(node, cfg);
     } catch (err) {
       event.error = (err as Error).message;
       event.duration_ms = Date.now() - since;
@@ -149,28 +129,15 @@ export class FailoverController {
       this.log.error({ node: node.name, err: event.error }, 'failover: promotion failed; trying again shortly');
       return;
     }
-    // Writes go to the new primary now; the monitor's next round confirms what it sees.
-    this.topology.update(node.name, { role: 'primary', receiverStatus: null, senderHost: null, senderPort: null, banned: false, banReason: null });
-    this.topology.setPrimary(node.name);
-    this.elected = node.name;
+    this.takeWrites(node, cfg);
     this.failingSince = null;
-    this.sync = { names: '', members: [], degraded: this.config().mode !== 'async' };
-    this.appliedSync = null;
     event.duration_ms = Date.now() - since;
     this.failovers++;
     this.lastDurationSeconds = event.duration_ms / 1000;
     this.phase = 'healthy';
     this.phaseReason = '';
     this.log.warn({ old_primary: old, new_primary: node.name, duration_ms: event.duration_ms }, 'failover: new primary takes writes');
-    for (const r of this.topology.all()) {
-      if (r.name === node.name || r.name === old || !r.up || r.role !== 'replica') continue;
-      try {
-        await this.repoint(r, node);
-        event.repointed.push(r.name);
-      } catch (err) {
-        this.log.error({ node: r.name, err: (err as Error).message }, 'failover: could not re-point a replica to the new primary');
-      }
-    }
+    await this.repointReplicas(node, event);
     this.record(event);
     if (cfg.hookCommand) void this.runCommand(cfg.hookCommand, { PGSPLIT_EVENT: 'failover', PGSPLIT_OLD_PRIMARY: old ?? '', PGSPLIT_NEW_PRIMARY: node.name, PGSPLIT_NEW_PRIMARY_HOST: node.host, PGSPLIT_NEW_PRIMARY_PORT: String(node.port) });
   }
@@ -231,13 +198,8 @@ export class FailoverController {
       }
       event.promoted_receive_lsn = finalLsn;
       // 4. Promote, route writes there, re-point the rest.
-      const ok = await withNode(target, s, cfg.promoteTimeoutMs + 5000, async (c) => (await c.query('SELECT pg_promote(wait => true, wait_seconds => $1) AS ok', [Math.max(1, Math.round(cfg.promoteTimeoutMs / 1000))])).rows[0]?.ok === true);
-      if (!ok) throw new Error(`pg_promote() on ${to} did not finish within ${cfg.promoteTimeoutMs} ms`);
-      this.topology.update(target.name, { role: 'primary', receiverStatus: null, senderHost: null, senderPort: null, banned: false, banReason: null });
-      this.topology.setPrimary(target.name);
-      this.elected = target.name;
-      this.sync = { names: '', members: [], degraded: cfg.mode !== 'async' };
-      this.appliedSync = null;
+      await this.pgPromote(target, cfg);
+      this.takeWrites(target, cfg);
     } catch (err) {
       // Nothing was promoted: give the old primary its writes back.
       if (!cfg.demoteCommand) {
@@ -261,10 +223,7 @@ export class FailoverController {
     this.phase = 'healthy';
     this.log.warn({ old_primary: old.name, new_primary: to, duration_ms: event.duration_ms }, 'switchover: new primary takes writes');
     try {
-      for (const r of this.topology.all()) {
-        if (r.name === target.name || !r.up || r.role !== 'replica') continue;
-        await this.repoint(r, target).then(() => event.repointed.push(r.name)).catch((err: Error) => this.log.error({ node: r.name, err: err.message }, 'switchover: could not re-point a replica'));
-      }
+      await this.repointReplicas(target, event);
       if (!cfg.demoteCommand) {
         // The old primary stays up, read-only and fenced, until rejoin_command (or an operator) makes it a replica.
         await withNode(old, s, 5000, async (c) => {
@@ -277,6 +236,38 @@ export class FailoverController {
     this.record(event);
     if (cfg.hookCommand) void this.runCommand(cfg.hookCommand, { PGSPLIT_EVENT: 'switchover', PGSPLIT_OLD_PRIMARY: old.name, PGSPLIT_NEW_PRIMARY: target.name, PGSPLIT_NEW_PRIMARY_HOST: target.host, PGSPLIT_NEW_PRIMARY_PORT: String(target.port) });
     return event;
+  }
+
+  private async pgPromote(node: NodeState, cfg: FailoverConfig): Promise<void> {
+    const ok = await withNode(node, this.settings(), cfg.promoteTimeoutMs + 5000, async (c) => {
+      const r = await c.query('SELECT pg_promote(wait => true, wait_seconds => $1) AS ok', [Math.max(1, Math.round(cfg.promoteTimeoutMs / 1000))]);
+      return r.rows[0]?.ok === true;
+    });
+    if (!ok) throw new Error(`pg_promote() on ${node.name} did not finish within ${cfg.promoteTimeoutMs} ms`);
+  }
+
+  /** Writes go to the just-promoted node now; the monitor's next round confirms what it sees. */
+  private takeWrites(node: NodeState, cfg: FailoverConfig): void {
+    this.topology.update(node.name, { role: 'primary', receiverStatus: null, senderHost: null, senderPort: null, banned: false, banReason: null });
+    this.topology.setPrimary(node.name);
+    this.elected = node.name;
+    // Nobody is synchronous to the new primary until maintain() has applied the mode there.
+    this.sync = { names: '', members: [], degraded: cfg.mode !== 'async' };
+    this.appliedSync = null;
+  }
+
+  /** Every other replica that is up follows the new primary; the ones that could not be re-pointed are logged. */
+  private async repointReplicas(primary: NodeState, event: FailoverEvent): Promise<void> {
+    for (const r of this.topology.all()) {
+      // A failed old primary is left to rejoin_command; a demoted one (switchover) may already be a replica to point.
+      if (r.name === primary.name || (event.kind === 'failover' && r.name === event.old_primary) || !r.up || r.role !== 'replica') continue;
+      try {
+        await this.repoint(r, primary);
+        event.repointed.push(r.name);
+      } catch (err) {
+        this.log.error({ node: r.name, err: (err as Error).message }, `${event.kind}: could not re-point a replica to the new primary`);
+      }
+    }
   }
 
   private record(e: FailoverEvent): void {

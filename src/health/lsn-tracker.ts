@@ -7,11 +7,11 @@
 // replayed its LSN asks for a replica poll (`SELECT pg_last_wal_replay_lsn()`), which runs only while
 // someone waits, at most one per POLL_GAP_MS. Both polls share one connection per node, apart from the
 // monitor's, and are rate-limited: under a write-heavy load one poll answers many sessions' tickets.
-import pg from 'pg';
+import type pg from 'pg';
 import type { Logger } from '../util/logger.js';
 import type { Topology } from '../topology/topology.js';
 import { parseLsn } from '../topology/lsn.js';
-import type { MonitorSettings } from './monitor.js';
+import { monitorClient, type MonitorSettings } from './monitor-client.js';
 
 /** Minimum time between two polls of one node (each is a ~0.1 ms query). */
 const POLL_GAP_MS = 2;
@@ -83,17 +83,7 @@ class NodePoller {
   private async query(): Promise<number | null> {
     if (!this.client) {
       const s = this.settings();
-      const c = new pg.Client({
-        host: this.host,
-        port: this.port,
-        user: s.user,
-        password: s.password,
-        database: s.database,
-        application_name: 'pgsplit-lsn',
-        connectionTimeoutMillis: s.connect_timeout,
-        query_timeout: s.probe_timeout,
-        keepAlive: true,
-      });
+      const c = monitorClient({ host: this.host, port: this.port }, s, 'pgsplit-lsn', s.probe_timeout, true);
       c.on('error', () => this.close());
       this.client = c;
       try {

@@ -1,5 +1,6 @@
 // The monitor: probes every node on an interval over its own connection and feeds the results to the topology.
-import pg from 'pg';
+import type pg from 'pg';
+import { monitorClient, type MonitorSettings } from './monitor-client.js';
 import type { Logger } from '../util/logger.js';
 import type { Topology } from '../topology/topology.js';
 import { applyLag, applyProbe, choosePrimary, type ProbeResult, type ProbeSample } from './evaluate.js';
@@ -7,14 +8,7 @@ import type { LagBounds } from './lag.js';
 
 const NO_BOUNDS: LagBounds = { bytes: null, timeMs: null, unbanAfterMs: 0 };
 
-export interface MonitorSettings {
-  user: string;
-  password: string;
-  database: string;
-  interval: number;
-  connect_timeout: number;
-  probe_timeout: number;
-}
+export type { MonitorSettings } from './monitor-client.js';
 
 const PROBE_SQL = `SELECT pg_is_in_recovery() AS in_recovery,
   CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS current_lsn,
@@ -79,17 +73,7 @@ class NodeProbe {
   private async connection(): Promise<pg.Client> {
     if (this.client) return this.client;
     const s = this.settings();
-    const client = new pg.Client({
-      host: this.host,
-      port: this.port,
-      user: s.user,
-      password: s.password,
-      database: s.database,
-      application_name: 'pgsplit-monitor',
-      connectionTimeoutMillis: s.connect_timeout,
-      query_timeout: s.probe_timeout,
-      keepAlive: true,
-    });
+    const client = monitorClient({ host: this.host, port: this.port }, s, 'pgsplit-monitor', s.probe_timeout, true);
     // A dead socket surfaces as an 'error' event between probes; the next probe reconnects.
     client.on('error', () => this.close());
     this.client = client;

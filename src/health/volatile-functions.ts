@@ -1,23 +1,6 @@
 // Reads the names of user functions that pg_proc marks VOLATILE from the primary, so routing sends their calls there.
-import pg from 'pg';
-import type { MonitorSettings } from './monitor.js';
+import { withMonitorClient, type MonitorSettings } from './monitor-client.js';
 
 export async function loadVolatileFunctions(host: string, port: number, s: MonitorSettings, sql: string): Promise<{ nspname: string; proname: string }[]> {
-  const client = new pg.Client({
-    host,
-    port,
-    user: s.user,
-    password: s.password,
-    database: s.database,
-    application_name: 'pgsplit-catalog',
-    connectionTimeoutMillis: s.connect_timeout,
-    query_timeout: s.probe_timeout,
-  });
-  client.on('error', () => {});
-  await client.connect();
-  try {
-    return (await client.query(sql)).rows;
-  } finally {
-    await client.end().catch(() => {});
-  }
+  return withMonitorClient({ host, port }, s, 'pgsplit-catalog', s.probe_timeout, async (c) => (await c.query(sql)).rows);
 }
