@@ -56,6 +56,19 @@ export const errors = {
     new ProxyError('0A000', 'feature_not_supported', `pgsplit: ${what} is not supported`, 'FATAL'),
   tooManyClients: (max: number) =>
     new ProxyError('53300', 'too_many_clients', `pgsplit: sorry, too many clients already (max_client_connections = ${max})`, 'FATAL'),
+  messageTooLarge: (type: number, bytes: number, max: number) =>
+    new ProxyError('54000', 'message_too_large', `pgsplit: message of type '${String.fromCharCode(type)}' is too large (${bytes} bytes; limits.max_message_size is ${max})`, 'FATAL',
+      undefined, 'Send smaller messages (e.g. COPY in pieces, large values as several statements), or raise limits.max_message_size.'),
+  loginTimeout: (ms: number) =>
+    new ProxyError('57014', 'login_timeout', `pgsplit: canceling authentication due to timeout (limits.client_login_timeout = ${ms} ms)`, 'FATAL'),
+  idleSessionTimeout: (ms: number) =>
+    new ProxyError('57P05', 'idle_session_timeout', `pgsplit: terminating connection due to idle-session timeout (limits.client_idle_timeout = ${ms} ms)`, 'FATAL'),
+  idleInTransactionTimeout: (ms: number) =>
+    new ProxyError('25P03', 'idle_in_transaction_timeout', `pgsplit: terminating connection due to idle-in-transaction timeout (limits.idle_transaction_timeout = ${ms} ms)`, 'FATAL'),
+  sessionLimit: (what: string, max: number, key: string) =>
+    new ProxyError('53400', 'session_limit', `pgsplit: too many ${what} in this session (at most ${max})`, 'ERROR', undefined, `Raise ${key}, or release some (DEALLOCATE, Close, RESET).`),
+  internal: (why: string) =>
+    new ProxyError('XX000', 'internal_error', `pgsplit: internal error: ${why}`, 'FATAL', undefined, 'This is a bug in pgsplit; the session was closed, others are unaffected. Please report it with the proxy log.'),
   shuttingDown: () =>
     new ProxyError('57P01', 'shutting_down', 'pgsplit: terminating connection because the proxy is shutting down', 'FATAL'),
 };

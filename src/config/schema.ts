@@ -18,6 +18,8 @@ export const PRIMARY_READS = ['fallback', 'include', 'never'] as const;
 export const CONSISTENCY = ['read-your-writes', 'eventual'] as const;
 export const REPLICATION_MODES = ['async', 'semi-sync', 'sync'] as const;
 export const SYNCHRONOUS_COMMIT = ['on', 'remote_write', 'remote_apply'] as const;
+export const CLIENT_TLS_MODES = ['disable', 'allow', 'require'] as const;
+export const SERVER_TLS_MODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 
 function show(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v);
@@ -126,6 +128,16 @@ function uniqueNames(what: string, list: string) {
   };
 }
 
+// TLS towards PostgreSQL servers (server_tls, and nodes[].tls to override it per node); files are PEM paths.
+const serverTlsSchema = section({
+  mode: oneOf(SERVER_TLS_MODES).default('disable'),
+  /** CA bundle that signs the servers' certificates (verify-ca, verify-full); default: the system's. */
+  ca: str().optional(),
+  /** Client certificate and key, for servers that ask for one (hba "cert"). */
+  cert: str().optional(),
+  key: str().optional(),
+});
+
 const nodeSchema = section({
   name: str({ pattern: /^[A-Za-z0-9_.-]+$/, expected: 'a name made of letters, digits, "_", "." or "-"' }),
   host: str({ expected: 'a non-empty host name or IP address' }),
@@ -137,6 +149,10 @@ const nodeSchema = section({
   delayed: bool().default(false),
   /** Failover preference between candidates with the same WAL position (higher first). */
   priority: int(0, 1000).default(0),
+  /** Overrides server_tls for this node. */
+  tls: serverTlsSchema.optional(),
+  /** Send the stored password in cleartext when this server asks for it (hba "password") without TLS. */
+  allow_cleartext_password: bool().default(false),
 });
 
 const userSchema = section({
@@ -156,6 +172,43 @@ export const configSchema = section({
     host: str().default('127.0.0.1'),
     port: port().default(9930),
     enabled: bool().default(true),
+    /** Credentials for mutating endpoints (and for reads when protect_reads): a bearer token and/or basic auth. */
+    auth: section({
+      token: str({ secret: true }).optional(),
+      user: str().optional(),
+      password: str({ secret: true }).optional(),
+      /** true: /status and the other read endpoints need the credentials too (/health, /ready and /metrics stay open). */
+      protect_reads: bool().default(false),
+    }).default({}),
+    /** Serve /metrics on its own port (e.g. bound to 0.0.0.0 for a remote Prometheus); null: on the admin port. */
+    metrics_port: orNone(port()),
+    metrics_host: str().default('127.0.0.1'),
+  }).default({}),
+  /** TLS towards clients: SSLRequest is answered 'S' and TLS terminated here. */
+  tls: section({
+    mode: oneOf(CLIENT_TLS_MODES).default('disable'),
+    cert: str().optional(),
+    key: str().optional(),
+    /** CA bundle for client certificates (optional; clients are still authenticated by password). */
+    ca: str().optional(),
+  }).default({}),
+  server_tls: serverTlsSchema.default({}),
+  /** Bounds on what one client can make the proxy hold or wait for. */
+  limits: section({
+    /** A client message larger than this ends its session (54000); PostgreSQL's own ceiling (1GB) is far too much per client. */
+    max_message_size: size(1024, 1024 ** 3).default('64MB'),
+    /** From accept to the end of authentication; then the connection is closed. */
+    client_login_timeout: duration().default('60s'),
+    /** Close a client that sent nothing for this long outside a transaction; 0 = never. */
+    client_idle_timeout: duration(true).default('0s'),
+    /** Close a client that sits in an open transaction doing nothing for this long; 0 = never. */
+    idle_transaction_timeout: duration(true).default('0s'),
+    /** Client data queued in the proxy (pipelined statements waiting for a server); beyond it the client is not read. */
+    max_pipeline: size(64 * 1024, 1024 ** 3).default('16MB'),
+    /** Named prepared statements per client session (protocol-level Parse); one more gets 53400. */
+    max_prepared_statements: int(1, 10_000_000).default(10000),
+    /** Session settings (SET) recorded per client for replay on other servers; one more gets 53400. */
+    max_session_settings: int(1, 100_000).default(1000),
   }).default({}),
   auth: section({ method: oneOf(AUTH_METHODS).default('scram-sha-256') }).default({}),
   users: z.array(userSchema, { errorMap: typeMap('a list of { name, password }') }).default([]).superRefine(uniqueNames('user', 'users')),
@@ -213,6 +266,18 @@ export const configSchema = section({
   shutdown: section({ drain_timeout: duration(true).default('30s') }).default({}),
   log: section({ level: oneOf(LOG_LEVELS).default('info') }).default({}),
 }).superRefine((c, ctx) => {
+  if (c.tls.mode !== 'disable') {
+    for (const k of ['cert', 'key'] as const) {
+      if (!c.tls[k]) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['tls', k], message: `required when tls.mode is ${c.tls.mode} (a PEM file)` });
+    }
+  }
+  const a = c.admin.auth;
+  if ((a.user === undefined) !== (a.password === undefined)) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin', 'auth', a.user === undefined ? 'user' : 'password'], message: 'admin.auth.user and admin.auth.password go together' });
+  }
+  if (a.protect_reads && a.token === undefined && a.user === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['admin', 'auth', 'protect_reads'], message: 'needs admin.auth.token or admin.auth.user/password' });
+  }
   // Only scram/md5 need client passwords; PostgreSQL itself never accepts an empty one for those methods.
   if (c.auth.method !== 'scram-sha-256' && c.auth.method !== 'md5') return;
   if (c.users.length === 0) {

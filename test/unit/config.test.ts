@@ -25,10 +25,21 @@ describe('parseConfig defaults and conversions', () => {
   it('fills every default', () => {
     expect(parseConfig(MIN, {})).toEqual({
       listen: { host: '127.0.0.1', port: 6432, max_client_connections: 1000 },
-      admin: { host: '127.0.0.1', port: 9930, enabled: true },
+      admin: { host: '127.0.0.1', port: 9930, enabled: true, auth: { protect_reads: false }, metrics_port: null, metrics_host: '127.0.0.1' },
+      tls: { mode: 'disable' },
+      server_tls: { mode: 'disable' },
+      limits: {
+        max_message_size: 64 * 1024 * 1024,
+        client_login_timeout: 60_000,
+        client_idle_timeout: 0,
+        idle_transaction_timeout: 0,
+        max_pipeline: 16 * 1024 * 1024,
+        max_prepared_statements: 10000,
+        max_session_settings: 1000,
+      },
       auth: { method: 'scram-sha-256' },
       users: [{ name: 'app', password: 's3cret' }],
-      nodes: [{ name: 'pg1', host: 'db1', port: 5432, weight: 1, tags: [], delayed: false, priority: 0 }],
+      nodes: [{ name: 'pg1', host: 'db1', port: 5432, weight: 1, tags: [], delayed: false, priority: 0, allow_cleartext_password: false }],
       monitor: { user: 'postgres', password: '', database: 'postgres', interval: 1000, connect_timeout: 2000, probe_timeout: 2000 },
       backend: { connect_timeout: 5000 },
       routing: {
@@ -88,7 +99,7 @@ admin: { enabled: "\${ADMIN:-true}" }
   it('substitutes set variables, defaults and typed values', () => {
     const c = parseConfig(text, { APP_PASSWORD: 'pw', PGPORT: '6000', SUFFIX: 'eu', ADMIN: 'false' });
     expect(c.users[0].password).toBe('pw');
-    expect(c.nodes[0]).toEqual({ name: 'pg1', host: 'localhost', port: 6000, weight: 1, tags: [], delayed: false, priority: 0 });
+    expect(c.nodes[0]).toEqual({ name: 'pg1', host: 'localhost', port: 6000, weight: 1, tags: [], delayed: false, priority: 0, allow_cleartext_password: false });
     expect(c.monitor.database).toBe('db_eu_x');
     expect(c.admin.enabled).toBe(false);
   });
@@ -120,11 +131,11 @@ describe('validation errors', () => {
     expect(errorsOf(`${MIN}lisen: {}\nlisten: { prot: 1 }\nmonitor: { intervall: 1s }`)).toEqual([
       'listen.prot: unknown key (allowed: host, port, max_client_connections)',
       'monitor.intervall: unknown key (allowed: user, password, database, interval, connect_timeout, probe_timeout)',
-      'lisen: unknown key (allowed: listen, admin, auth, users, nodes, monitor, backend, routing, failover, replication, shutdown, log)',
+      'lisen: unknown key (allowed: listen, admin, tls, server_tls, limits, auth, users, nodes, monitor, backend, routing, failover, replication, shutdown, log)',
     ]);
     expect(errorsOf('users: [{ name: a, password: b, role: x }]\nnodes: [{ name: a, host: h, role: primary }]')).toEqual([
       'users[0].role: unknown key (allowed: name, password, read_tags)',
-      'nodes[0].role: unknown key (allowed: name, host, port, weight, tags, delayed, priority)',
+      'nodes[0].role: unknown key (allowed: name, host, port, weight, tags, delayed, priority, tls, allow_cleartext_password)',
     ]);
   });
 
@@ -143,7 +154,7 @@ log: { level: loud }
     expect(errorsOf(text)).toEqual([
       'listen.port: expected an integer 0..65535, got 70000',
       'listen.max_client_connections: expected an integer >= 1, got 0',
-      'admin: expected a mapping with keys host, port, enabled, got 5',
+      'admin: expected a mapping with keys host, port, enabled, auth, metrics_port, metrics_host, got 5',
       'auth.method: expected one of scram-sha-256, md5, trust, got "password"',
       'nodes[1].port: expected an integer 0..65535, got "abc"',
       'monitor.interval: expected a duration with a unit like "500ms", "2s", "1m" or "1h" (> 0, at most 596h), got 1000',
@@ -159,7 +170,7 @@ log: { level: loud }
       'nodes[0].name: expected a name made of letters, digits, "_", "." or "-", got 7',
       'nodes[0].host: required; expected a non-empty host name or IP address',
       'nodes[0].port: expected an integer 0..65535, got 1.5',
-      'nodes[1]: expected a mapping with keys name, host, port, weight, tags, delayed, priority, got "pg2"',
+      'nodes[1]: expected a mapping with keys name, host, port, weight, tags, delayed, priority, tls, allow_cleartext_password, got "pg2"',
     ]);
   });
 
@@ -216,8 +227,8 @@ nodes:
       {},
     );
     expect(c.nodes).toEqual([
-      { name: 'pg1', host: 'h1', port: 5432, weight: 0, tags: [], delayed: false, priority: 0 },
-      { name: 'pg2', host: 'h2', port: 5432, weight: 1000, tags: ['analytics', 'eu_west'], delayed: true, priority: 0 },
+      { name: 'pg1', host: 'h1', port: 5432, weight: 0, tags: [], delayed: false, priority: 0, allow_cleartext_password: false },
+      { name: 'pg2', host: 'h2', port: 5432, weight: 1000, tags: ['analytics', 'eu_west'], delayed: true, priority: 0, allow_cleartext_password: false },
     ]);
     expect(c.users).toEqual([
       { name: 'app', password: 'x', read_tags: ['reports', 'eu-1.b'] },
