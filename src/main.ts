@@ -10,6 +10,7 @@ import { ProxyStats } from './frontend/stats.js';
 import { CancelRegistry } from './frontend/cancel-registry.js';
 import { Listener } from './frontend/listener.js';
 import type { FrontendSettings } from './frontend/client-startup.js';
+import { prepareScramKeys } from './frontend/auth.js';
 import type { Session } from './frontend/session.js';
 import type { RelaySession } from './frontend/relay-session.js';
 import { createMetrics } from './metrics/registry.js';
@@ -44,7 +45,7 @@ function frontendSettings(c: Config): FrontendSettings {
         }
       : null,
     authMethod: c.auth.method,
-    users: new Map(c.users.map((u) => [u.name, u.password])),
+    users: prepareScramKeys(c.auth.method, new Map(c.users.map((u) => [u.name, u.password]))),
     maxClientConnections: c.listen.max_client_connections,
     backendConnectTimeout: c.backend.connect_timeout,
     holdTimeout: c.failover.hold_timeout,

@@ -10,24 +10,35 @@ import {
   authenticationSASLContinue,
   authenticationSASLFinal,
 } from '../protocol/backend-messages.js';
-import { DEFAULT_ITERATIONS, deriveKeys, md5Password, ScramError, ScramServer, type ScramKeys } from '../protocol/scram.js';
+import { DEFAULT_ITERATIONS, deriveKeysAsync, md5Password, mockScramKeys, SALT_LENGTH, ScramError, ScramServer, type ScramKeys } from '../protocol/scram.js';
 import { BodyReader } from '../protocol/writer.js';
 import type { HandshakeReader } from './handshake-reader.js';
 
 export type AuthMethod = 'scram-sha-256' | 'md5' | 'trust';
 
-// Deriving SCRAM keys costs a PBKDF2 run; keep one per (user, password) so reconnect storms stay cheap.
-const keyCache = new Map<string, ScramKeys>();
-function scramKeys(user: string, password: string): ScramKeys {
+// A configured user's SCRAM keys, derived once per (user, password) with the async PBKDF2 and kept: every
+// later login costs only HMACs, and the salt stays the same across attempts as PostgreSQL's stored one does.
+// Only configured users get here (unknown names use mockScramKeys), so the map is bounded by the config;
+// the clear guards against many reloads with changing passwords.
+const keyCache = new Map<string, Promise<ScramKeys>>();
+const MAX_CACHED_KEYS = 10_000;
+
+function scramKeys(user: string, password: string): Promise<ScramKeys> {
   const id = `${user}\0${password}`;
   let k = keyCache.get(id);
   if (!k) {
-    const { salt, iterations, storedKey, serverKey } = deriveKeys(password, randomBytes(16), DEFAULT_ITERATIONS);
-    k = { salt, iterations, storedKey, serverKey };
-    if (keyCache.size > 10_000) keyCache.clear();
+    if (keyCache.size >= MAX_CACHED_KEYS) keyCache.clear();
+    k = deriveKeysAsync(password, randomBytes(SALT_LENGTH), DEFAULT_ITERATIONS).then(({ salt, iterations, storedKey, serverKey }) => ({ salt, iterations, storedKey, serverKey }));
+    k.catch(() => keyCache.delete(id));
     keyCache.set(id, k);
   }
   return k;
+}
+
+/** Start deriving the configured users' SCRAM keys ahead of their first login (when settings are built); returns `users`. */
+export function prepareScramKeys<T extends ReadonlyMap<string, string>>(method: AuthMethod, users: T): T {
+  if (method === 'scram-sha-256') for (const [user, password] of users) scramKeys(user, password).catch(() => {});
+  return users;
 }
 
 async function passwordMessage(reader: HandshakeReader, deadline: number): Promise<Buffer> {
@@ -73,8 +84,11 @@ export async function authenticateClient(
   if (mechanism !== 'SCRAM-SHA-256') throw errors.protocolViolation(`client selected an invalid SASL authentication mechanism "${mechanism}"`);
   const len = initial.int32();
   const clientFirst = (len >= 0 ? initial.bytes(len) : Buffer.alloc(0)).toString();
-  // An unknown user still goes through the exchange with throwaway keys, so it looks like a bad password.
-  const keys = scramKeys(password === undefined ? `\0unknown:${user}` : user, password ?? randomBytes(16).toString('hex'));
+  // An unknown user goes through the same exchange with mock keys (a salt fixed per name, the same iteration
+  // count) and fails only at the proof, so it looks exactly like a wrong password. The mock keys are computed
+  // for every user so that both paths do the same work.
+  const mock = mockScramKeys(user);
+  const keys = password === undefined ? mock : await scramKeys(user, password);
   const server = new ScramServer(keys);
   try {
     socket.write(authenticationSASLContinue(server.serverFirstMessage(clientFirst)));

@@ -1,5 +1,6 @@
 // SCRAM-SHA-256 (RFC 5802/7677) as PostgreSQL uses it: the client side towards servers, the server side towards clients.
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { promisify } from 'node:util';
 import saslprepLib from '@mongodb-js/saslprep';
 
 const hmac = (key: Buffer, data: string | Buffer): Buffer => createHmac('sha256', key).update(data).digest();
@@ -32,10 +33,42 @@ export function preparePassword(password: string): string {
   }
 }
 
-export function deriveKeys(password: string, salt: Buffer, iterations: number): ScramKeys & { clientKey: Buffer } {
-  const salted = pbkdf2Sync(preparePassword(password), salt, iterations, 32, 'sha256');
+type DerivedKeys = ScramKeys & { clientKey: Buffer };
+
+function keysFromSalted(salted: Buffer, salt: Buffer, iterations: number): DerivedKeys {
   const clientKey = hmac(salted, 'Client Key');
   return { salt, iterations, clientKey, storedKey: sha256(clientKey), serverKey: hmac(salted, 'Server Key') };
+}
+
+/** Synchronous derivation: blocks the event loop for the whole PBKDF2 run; for tests and tools only. */
+export function deriveKeys(password: string, salt: Buffer, iterations: number): DerivedKeys {
+  return keysFromSalted(pbkdf2Sync(preparePassword(password), salt, iterations, 32, 'sha256'), salt, iterations);
+}
+
+const pbkdf2Async = promisify(pbkdf2);
+
+/** The same keys as deriveKeys, with PBKDF2 run on libuv's thread pool so the event loop keeps serving. */
+export async function deriveKeysAsync(password: string, salt: Buffer, iterations: number): Promise<DerivedKeys> {
+  return keysFromSalted(await pbkdf2Async(preparePassword(password), salt, iterations, 32, 'sha256'), salt, iterations);
+}
+
+export const SALT_LENGTH = 16;
+// Per-process secret behind the mock challenges for unknown users (PostgreSQL's mock_auth_nonce).
+const MOCK_SECRET = randomBytes(32);
+
+/**
+ * Keys for a user that does not exist, as PostgreSQL's scram_mock_salt does it: the salt is derived from the
+ * user name and a per-process secret (the same name gets the same salt every time, like a real user's stored
+ * salt), the iteration count is the real one, and the keys are random-looking values no proof can match.
+ * Costs three HMACs, no PBKDF2 and no memory per name.
+ */
+export function mockScramKeys(user: string, secret: Buffer = MOCK_SECRET): ScramKeys {
+  return {
+    salt: hmac(secret, `salt\0${user}`).subarray(0, SALT_LENGTH),
+    iterations: DEFAULT_ITERATIONS,
+    storedKey: hmac(secret, `stored\0${user}`),
+    serverKey: hmac(secret, `server\0${user}`),
+  };
 }
 
 function attributes(msg: string): Map<string, string> {

@@ -44,6 +44,15 @@ describe('authentication through the proxy', () => {
       expect(err.message).toMatch(/password authentication failed for user "nobody_here"/);
     });
 
+    it('answers a wrong password and an unknown user with errors of the same shape', async () => {
+      const wrong = (await rejection(whoAmI(scram, { password: 'wrong' }))) as Error & Record<string, unknown>;
+      const unknown = (await rejection(whoAmI(scram, { user: 'nobody_here', password: 'secret' }))) as Error & Record<string, unknown>;
+      const shape = (e: Record<string, unknown>, user: string) =>
+        Object.fromEntries(['code', 'severity', 'message', 'detail', 'hint'].map((k) => [k, typeof e[k] === 'string' ? (e[k] as string).replace(user, '<user>') : e[k]]));
+      expect(shape(unknown, 'nobody_here')).toEqual(shape(wrong, 'app'));
+      expect(shape(wrong, 'app')).toMatchObject({ code: '28P01', severity: 'FATAL', message: 'password authentication failed for user "<user>"' });
+    });
+
     it('reaches a server that uses md5 for the user (md5user)', async () => {
       expect(await whoAmI(scram, { user: 'md5user', password: 'md5secret' })).toMatchObject({ u: 'md5user', d: 'appdb' });
       expect((await rejection(whoAmI(scram, { user: 'md5user', password: 'nope' }))).code).toBe('28P01');
