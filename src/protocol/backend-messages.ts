@@ -60,13 +60,17 @@ export function authenticationSASLFinal(data: string): Buffer {
 }
 
 /** Fields of an ErrorResponse/NoticeResponse body, keyed by their one-letter codes. */
+/** Fields of an ErrorResponse/NoticeResponse; tolerant of a truncated or malformed body (a field without its NUL ends the list). */
 export function decodeErrorFields(body: Buffer): Record<string, string> {
-  const r = new BodyReader(body);
   const fields: Record<string, string> = {};
-  while (!r.done) {
-    const code = r.int8();
+  let pos = 0;
+  while (pos < body.length) {
+    const code = body[pos++];
     if (code === 0) break;
-    fields[String.fromCharCode(code)] = r.cstring();
+    const end = body.indexOf(0, pos);
+    fields[String.fromCharCode(code)] = body.toString('utf8', pos, end < 0 ? body.length : end);
+    if (end < 0) break;
+    pos = end + 1;
   }
   return fields;
 }

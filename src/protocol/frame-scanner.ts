@@ -4,6 +4,11 @@
 // tells the owner about the frames it asked for. Bodies of frame types marked COLLECT are handed over
 // whole (a view into the chunk when the frame is inside one chunk, a copy only when it straddles chunks);
 // types marked NOTICE are reported at their header; everything else (DataRow, CopyData …) is skipped.
+//
+// Memory follows what arrived, never what a header claims: a straddling frame's copy grows as its bytes
+// come in. A frame over `maxFrame` (any mode) is an error; a COLLECT frame over `maxCollect` is either an
+// error or, with `truncate`, handed over as its first `maxCollect` body bytes (a server's 17 MB
+// ErrorResponse only needs its SQLSTATE, which comes first) while the rest streams past.
 
 export const SKIP = 0;
 export const NOTICE = 1;
@@ -16,7 +21,29 @@ export interface FrameSink {
   onFrame(type: number, body: Buffer, frame: Buffer): void;
 }
 
-export class FrameError extends Error {}
+export class FrameError extends Error {
+  constructor(
+    message: string,
+    /** 'too-large': the frame is over a limit (type and declared body size say which); 'invalid': a bad length word. */
+    readonly kind: 'too-large' | 'invalid' = 'invalid',
+    readonly type = 0,
+    readonly bodyLength = 0,
+  ) {
+    super(message);
+  }
+}
+
+export interface ScannerLimits {
+  /** COLLECT bodies larger than this are an error, or truncated (see `truncate`). */
+  maxCollect?: number;
+  /** Any frame whose body is larger than this is an error. */
+  maxFrame?: number;
+  /** Hand over an over-long COLLECT frame's first maxCollect body bytes instead of failing (`frame` is then the prefix too). */
+  truncate?: boolean;
+}
+
+// First size of a straddling frame's copy; it doubles as bytes arrive, up to the frame's size.
+const INITIAL_COPY = 16 * 1024;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -28,15 +55,25 @@ export class FrameScanner {
   private inBody = false;
   private remaining = 0;
   private type = 0;
-  /** Copy of a frame that straddles chunks, header included. */
+  /** Copy of a frame that straddles chunks, header included; grows with what arrived. */
   private collecting: Buffer | null = null;
   private collectFill = 0;
+  /** Size the copy will have when complete (header + body, or header + truncated body). */
+  private collectTarget = 0;
+  private readonly maxCollect: number;
+  private readonly maxFrame: number;
+  private readonly truncate: boolean;
 
   constructor(
     private readonly modes: Uint8Array,
     private readonly sink: FrameSink,
-    private readonly maxCollect = 1 << 30,
-  ) {}
+    limits: number | ScannerLimits = {},
+  ) {
+    const l = typeof limits === 'number' ? { maxCollect: limits } : limits;
+    this.maxCollect = l.maxCollect ?? 1 << 30;
+    this.maxFrame = l.maxFrame ?? Infinity;
+    this.truncate = l.truncate ?? false;
+  }
 
   /** True when the scanner stands exactly between two frames (nothing partial buffered). */
   get atBoundary(): boolean {
@@ -49,10 +86,7 @@ export class FrameScanner {
     while (i < n) {
       if (this.inBody) {
         const take = Math.min(this.remaining, n - i);
-        if (this.collecting !== null) {
-          chunk.copy(this.collecting, this.collectFill, i, i + take);
-          this.collectFill += take;
-        }
+        if (this.collecting !== null && this.collectFill < this.collectTarget) this.copyIn(chunk, i, Math.min(take, this.collectTarget - this.collectFill));
         i += take;
         this.remaining -= take;
         if (this.remaining === 0) this.endBody();
@@ -75,20 +109,26 @@ export class FrameScanner {
         this.type = this.header[0];
         length = this.header.readInt32BE(1);
       }
-      if (length < 4) throw new FrameError(`invalid message length ${length} for message type 0x${this.type.toString(16)}`);
+      if (length < 4) throw new FrameError(`invalid message length ${length} for message type 0x${this.type.toString(16)}`, 'invalid', this.type, length);
       const bodyLength = length - 4;
+      if (bodyLength > this.maxFrame) {
+        throw new FrameError(`message of type '${String.fromCharCode(this.type)}' is too large (${bodyLength} bytes)`, 'too-large', this.type, bodyLength);
+      }
       const mode = this.modes[this.type];
       if (mode === COLLECT) {
+        let keep = bodyLength;
         if (bodyLength > this.maxCollect) {
-          throw new FrameError(`message of type '${String.fromCharCode(this.type)}' is too large (${bodyLength} bytes)`);
+          if (!this.truncate) throw new FrameError(`message of type '${String.fromCharCode(this.type)}' is too large (${bodyLength} bytes)`, 'too-large', this.type, bodyLength);
+          keep = this.maxCollect;
         }
-        if (headerInChunk && i + bodyLength <= n) {
+        if (headerInChunk && keep === bodyLength && i + bodyLength <= n) {
           this.frames++;
           this.sink.onFrame(this.type, bodyLength === 0 ? EMPTY : chunk.subarray(i, i + bodyLength), chunk.subarray(i - 5, i + bodyLength));
           i += bodyLength;
           continue;
         }
-        this.collecting = Buffer.allocUnsafe(bodyLength + 5);
+        this.collectTarget = keep + 5;
+        this.collecting = Buffer.allocUnsafe(Math.min(this.collectTarget, INITIAL_COPY));
         this.collecting[0] = this.type;
         this.collecting.writeInt32BE(length, 1);
         this.collectFill = 5;
@@ -104,13 +144,26 @@ export class FrameScanner {
     }
   }
 
+  private copyIn(chunk: Buffer, from: number, n: number): void {
+    let buf = this.collecting!;
+    const need = this.collectFill + n;
+    if (need > buf.length) {
+      const grown = Buffer.allocUnsafe(Math.min(this.collectTarget, Math.max(need, buf.length * 2)));
+      buf.copy(grown, 0, 0, this.collectFill);
+      this.collecting = buf = grown;
+    }
+    chunk.copy(buf, this.collectFill, from, from + n);
+    this.collectFill = need;
+  }
+
   private endBody(): void {
     this.inBody = false;
     this.frames++;
     const frame = this.collecting;
     if (frame !== null) {
       this.collecting = null;
-      this.sink.onFrame(this.type, frame.subarray(5), frame);
+      const whole = frame.subarray(0, this.collectFill);
+      this.sink.onFrame(this.type, whole.subarray(5), whole);
     }
   }
 }

@@ -472,6 +472,48 @@ describe('FrameScanner: errors', () => {
       expect(() => scanner.push(badHeader('E', (1 << 24) + 4))).toThrow(/message of type 'E' is too large \(16777216 bytes\)/);
     });
 
+    it('with truncate, an over-long COLLECT frame is handed over as its first maxCollect bytes and the stream goes on', () => {
+      for (const whole of [true, false]) {
+        const sink = new RecordingSink();
+        const scanner = new FrameScanner(frameModes({ E: COLLECT, Z: COLLECT }), sink, { maxCollect: 8, truncate: true });
+        const stream = Buffer.concat([frame('E', Buffer.from('C22P02\0Mlong message here\0\0')), frame('Z', Buffer.from('I'))]);
+        if (whole) scanner.push(stream);
+        else for (let i = 0; i < stream.length; i++) scanner.push(stream.subarray(i, i + 1));
+        expect(scanner.frames).toBe(2);
+        expect(sink.events).toEqual([
+          { t: 'frame', type: 0x45, body: Buffer.from('C22P02\0M') },
+          { t: 'frame', type: 0x5a, body: Buffer.from('I') },
+        ]);
+      }
+    });
+
+    it('maxFrame refuses a frame of any mode as soon as its header is known, saying its type and size', () => {
+      const scanner = new FrameScanner(new Uint8Array(256), new RecordingSink(), { maxFrame: 100 });
+      scanner.push(frame('d', Buffer.alloc(100)));
+      let thrown: unknown;
+      try {
+        scanner.push(badHeader('d', 1 << 30));
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown).toBeInstanceOf(FrameError);
+      expect(thrown).toMatchObject({ kind: 'too-large', type: 0x64, bodyLength: (1 << 30) - 4 });
+    });
+
+    it('a straddling frame reserves memory as its bytes arrive, not what its header claims', () => {
+      const sink = new RecordingSink();
+      const scanner = new FrameScanner(collectAll(), sink);
+      scanner.push(badHeader('Q', (1 << 30) + 4));
+      scanner.push(Buffer.alloc(1000, 0x41));
+      const copy = (scanner as unknown as { collecting: Buffer }).collecting;
+      expect(copy.length).toBeLessThanOrEqual(64 * 1024);
+      const body = Buffer.alloc(200_000, 0x42);
+      const s2 = new FrameScanner(collectAll(), sink);
+      const f = frame('Q', body);
+      for (let i = 0; i < f.length; i += 777) s2.push(f.subarray(i, i + 777));
+      expect(sink.events.at(-1)).toEqual({ t: 'frame', type: 0x51, body });
+    });
+
     it('applies only to COLLECT types: SKIP and NOTICE frames of any size pass', () => {
       const sink = new RecordingSink();
       const scanner = new FrameScanner(frameModes({ Z: COLLECT, T: NOTICE }), sink, 8);
