@@ -49,6 +49,7 @@ function frontendSettings(c: Config): FrontendSettings {
     maxClientConnections: c.listen.max_client_connections,
     backendConnectTimeout: c.backend.connect_timeout,
     holdTimeout: c.failover.hold_timeout,
+    nodeConnect: new Map(c.nodes.map((n) => [n.name, { allowCleartextPassword: n.allow_cleartext_password }])),
   };
 }
 

@@ -20,6 +20,13 @@ export interface ConnectOptions {
   /** Startup parameters to send (user and database included). */
   params: ReadonlyMap<string, string>;
   connectTimeout: number;
+  /** nodes[].allow_cleartext_password: answer AuthenticationCleartextPassword on a connection without TLS. */
+  allowCleartextPassword?: boolean;
+}
+
+/** Per node, from the config: how pgsplit connects to it (nodes[].allow_cleartext_password; TLS). */
+export interface NodeConnectSettings {
+  allowCleartextPassword: boolean;
 }
 
 export interface ServerConnection {
@@ -55,6 +62,7 @@ export function connectServer(o: ConnectOptions): Promise<ServerConnection> {
     socket.setKeepAlive(true, 10_000);
     let done = false;
     let scram: ScramClient | null = null;
+    const secure = false;
     const conn: ServerConnection = { node: o.node, socket, slot, pid: 0, secret: 0, parameters: new Map(), startupFrames: [] };
 
     const fail = (err: Error) => {
@@ -83,8 +91,23 @@ export function connectServer(o: ConnectOptions): Promise<ServerConnection> {
             case B.Authentication: {
               const r = new BodyReader(body);
               const kind = r.int32();
-              if (kind === AUTH.Ok) break;
-              if (kind === AUTH.CleartextPassword) socket.write(passwordMessage(needPassword()));
+              if (kind === AUTH.Ok) {
+                // A server that skips SASLFinal has not proved it knows the password (it may be an impostor).
+                if (scram && !scram.serverVerified) {
+                  throw errors.backendConnect(o.node, 'server sent AuthenticationOk without completing SCRAM (no server signature): it did not prove it knows the password');
+                }
+                break;
+              }
+              if (kind === AUTH.CleartextPassword) {
+                if (!o.allowCleartextPassword && !secure) {
+                  throw errors.backendConnect(
+                    o.node,
+                    `server asks for the password of user "${o.user}" in cleartext (hba method "password") on a connection without TLS; ` +
+                      `pgsplit does not send it unless nodes[].allow_cleartext_password is true for node "${o.node}" or the connection uses TLS (server_tls, nodes[].tls)`,
+                  );
+                }
+                socket.write(passwordMessage(needPassword()));
+              }
               else if (kind === AUTH.MD5Password) socket.write(passwordMessage(md5Password(o.user, needPassword(), r.bytes(4))));
               else if (kind === AUTH.SASL) {
                 const mechanisms: string[] = [];
@@ -92,7 +115,15 @@ export function connectServer(o: ConnectOptions): Promise<ServerConnection> {
                 if (!mechanisms.includes('SCRAM-SHA-256')) throw errors.backendConnect(o.node, `server offers only SASL mechanisms ${mechanisms.join(', ')}`);
                 scram = new ScramClient(needPassword());
                 socket.write(saslInitialResponse('SCRAM-SHA-256', scram.clientFirst()));
-              } else if (kind === AUTH.SASLContinue && scram) socket.write(saslResponse(scram.clientFinal(r.rest().toString())));
+              } else if (kind === AUTH.SASLContinue && scram) {
+                // PBKDF2 runs on the thread pool; the server sends nothing until it gets the answer.
+                scram.clientFinal(r.rest().toString()).then(
+                  (final) => {
+                    if (!done) socket.write(saslResponse(final));
+                  },
+                  (err: Error) => fail(errors.backendConnect(o.node, err.message)),
+                );
+              }
               else if (kind === AUTH.SASLFinal && scram) scram.verifyServerFinal(r.rest().toString());
               else throw errors.backendConnect(o.node, `server asked for an authentication method pgsplit does not speak (code ${kind})`);
               break;

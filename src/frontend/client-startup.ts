@@ -4,7 +4,7 @@ import type { Logger } from '../util/logger.js';
 import { errors, ProxyError } from '../errors.js';
 import { backendKeyData, errorResponse, negotiateProtocolVersion, readyForQuery } from '../protocol/backend-messages.js';
 import { decodeStartupPacket } from '../protocol/startup.js';
-import { connectServer, ServerStartupError } from '../backend/connect.js';
+import { connectServer, ServerStartupError, type NodeConnectSettings } from '../backend/connect.js';
 import type { NodeState, Topology } from '../topology/topology.js';
 import { authenticateClient, type AuthMethod } from './auth.js';
 import { ClientGone, HandshakeReader } from './handshake-reader.js';
@@ -29,6 +29,8 @@ export interface FrontendSettings {
   backendConnectTimeout: number;
   /** failover.hold_timeout: how long a new connection waits for a primary while none is known. */
   holdTimeout: number;
+  /** Per node name: TLS and cleartext-password settings for server connections. */
+  nodeConnect: ReadonlyMap<string, NodeConnectSettings>;
 }
 
 /** The primary when it is known and up; waits up to `timeoutMs` for one (checking every 50 ms), else null. */
@@ -134,6 +136,7 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
           password: password ?? null,
           params: params!,
           connectTimeout: ctx.settings().backendConnectTimeout,
+          ...ctx.settings().nodeConnect.get(node.name),
         });
       } catch (err) {
         ctx.stats.backendFailed(node.name);

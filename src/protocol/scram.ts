@@ -82,26 +82,38 @@ function attributes(msg: string): Map<string, string> {
 
 export class ScramError extends Error {}
 
+/**
+ * The most PBKDF2 iterations pgsplit runs for a server (PostgreSQL's default is 4096): a server, or anyone in
+ * the middle, could otherwise make every new server connection burn seconds of CPU.
+ */
+export const MAX_SERVER_ITERATIONS = 100_000;
+
 /** Client side: one instance per authentication exchange with a server. */
 export class ScramClient {
   private readonly nonce = randomBytes(18).toString('base64');
   private readonly firstBare = `n=*,r=${this.nonce}`;
   private expectedServerSignature: Buffer | null = null;
+  private verified = false;
 
-  constructor(private readonly password: string) {}
+  constructor(
+    private readonly password: string,
+    private readonly maxIterations = MAX_SERVER_ITERATIONS,
+  ) {}
 
   clientFirst(): string {
     return `n,,${this.firstBare}`;
   }
 
-  clientFinal(serverFirst: string): string {
+  /** Handle server-first-message; returns client-final-message (PBKDF2 runs off the event loop). */
+  async clientFinal(serverFirst: string): Promise<string> {
     const a = attributes(serverFirst);
     const nonce = a.get('r');
     const salt = a.get('s');
     const iterations = Number(a.get('i'));
     if (!nonce || !salt || !Number.isInteger(iterations) || iterations < 1) throw new ScramError('malformed SCRAM server-first-message');
-    if (!nonce.startsWith(this.nonce)) throw new ScramError('SCRAM server nonce does not extend the client nonce');
-    const keys = deriveKeys(this.password, Buffer.from(salt, 'base64'), iterations);
+    if (!nonce.startsWith(this.nonce) || nonce.length === this.nonce.length) throw new ScramError('SCRAM server nonce does not extend the client nonce');
+    if (iterations > this.maxIterations) throw new ScramError(`server asks for ${iterations} SCRAM iterations; pgsplit runs at most ${this.maxIterations}`);
+    const keys = await deriveKeysAsync(this.password, Buffer.from(salt, 'base64'), iterations);
     const withoutProof = `c=biws,r=${nonce}`;
     const authMessage = `${this.firstBare},${serverFirst},${withoutProof}`;
     const proof = xor(keys.clientKey, hmac(keys.storedKey, authMessage));
@@ -116,6 +128,12 @@ export class ScramClient {
     if (got.length !== this.expectedServerSignature.length || !timingSafeEqual(got, this.expectedServerSignature)) {
       throw new ScramError('server signature does not match: the server does not know the password');
     }
+    this.verified = true;
+  }
+
+  /** The server proved it knows the password (a server-final-message with the right signature was seen). */
+  get serverVerified(): boolean {
+    return this.verified;
   }
 }
 

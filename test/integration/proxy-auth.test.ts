@@ -58,9 +58,22 @@ describe('authentication through the proxy', () => {
       expect((await rejection(whoAmI(scram, { user: 'md5user', password: 'nope' }))).code).toBe('28P01');
     });
 
-    it('reaches a server that uses cleartext password auth for the user (pwuser)', async () => {
-      expect(await whoAmI(scram, { user: 'pwuser', password: 'pwsecret' })).toMatchObject({ u: 'pwuser', d: 'appdb' });
+    it('does not send a password in cleartext to a server without TLS (pwuser), and says which key allows it', async () => {
+      const err = (await rejection(whoAmI(scram, { user: 'pwuser', password: 'pwsecret' }))) as Error & { code?: string; detail?: string };
+      expect(err.code).toBe('08006');
+      expect(err.detail).toMatch(/in cleartext .*nodes\[\]\.allow_cleartext_password/);
       expect((await rejection(whoAmI(scram, { user: 'pwuser', password: 'nope' }))).code).toBe('28P01');
+    });
+
+    it('reaches a server that uses cleartext password auth (pwuser) where nodes[].allow_cleartext_password is set', async () => {
+      const allowAll = Object.fromEntries(info.nodes.map((n) => [n.name, 'allow_cleartext_password: true']));
+      const cleartext = await startProxy(info, { nodeExtra: allowAll });
+      try {
+        expect(await whoAmI(cleartext, { user: 'pwuser', password: 'pwsecret' })).toMatchObject({ u: 'pwuser', d: 'appdb' });
+        expect((await rejection(whoAmI(cleartext, { user: 'pwuser', password: 'nope' }))).code).toBe('28P01');
+      } finally {
+        await cleartext.close(1_000);
+      }
     });
 
     it("relays the server's 3D000 for a database that does not exist", async () => {
