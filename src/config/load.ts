@@ -3,8 +3,10 @@ import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { configSchema, type Config } from './schema.js';
+import { redact, type RedactOptions } from './redact.js';
 
 export type { Config } from './schema.js';
+export { maskConninfo, redact, type RedactOptions } from './redact.js';
 
 export interface ConfigIssue {
   path: string;
@@ -120,12 +122,10 @@ export function loadConfig(file: string, env: Record<string, string | undefined>
   return parseConfig(text, env, file);
 }
 
-/** A copy safe to log or serve on /status: every `password` value, at any depth, becomes "***". */
-export function redactConfig(c: Config): unknown {
-  const walk = (v: unknown): unknown => {
-    if (Array.isArray(v)) return v.map(walk);
-    if (v === null || typeof v !== 'object') return v;
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, k === 'password' ? '***' : walk(x)]));
-  };
-  return walk(c);
+/**
+ * A copy safe to log or serve on /status: passwords, tokens and failover commands masked, conninfo passwords
+ * masked, and the user list kept only with showUsers (default true). See config/redact.ts.
+ */
+export function redactConfig(c: Config, opts: RedactOptions = { showUsers: true }): unknown {
+  return redact(c, opts);
 }
