@@ -72,6 +72,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
     rejoinCommand: config.failover.rejoin_command,
     demoteCommand: config.failover.demote_command,
     switchoverTimeoutMs: config.failover.switchover_timeout,
+    hookTimeoutMs: config.failover.hook_timeout,
     mode: config.replication.mode,
     strict: config.replication.strict,
     synchronousCommit: config.replication.synchronous_commit,

@@ -256,6 +256,8 @@ export const configSchema = section({
     demote_command: str({ allowEmpty: true }).default(''),
     /** How long a switchover waits for open transactions on the old primary and for the target to catch up. */
     switchover_timeout: duration().default('30s'),
+    /** hook_command, rejoin_command and demote_command are killed (their whole process group) after this long and count as failed. */
+    hook_timeout: duration().default('30s'),
   }).default({}),
   replication: section({
     mode: oneOf(REPLICATION_MODES).default('async'),

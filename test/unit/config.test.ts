@@ -55,7 +55,7 @@ describe('parseConfig defaults and conversions', () => {
         unban_after: 2000,
         read_tags: [],
       },
-      failover: { enabled: true, failure_threshold: 3, hold_timeout: 10_000, promote_timeout: 30_000, hook_command: '', rejoin_command: '', demote_command: '', switchover_timeout: 30_000 },
+      failover: { enabled: true, failure_threshold: 3, hold_timeout: 10_000, promote_timeout: 30_000, hook_command: '', rejoin_command: '', demote_command: '', switchover_timeout: 30_000, hook_timeout: 30_000 },
       replication: { mode: 'async', strict: false, synchronous_commit: 'on' },
       shutdown: { drain_timeout: 30000 },
       log: { level: 'info' },
