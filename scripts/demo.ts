@@ -1,6 +1,6 @@
 // `npm run demo`: starts a local primary + 2 streaming replicas and pgsplit in front of them, prints how to connect, runs until Ctrl-C.
 import { clusterInfo, findPgBinDir, startCluster, type Cluster } from '../test/harness/cluster.js';
-import { configFor } from '../test/harness/proxy.js';
+import { TEST_ADMIN_TOKEN, configFor } from '../test/harness/proxy.js';
 import { startPgsplit, type Pgsplit } from '../src/main.js';
 import { preferredPort } from './lib/ports.js';
 import { prettyLogger } from './lib/pretty-log.js';
@@ -85,7 +85,8 @@ async function main(): Promise<void> {
     say('Where does a statement run? Reads go to a replica, writes to the primary:');
     say(`  ${psql} "${dsn}" -c 'SELECT inet_server_port()' -c '/* pgsplit:primary */ SELECT inet_server_port()'`);
     say('Planned switchover, then kill the new primary and watch pgsplit fail over (GET /status):');
-    say(`  node bin/pgsplit.js switchover --to pg2 --admin 127.0.0.1:${proxy.adminPort}`);
+    say(`  PGSPLIT_ADMIN_TOKEN=${TEST_ADMIN_TOKEN} node bin/pgsplit.js switchover --to pg2 --admin 127.0.0.1:${proxy.adminPort}`);
+    say(`  (or: curl -H 'Authorization: Bearer ${TEST_ADMIN_TOKEN}' -H 'Content-Type: application/json' -d '{"to":"pg2"}' ${admin}/switchover)`);
     say('');
     say('Admin:');
     for (const p of ['/metrics', '/status', '/ready', '/health']) say(`  ${admin}${p}`);

@@ -7,7 +7,8 @@ import { runSwitchoverCommand } from './admin/switchover-command.js';
 
 const USAGE = `usage: pgsplit --config FILE        run the proxy (or set PGSPLIT_CONFIG)
        pgsplit route --sql "STATEMENT"  where a fresh session would send it (JSON); --jsonl reads stdin
-       pgsplit switchover --to NODE [--admin HOST:PORT | --config FILE]   planned promotion of a replica
+       pgsplit switchover --to NODE [--config FILE] [--admin HOST:PORT]   planned promotion of a replica
+                 (sends admin.auth from the config, else PGSPLIT_ADMIN_TOKEN)
        pgsplit --help | --version`;
 
 function parseArgs(argv: string[]): { config?: string; help?: boolean; version?: boolean } {
@@ -63,6 +64,10 @@ export async function main(argv: string[]): Promise<void> {
     process.exit(2);
   }
   const log = createLogger(config.log.level);
+  // The last line of defence: every session and socket has its own error path, so an exception that still
+  // escapes is a bug in one of them. Logging it and going on costs that one session; exiting would cost all.
+  process.on('uncaughtException', (err) => log.error({ err: err.stack ?? String(err) }, 'uncaught exception (a bug); pgsplit keeps running'));
+  process.on('unhandledRejection', (err) => log.error({ err: (err as Error)?.stack ?? String(err) }, 'unhandled promise rejection (a bug); pgsplit keeps running'));
   let proxy;
   try {
     proxy = await startPgsplit(config, { logger: log });

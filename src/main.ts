@@ -23,6 +23,8 @@ import { loadVolatileFunctions } from './health/volatile-functions.js';
 export interface Pgsplit {
   listenPort: number;
   adminPort: number | null;
+  /** admin.metrics_port's server (only /metrics and /health), when configured and admin is enabled. */
+  metricsPort: number | null;
   topology: Topology;
   stats: ProxyStats;
   classifier: Classifier;
@@ -193,23 +195,37 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
 
   let admin: AdminServer | null = null;
   let adminPort: number | null = null;
+  let metricsServer: AdminServer | null = null;
+  let metricsPort: number | null = null;
   if (config.admin.enabled) {
-    admin = new AdminServer({ registry: createMetrics(stats, topology, classifier, lsn, failover, () => config.replication.mode), topology, status, switchover: (to) => failover.switchover(to) });
+    const registry = createMetrics(stats, topology, classifier, lsn, failover, () => config.replication.mode);
+    // admin.* cannot change on reload, so the server keeps the auth it started with.
+    admin = new AdminServer({ registry, topology, status, switchover: (to) => failover.switchover(to), auth: config.admin.auth });
+    const m = config.admin.metrics_port;
+    if (m !== null) metricsServer = new AdminServer({ registry, topology, status }, { role: 'metrics' });
+    let where = `admin ${config.admin.host}:${config.admin.port}`;
     try {
       adminPort = await admin.listen(config.admin.host, config.admin.port);
+      if (metricsServer && m !== null) {
+        where = `admin.metrics_port ${config.admin.metrics_host}:${m}`;
+        metricsPort = await metricsServer.listen(config.admin.metrics_host, m);
+      }
     } catch (err) {
       monitor.stop();
       lsn.close();
       await listener.drain(0);
       clearInterval(catalogTimer);
-      throw new Error(`cannot listen on admin ${config.admin.host}:${config.admin.port}: ${(err as Error).message}`);
+      await admin.close();
+      throw new Error(`cannot listen on ${where}: ${(err as Error).message}`);
     }
+    if (!config.admin.auth.token && !config.admin.auth.user) log.warn('admin.auth is not set: POST /switchover and other mutating admin requests are refused until it is');
   }
   log.info({ listen: `${config.listen.host}:${listenPort}`, admin: adminPort ? `${config.admin.host}:${adminPort}` : null, primary: topology.primary?.name ?? null }, 'pgsplit listening');
 
   return {
     listenPort,
     adminPort,
+    metricsPort,
     topology,
     stats,
     classifier,
@@ -237,6 +253,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
       monitor.stop();
       lsn.close();
       await admin?.close();
+      await metricsServer?.close();
     },
   };
 }

@@ -13,11 +13,24 @@ import { freePort } from './ports.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** YAML text of a config for this cluster; `extra` is appended verbatim (top-level keys not set here). */
-export function configYamlFor(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'superuser'>, o: { port?: number; adminPort?: number; auth?: string; logLevel?: string; extra?: string; nodeExtra?: Record<string, string> } = {}): string {
+/** The admin token every harness config has (admin.auth.token) unless `adminAuth` says otherwise. */
+export const TEST_ADMIN_TOKEN = 'test-admin-token';
+
+/** The headers that authenticate a request to a harness proxy's admin port. */
+export function adminAuthHeaders(token = TEST_ADMIN_TOKEN): Record<string, string> {
+  return { authorization: `Bearer ${token}` };
+}
+
+/**
+ * YAML text of a config for this cluster; `extra` is appended verbatim (top-level keys not set here).
+ * `adminAuth` is the body of admin.auth (default `token: test-admin-token`; null: no admin.auth at all);
+ * `adminExtra` adds keys to the admin section (e.g. `metrics_port: 0`). `env` feeds ${VAR} references (configFor, startProxy).
+ */
+export function configYamlFor(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'superuser'>, o: { port?: number; adminPort?: number; adminAuth?: string | null; adminExtra?: string; auth?: string; logLevel?: string; extra?: string; nodeExtra?: Record<string, string>; env?: Record<string, string> } = {}): string {
+  const adminAuth = o.adminAuth === undefined ? `token: ${TEST_ADMIN_TOKEN}` : o.adminAuth;
   return [
     `listen: { host: 127.0.0.1, port: ${o.port ?? 0} }`,
-    `admin: { host: 127.0.0.1, port: ${o.adminPort ?? 0} }`,
+    `admin: { host: 127.0.0.1, port: ${o.adminPort ?? 0}${adminAuth === null ? '' : `, auth: { ${adminAuth} }`}${o.adminExtra ? `, ${o.adminExtra}` : ''} }`,
     `auth: { method: ${o.auth ?? 'scram-sha-256'} }`,
     'users:',
     `  - { name: ${cluster.app.user}, password: "${cluster.app.password}" }`,
@@ -35,7 +48,7 @@ export function configYamlFor(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'supe
 }
 
 export function configFor(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'superuser'>, o: Parameters<typeof configYamlFor>[1] = {}): Config {
-  return parseConfig(configYamlFor(cluster, o), {});
+  return parseConfig(configYamlFor(cluster, o), o.env ?? {});
 }
 
 export interface RunningProxy extends Pgsplit {

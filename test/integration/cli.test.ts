@@ -60,4 +60,22 @@ describe('pgsplit command line', () => {
     }
     expect(p.child.exitCode).toBe(0);
   });
+
+  it('pgsplit switchover --config FILE sends the admin.auth credentials from the config; without them it gets 401', async () => {
+    const info = inject('cluster');
+    const p = await spawnProxy(info);
+    try {
+      // An unknown node: the request is authenticated, then refused with 409, so the shared cluster is untouched.
+      const withConfig = await pgsplit(['switchover', '--to', 'pg9', '--config', p.configFile], { PGSPLIT_ADMIN_TOKEN: '' });
+      expect(withConfig.code).toBe(1);
+      expect(withConfig.stderr).toMatch(/409/);
+      expect(withConfig.stderr).toMatch(/no node named \\?"pg9/);
+      const anonymous = await pgsplit(['switchover', '--to', 'pg9', '--admin', `127.0.0.1:${p.adminPort}`], { PGSPLIT_ADMIN_TOKEN: '' });
+      expect(anonymous.code).toBe(1);
+      expect(anonymous.stderr).toMatch(/401/);
+      expect(anonymous.stderr).not.toMatch(/pg9/);
+    } finally {
+      await p.stop();
+    }
+  });
 });

@@ -1,7 +1,7 @@
 // The admin HTTP port through a running proxy: /health, /ready, /status, /metrics (and that they move), 404, no secrets.
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startProxy, type RunningProxy } from '../harness/proxy.js';
+import { adminAuthHeaders, startProxy, type RunningProxy } from '../harness/proxy.js';
 import { adminGet, endQuietly, eventually, metricValue, proxyClient, using } from './helpers.js';
 
 const info = inject('cluster');
@@ -61,8 +61,11 @@ describe('admin HTTP', () => {
     }
     expect(body).not.toContain('md5secret');
     expect(body).not.toContain('pwsecret');
-    // The users are listed, with their passwords masked.
-    expect(body).toContain('md5user');
+    // Without admin credentials there is no user list; with them the users are listed, their passwords masked.
+    expect(body).not.toContain('md5user');
+    const authed = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/status`, { headers: adminAuthHeaders() })).text();
+    expect(authed).toContain('md5user');
+    for (const secret of [info.app.password, 'md5secret', 'pwsecret']) expect(authed.includes(`"${secret}"`)).toBe(false);
   });
 
   it('GET /metrics has the pgsplit series', async () => {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clusterInfo, startCluster, type Cluster, type ClusterInfo, type ClusterNode } from '../harness/cluster.js';
-import { REPO_ROOT, startProxy, type RunningProxy } from '../harness/proxy.js';
+import { REPO_ROOT, TEST_ADMIN_TOKEN, adminAuthHeaders, configYamlFor, startProxy, type RunningProxy } from '../harness/proxy.js';
 import { adminGet, directClient, endQuietly, eventually, metricValue, proxyClient, run, sleep, using } from './helpers.js';
 
 interface FailoverEvent { kind: string; reason: string; old_primary: string | null; new_primary: string; duration_ms: number; repointed: string[] }
@@ -25,7 +25,7 @@ async function status(proxy: RunningProxy): Promise<Status> {
 async function postSwitchover(proxy: RunningProxy, to: string): Promise<{ status: number; body: { ok?: boolean; event?: FailoverEvent; error?: string } }> {
   const r = await fetch(`http://127.0.0.1:${proxy.adminPort}/switchover`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...adminAuthHeaders() },
     body: JSON.stringify({ to }),
     signal: AbortSignal.timeout(60_000),
   });
@@ -193,6 +193,10 @@ describe('switchover: POST /switchover and the CLI, without a failed statement o
   it('the CLI switches pg3 → pg2 while a transaction is open; it commits, and the CLI fails cleanly for an unknown node', async () => {
     const bin = path.join(REPO_ROOT, 'bin/pgsplit.js');
     const admin = `127.0.0.1:${proxy!.adminPort}`;
+    // The CLI takes the admin address and its admin.auth credentials from the config file.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgsplit-so-cli-'));
+    const configFile = path.join(dir, 'pgsplit.yaml');
+    fs.writeFileSync(configFile, configYamlFor(info, { adminPort: proxy!.adminPort! }));
     const tx = await proxyClient(proxy!, info, { application_name: 'so-tx' });
     open.push(tx);
     await tx.query('BEGIN');
@@ -201,7 +205,7 @@ describe('switchover: POST /switchover and the CLI, without a failed statement o
     const ackedBefore = load!.acked.length;
 
     const t0 = Date.now();
-    const cli = run(process.execPath, [bin, 'switchover', '--to', 'pg2', '--admin', admin], { timeoutMs: 60_000 });
+    const cli = run(process.execPath, [bin, 'switchover', '--to', 'pg2', '--config', configFile], { timeoutMs: 60_000 });
     await sleep(500);
     await tx.query('INSERT INTO w (client) VALUES (92)');
     await tx.query('COMMIT');
@@ -222,11 +226,16 @@ describe('switchover: POST /switchover and the CLI, without a failed statement o
     expect((await status(proxy!)).primary).toBe('pg2');
     await streamsFrom(proxy!, ['pg4', 'pg5'], node('pg2'));
 
-    const bad = await run(process.execPath, [bin, 'switchover', '--to', 'pg9', '--admin', admin], { timeoutMs: 30_000 });
+    const bad = await run(process.execPath, [bin, 'switchover', '--to', 'pg9', '--admin', admin], { timeoutMs: 30_000, env: { PGSPLIT_ADMIN_TOKEN: TEST_ADMIN_TOKEN } });
     console.log(`[switchover] CLI to pg9: exit ${bad.code}, stderr ${bad.stderr.trim()}`);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/409/);
     expect(bad.stderr).toMatch(/pg9/);
+    // Without credentials the CLI is refused (401) before anything is looked at.
+    const anon = await run(process.execPath, [bin, 'switchover', '--to', 'pg3', '--admin', admin], { timeoutMs: 30_000, env: { PGSPLIT_ADMIN_TOKEN: '' } });
+    expect(anon.code).toBe(1);
+    expect(anon.stderr).toMatch(/401/);
+    fs.rmSync(dir, { recursive: true, force: true });
     expect((await status(proxy!)).failover.events.map((e) => [e.kind, e.new_primary])).toEqual([['switchover', 'pg3'], ['switchover', 'pg2']]);
     // The session whose transaction committed on pg3 during the switchover goes on, on pg2.
     expect((await tx.query('INSERT INTO w (client) VALUES (93) RETURNING inet_server_port() AS port')).rows[0].port).toBe(node('pg2').port);
