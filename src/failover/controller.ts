@@ -105,7 +105,7 @@ export class FailoverController {
   private run(step: () => Promise<void>): void {
     this.busy = true;
     step()
-      .catch((err: Error) => this.log.error({ err: err.message }, 'failover step failed'))
+      .catch((err: Error) => this.log.error({ err: maskConninfo(err.message) }, 'failover step failed'))
       .finally(() => {
         this.busy = false;
       });
@@ -129,7 +129,7 @@ export class FailoverController {
       this.phase = 'no-candidate';
       this.phaseReason = `promotion of ${node.name} failed: ${event.error}`;
       this.retryPromotionAt = Date.now() + PROMOTE_RETRY_MS;
-      this.log.error({ node: node.name, err: event.error }, 'failover: promotion failed; trying again shortly');
+      this.log.error({ node: node.name, err: maskConninfo(event.error) }, 'failover: promotion failed; trying again shortly');
       return;
     }
     this.takeWrites(node, cfg);
@@ -217,7 +217,7 @@ export class FailoverController {
       event.error = (err as Error).message;
       event.duration_ms = Date.now() - started;
       this.record(event);
-      this.log.error({ err: event.error }, 'switchover failed; the old primary keeps its role');
+      this.log.error({ err: maskConninfo(event.error) }, 'switchover failed; the old primary keeps its role');
       throw err;
     }
     this.topology.resumeWrites();
@@ -268,7 +268,7 @@ export class FailoverController {
         await this.repoint(r, primary);
         event.repointed.push(r.name);
       } catch (err) {
-        this.log.error({ node: r.name, err: (err as Error).message }, `${event.kind}: could not re-point a replica to the new primary`);
+        this.log.error({ node: r.name, err: maskConninfo((err as Error).message) }, `${event.kind}: could not re-point a replica to the new primary`);
       }
     }
   }
@@ -304,7 +304,7 @@ export class FailoverController {
       const idle = r.receiverStatus === null || r.receiverStatus === 'waiting';
       if (!(pointsElsewhere || idle || (cfg.mode !== 'async' && !named))) continue;
       if (Date.now() - (this.repointedAt.get(r.name) ?? 0) < REPOINT_GAP_MS) continue;
-      await this.repoint(r, primary).catch((err: Error) => this.log.warn({ node: r.name, err: err.message }, 'could not re-point a replica'));
+      await this.repoint(r, primary).catch((err: Error) => this.log.warn({ node: r.name, err: maskConninfo(err.message) }, 'could not re-point a replica'));
     }
     const all = this.topology.all().filter((n) => n.name !== primary.name && promotable(n) && !this.topology.fenced.has(n.name)).map((n) => n.name);
     // In config order, so the value does not change with the order replicas happened to connect in.
