@@ -61,7 +61,8 @@ export class ServerLink {
         }
       },
     };
-    this.scanner = new FrameScanner(MODES, sink, 1 << 24);
+    // A server message of any size streams through; only the head of an ErrorResponse is looked at (its SQLSTATE comes first).
+    this.scanner = new FrameScanner(MODES, sink, { maxCollect: 64 * 1024, truncate: true });
   }
 
   get node(): string {

@@ -7,7 +7,8 @@ import { decodeStartupPacket } from '../protocol/startup.js';
 import { connectServer, ServerStartupError, type NodeConnectSettings } from '../backend/connect.js';
 import type { NodeState, Topology } from '../topology/topology.js';
 import { authenticateClient, type AuthMethod } from './auth.js';
-import { ClientGone, HandshakeReader } from './handshake-reader.js';
+import { ClientGone, HandshakeReader, LoginTimeout } from './handshake-reader.js';
+import { closeSocket } from '../util/close-socket.js';
 import type { CancelRegistry } from './cancel-registry.js';
 import { Session } from './session.js';
 import { RelaySession } from './relay-session.js';
@@ -20,12 +21,26 @@ import { parseDuration } from '../config/units.js';
 import type { RoutingSettings } from './session.js';
 import type { LsnTracker } from '../health/lsn-tracker.js';
 
+/** Bounds on what one client can make the proxy hold or wait for (limits.* in the config). */
+export interface ClientLimits {
+  maxMessageSize: number;
+  loginTimeoutMs: number;
+  /** 0: off. */
+  clientIdleTimeoutMs: number;
+  idleTransactionTimeoutMs: number;
+  maxPipeline: number;
+  maxPreparedStatements: number;
+  maxSessionSettings: number;
+}
+
 export interface FrontendSettings {
   /** null: routing is off and sessions relay everything to the primary unchanged. */
   routing: RoutingSettings | null;
   authMethod: AuthMethod;
   users: ReadonlyMap<string, string>;
+  /** Counted from accept: connections still logging in hold a place too. */
   maxClientConnections: number;
+  limits: ClientLimits;
   backendConnectTimeout: number;
   /** failover.hold_timeout: how long a new connection waits for a primary while none is known. */
   holdTimeout: number;
@@ -60,17 +75,37 @@ export interface FrontendContext {
   draining(): boolean;
 }
 
-// PostgreSQL's authentication_timeout default.
-const AUTHENTICATION_TIMEOUT = 60_000;
 const NO = Buffer.from('N');
+const discard = () => {};
 
 export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): Promise<void> {
   const slot = new ReadSlot();
   const socket = adoptAccepted(accepted, slot);
   socket.on('error', () => {});
+  const s0 = ctx.settings();
+  // Every connection holds a place from accept until it closes, logged in or not.
+  ctx.stats.clientSockets++;
+  socket.once('close', () => ctx.stats.clientSockets--);
+  if (ctx.stats.clientSockets > s0.maxClientConnections) {
+    ctx.stats.clientConnectionsRefused++;
+    closeSocket(socket, errorResponse(errors.tooManyClients(s0.maxClientConnections)));
+    return;
+  }
   const reader = new HandshakeReader(socket);
   slot.handler = reader.push;
-  const deadline = Date.now() + AUTHENTICATION_TIMEOUT;
+  const loginTimeout = s0.limits.loginTimeoutMs;
+  const deadline = Date.now() + loginTimeout;
+  // Whatever the login is waiting for (the client, a primary, a server), it ends at the deadline.
+  let started = false;
+  // Closed, or being closed (timed out): the login stops at its next step.
+  const gone = () => socket.destroyed || socket.writableEnded;
+  const timer = setTimeout(() => {
+    if (started || socket.destroyed) return;
+    slot.handler = discard;
+    ctx.log.info({ remote: socket.remoteAddress }, 'client login timed out');
+    closeSocket(socket, errorResponse(errors.loginTimeout(loginTimeout)));
+  }, loginTimeout);
+  timer.unref();
   let user = '';
   try {
     let params: Map<string, string> | null = null;
@@ -79,7 +114,10 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
       if (p.kind === 'ssl' || p.kind === 'gssenc') socket.write(NO);
       else if (p.kind === 'cancel') {
         ctx.cancels.cancel(p.pid, p.secret);
-        socket.end();
+        clearTimeout(timer);
+        reader.detach();
+        slot.handler = discard;
+        closeSocket(socket);
         return;
       } else if (p.kind === 'unsupported') throw errors.unsupportedProtocol(p.major, p.minor);
       else {
@@ -100,10 +138,6 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
     }
     if (ctx.draining()) throw errors.shuttingDown();
     const s = ctx.settings();
-    if (ctx.stats.clientConnections >= s.maxClientConnections) {
-      ctx.stats.clientConnectionsRefused++;
-      throw errors.tooManyClients(s.maxClientConnections);
-    }
     const password = s.users.get(user);
     try {
       await authenticateClient(socket, reader, s.authMethod, user, password, deadline);
@@ -116,8 +150,8 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
     }
 
     // During a failover there is briefly no primary: wait for one (failover.hold_timeout) rather than fail at once.
-    const primary = await waitForPrimary(ctx.topology, s.holdTimeout, () => socket.destroyed);
-    if (socket.destroyed) return;
+    const primary = await waitForPrimary(ctx.topology, s.holdTimeout, gone);
+    if (gone()) return;
     if (!primary) {
       const seen = ctx.topology.all().map((n) => `${n.name}: ${n.up ? n.role : `down (${n.lastError ?? 'not probed yet'})`}`);
       throw errors.noPrimary(`no node is known to be out of recovery${s.holdTimeout > 0 ? ` after waiting ${s.holdTimeout} ms` : ''}; ${seen.join('; ')}`);
@@ -143,11 +177,13 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
         throw err;
       }
       ctx.stats.backendOpened(node.name);
+      // From here until a session adopts it the socket has no other error listener.
+      conn.socket.on('error', () => {});
       conn.socket.once('close', () => ctx.stats.backendClosed(node.name));
       return conn;
     };
     const server = await connect(primary.name);
-    if (socket.destroyed) {
+    if (gone()) {
       server.socket.destroy();
       return;
     }
@@ -160,22 +196,28 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
       ctx.stats.clientConnections--;
     };
     const routing = s.routing;
+    const limits = () => ctx.settings().limits;
     // The first session of a database waits for its VOLATILE functions to be known (once; bounded by probe_timeout).
     if (routing !== null) await ctx.noteDatabase(params.get('database')!);
-    if (socket.destroyed) {
+    if (gone()) {
       server.socket.destroy();
       return;
     }
     const session =
       routing === null
-        ? new RelaySession(socket, slot, server, primary, { pid: 0, secret: 0 }, user, ctx, onEnd)
-        : new Session(socket, slot, server, primary, { pid: 0, secret: 0 }, user, { ...ctx, routing: () => ctx.settings().routing ?? routing, connect }, onEnd, startupRouting);
+        ? new RelaySession(socket, slot, server, primary, { pid: 0, secret: 0 }, user, { ...ctx, limits }, onEnd)
+        : new Session(socket, slot, server, primary, { pid: 0, secret: 0 }, user, { ...ctx, routing: () => ctx.settings().routing ?? routing, connect, limits }, onEnd, startupRouting);
     Object.assign(session.key, ctx.cancels.register(session));
     ctx.sessions.add(session);
+    started = true;
+    clearTimeout(timer);
     socket.write(Buffer.concat([...server.startupFrames, backendKeyData(session.key.pid, session.key.secret), readyForQuery('I')]));
     session.start(reader.detach());
   } catch (err) {
+    clearTimeout(timer);
     reader.detach();
+    // Nothing the client sends from now on is looked at or kept.
+    slot.handler = discard;
     if (err instanceof ClientGone) {
       socket.destroy();
       return;
@@ -183,13 +225,13 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
     if (err instanceof ServerStartupError) {
       // The server's own refusal (unknown database, too many connections …), relayed as it was sent.
       ctx.log.info({ user, sqlstate: err.sqlstate, reason: err.message }, 'server refused the client connection');
-      socket.end(err.frame);
+      closeSocket(socket, err.frame);
       return;
     }
-    const pe = err instanceof ProxyError ? err : errors.protocolViolation((err as Error).message);
-    if (!(err instanceof ProxyError)) ctx.log.warn({ err: (err as Error).message }, 'client startup failed');
+    const pe = err instanceof LoginTimeout ? errors.loginTimeout(loginTimeout) : err instanceof ProxyError ? err : errors.protocolViolation((err as Error).message);
+    if (!(err instanceof ProxyError) && !(err instanceof LoginTimeout)) ctx.log.warn({ err: (err as Error).message }, 'client startup failed');
     else if (pe.sqlstate !== '28P01') ctx.log.info({ user, code: pe.code, reason: pe.message, detail: pe.detail }, 'client connection refused');
-    if (!socket.destroyed) socket.end(errorResponse(pe));
+    closeSocket(socket, errorResponse(pe));
   }
 }
 

@@ -9,12 +9,23 @@ export class ClientGone extends Error {
   }
 }
 
+/** limits.client_login_timeout passed while the reader waited for the client. */
+export class LoginTimeout extends Error {
+  constructor() {
+    super('timed out waiting for the client during startup');
+  }
+}
+
 const MAX_HANDSHAKE_MESSAGE = 1 << 16;
+// What the reader holds at most: one whole handshake message and change. A client that sends more before
+// the proxy has asked for it is not read until the reader has used what it has (it cannot grow memory).
+const MAX_BUFFERED = MAX_HANDSHAKE_MESSAGE + MAX_STARTUP_PACKET;
 
 export class HandshakeReader {
   private buf: Buffer = Buffer.alloc(0);
   private waiter: (() => void) | null = null;
   private closed = false;
+  private paused = false;
 
   constructor(private readonly socket: net.Socket) {
     socket.on('close', this.onClose);
@@ -24,8 +35,17 @@ export class HandshakeReader {
   /** Bytes read from the client; copied, since the caller's buffer is reused after the call. */
   readonly push = (chunk: Buffer) => {
     this.buf = this.buf.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.buf, chunk]);
+    if (this.buf.length >= MAX_BUFFERED && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
     this.wake();
   };
+
+  /** Bytes the client sent that the handshake has not used yet. */
+  get buffered(): number {
+    return this.buf.length;
+  }
 
   private readonly onClose = () => {
     this.closed = true;
@@ -39,10 +59,14 @@ export class HandshakeReader {
   }
 
   private async need(n: number, deadline: number): Promise<void> {
+    if (this.paused && this.buf.length < MAX_BUFFERED) {
+      this.paused = false;
+      this.socket.resume();
+    }
     while (this.buf.length < n) {
       if (this.closed) throw new ClientGone();
       const wait = deadline - Date.now();
-      if (wait <= 0) throw errors.protocolViolation('timed out waiting for the client during startup');
+      if (wait <= 0) throw new LoginTimeout();
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, wait);
         this.waiter = () => {
@@ -83,6 +107,10 @@ export class HandshakeReader {
   detach(): Buffer {
     this.socket.removeListener('close', this.onClose);
     this.socket.removeListener('error', this.onClose);
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
     const rest = this.buf;
     this.buf = Buffer.alloc(0);
     return rest;

@@ -1,6 +1,7 @@
 // The session's prepared statements: what each was Parse'd as, and what a server lacks to run a unit that uses them.
 import type { ServerLink } from '../backend/server-link.js';
 import { F } from '../protocol/codes.js';
+import { errors } from '../errors.js';
 import { MessageWriter } from '../protocol/writer.js';
 import type { Classification } from '../router/classification.js';
 import type { Classifier } from '../router/classifier.js';
@@ -23,12 +24,25 @@ export class PreparedStatements {
   private readonly named = new Map<string, Statement>();
   private unnamed: Statement | null = null;
 
-  constructor(private readonly classifier: Classifier) {}
+  constructor(
+    private readonly classifier: Classifier,
+    /** limits.max_prepared_statements, read when a new name is prepared. */
+    private readonly maxNamed: () => number = () => Infinity,
+  ) {}
+
+  get size(): number {
+    return this.named.size;
+  }
 
   /** An extended-protocol message joins `u`: the statements it Parses, uses (their classifications count for the unit) or Closes. */
   analyze(u: Unit, type: number, body: Buffer, frame: Buffer): void {
     if (type === F.Parse) {
       const p = decodeParse(body);
+      if (p.name !== '' && !this.named.has(p.name) && this.named.size >= this.maxNamed()) {
+        // Not recorded: the unit is refused as a whole (Session.refuse), so the server never has it either.
+        u.refusal ??= errors.sessionLimit('prepared statements', this.maxNamed(), 'limits.max_prepared_statements');
+        return;
+      }
       const cls = this.classifier.classify(p.query);
       addPart(u, cls);
       const copy = Buffer.from(frame);

@@ -11,11 +11,16 @@ import { sendCancel, type ServerConnection } from '../backend/connect.js';
 import type { Cancellable, CancelRegistry } from './cancel-registry.js';
 import { relayWrite, type ReadSlot } from '../util/read-slot.js';
 import type { ProxyStats } from './stats.js';
+import type { ClientLimits } from './client-startup.js';
+import { FrameError } from '../protocol/frame-scanner.js';
+import { closeSocket } from '../util/close-socket.js';
+import { idleTimeoutError } from './idle.js';
 
 export interface RelaySessionContext {
   stats: ProxyStats;
   cancels: CancelRegistry;
   log: Logger;
+  limits(): ClientLimits;
 }
 
 // Query, Sync and FunctionCall each produce exactly one ReadyForQuery; Parse/Bind/Execute may start work
@@ -42,6 +47,8 @@ export class RelaySession implements Cancellable {
   private readonly serverScanner: FrameScanner;
   private clientFrames = 0;
   private serverFrames = 0;
+  /** Last time the client sent something or the server finished a unit (for the idle timeouts). */
+  private lastActivity = Date.now();
 
   constructor(
     private readonly client: net.Socket,
@@ -68,6 +75,7 @@ export class RelaySession implements Cancellable {
       onFrame: (type, body) => {
         if (type === B.ReadyForQuery) {
           this.txStatus = body[0];
+          this.lastActivity = Date.now();
           if (this.pending > 0) this.pending--;
           if (this.drainRequested && this.idle) this.drainNow = true;
         } else {
@@ -76,8 +84,9 @@ export class RelaySession implements Cancellable {
         }
       },
     };
-    this.clientScanner = new FrameScanner(CLIENT_MODES, clientSink);
-    this.serverScanner = new FrameScanner(SERVER_MODES, serverSink, 1 << 24);
+    this.clientScanner = new FrameScanner(CLIENT_MODES, clientSink, { maxFrame: ctx.limits().maxMessageSize });
+    // A server message of any size streams through; only the head of an ErrorResponse is looked at.
+    this.serverScanner = new FrameScanner(SERVER_MODES, serverSink, { maxCollect: 64 * 1024, truncate: true });
   }
 
   get node(): string {
@@ -112,10 +121,13 @@ export class RelaySession implements Cancellable {
     if (this.closed) return;
     const stats = this.ctx.stats;
     stats.bytesFromClients += chunk.length;
+    this.lastActivity = Date.now();
     try {
       this.clientScanner.push(chunk);
     } catch (err) {
-      this.end(errors.protocolViolation((err as Error).message));
+      if (err instanceof FrameError && err.kind === 'too-large') this.end(errors.messageTooLarge(err.type, err.bodyLength, this.ctx.limits().maxMessageSize));
+      else if (err instanceof FrameError) this.end(errors.protocolViolation(err.message));
+      else this.fail(err);
       return;
     }
     stats.messagesFromClients += this.clientScanner.frames - this.clientFrames;
@@ -172,6 +184,22 @@ export class RelaySession implements Cancellable {
     this.client.end();
   };
 
+  /** A bug, not the client's doing: this session ends with XX000 and a log line; nothing else is affected. */
+  private fail(err: unknown): void {
+    this.ctx.log.error({ pid: this.key.pid, err: (err as Error)?.stack ?? String(err) }, 'internal error in a relay session; closing it');
+    this.end(errors.internal((err as Error)?.message ?? String(err)));
+  }
+
+  /** Close the session if it has been idle longer than a configured timeout (called by the listener's sweep). */
+  checkIdle(now: number, limits: ClientLimits): void {
+    if (this.closed || this.pending > 0 || this.unsynced) return;
+    const err = idleTimeoutError(this.txStatus, now - this.lastActivity, limits);
+    if (err) {
+      this.ctx.log.info({ pid: this.key.pid, user: this.user, code: err.code }, 'closing an idle client');
+      this.end(err);
+    }
+  }
+
   cancel(): void {
     this.ctx.stats.cancelRequests++;
     void sendCancel(this.serverAddress.host, this.serverAddress.port, encodeCancelRequest(this.server.pid, this.server.secret));
@@ -186,7 +214,8 @@ export class RelaySession implements Cancellable {
   /** Close the session now, telling the client why. */
   end(err: ProxyError): void {
     if (this.closed) return;
-    if (!this.client.destroyed) this.client.end(errorResponse(err));
+    this.clientSlot.handler = () => {};
+    closeSocket(this.client, errorResponse(err));
     if (this.busy) this.cancel();
     this.finish();
     const s = this.server.socket;

@@ -60,6 +60,15 @@ export class SessionState {
     }
   }
 
+  /** How many distinct settings would be recorded (held or pending in the transaction) once `parts` ran. */
+  settingsAfter(parts: readonly Classification[]): number {
+    const keys = new Set<string | null>();
+    for (const e of this.entries) keys.add(e.key);
+    for (const e of this.txEntries) keys.add(e.key);
+    for (const cls of parts) for (const s of cls.statements) if (s.setting && !s.setting.local && s.text && s.setting.valueParam === undefined) keys.add(s.setting.name);
+    return keys.size;
+  }
+
   /** The open transaction committed: the settings made in it now hold. */
   commitTransaction(ranOn: ServerLink): void {
     for (const e of this.txEntries) this.record(e.key, e.sql, ranOn);

@@ -27,6 +27,15 @@ import { addFrame, addPart, newUnit, NONE, NOT_ROUTED, own, type Unit } from './
 import { SessionState } from './session-state.js';
 import { PreparedStatements } from './prepared-statements.js';
 import { intercept, interceptBatch, type PgsplitSettings } from './intercept.js';
+import { FrameError } from '../protocol/frame-scanner.js';
+import { MessageWriter } from '../protocol/writer.js';
+import { query } from '../protocol/frontend-messages.js';
+import type { Classification } from '../router/classification.js';
+import { closeSocket } from '../util/close-socket.js';
+import type { ClientLimits } from './client-startup.js';
+import { failedTransactionReply } from './failed-transaction.js';
+import { idleTimeoutError } from './idle.js';
+import { decodeErrorFields } from '../protocol/backend-messages.js';
 
 export interface RoutingSettings {
   loadBalance: LoadBalance;
@@ -48,11 +57,20 @@ export interface SessionContext {
   classifier: Classifier;
   lsn: LsnTracker;
   routing(): RoutingSettings;
+  limits(): ClientLimits;
   /** Open a server connection to `node` for this session (same user, database and startup parameters). */
   connect(node: string): Promise<ServerConnection>;
 }
 
 const REPLICA_RETRY_AFTER = 5000;
+const IDLE = 0x49;
+const FAILED = 0x45;
+// A batch that grows this large before its Sync/Flush is sent on in pieces, so the proxy never holds it whole.
+const MAX_BATCH_PIECE = 1024 * 1024;
+const EMPTY = Buffer.alloc(0);
+const statusChar = (s: number): 'I' | 'T' | 'E' => (s === IDLE ? 'I' : s === FAILED ? 'E' : 'T');
+/** Where a refused unit runs: the primary, or the server of its open transaction. */
+const REFUSED: Classification = Object.freeze({ target: 'primary', reason: 'refused', statements: [], via: 'lexical', flags: 0 }) as Classification;
 
 export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   txStatus = 0x49;
@@ -95,8 +113,20 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   private writeTicket = 0;
   /** The open transaction on the primary has run something other than plain reads. */
   private txMayWrite = false;
-  /** The replica an idle open transaction lived on when its connection was lost (reported on the next statement). */
-  private transactionLost: string | null = null;
+  /**
+   * The open transaction died with its server connection: the proxy answers as a server in a failed transaction
+   * would (see failed-transaction.ts) until it ends. `error` is the loss, not yet reported to the client.
+   */
+  private cut: { error: ProxyError | null } | null = null;
+  /** An error ended an extended-protocol batch early: the client's messages up to its Sync are discarded. */
+  private discardUntilSync = false;
+  /** Bytes of client messages queued in the proxy (units waiting for a server); bounded by limits.max_pipeline. */
+  private queuedBytes = 0;
+  /** A server connection's socket did not take the last write at once: stop reading the client until it drains. */
+  private writeBlocked = false;
+  private clientPaused = false;
+  /** Last time the client sent something or a unit finished (for the idle timeouts). */
+  private lastActivity = Date.now();
   /** Asynchronous primary output (NOTIFY …) that arrived while a replica's answer was being relayed. */
   private asyncOutput: Buffer[] = [];
 
@@ -114,10 +144,10 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     this.hint = startup.hint;
     this.readTags = startup.readTags;
     this.maxLagMs = startup.maxLagMs ?? null;
-    this.prepared = new PreparedStatements(ctx.classifier);
+    this.prepared = new PreparedStatements(ctx.classifier, () => ctx.limits().maxPreparedStatements);
     this.home = this.adopt(server, serverAddress.host, serverAddress.port);
     const sink: FrameSink = { onFrameHeader() {}, onFrame: (type, body, frame) => this.onClientMessage(type, body, frame) };
-    this.scanner = new FrameScanner(collectAll(), sink);
+    this.scanner = new FrameScanner(collectAll(), sink, { maxCollect: ctx.limits().maxMessageSize });
   }
 
   get node(): string {
@@ -141,13 +171,28 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     const link = new ServerLink(conn, host, port, this);
     this.links.set(conn.node, link);
     conn.slot.handler = (chunk) => {
-      if (!this.closed) link.data(chunk);
+      if (this.closed) return;
+      try {
+        link.data(chunk);
+      } catch (err) {
+        this.fail(err);
+      }
     };
-    conn.socket.on('close', () => this.onLinkClose(link));
+    conn.socket.on('close', () => {
+      try {
+        this.onLinkClose(link);
+      } catch (err) {
+        this.fail(err);
+      }
+    });
     conn.socket.on('error', (err) => {
       if (!this.terminating && !this.closed) this.ctx.log.warn({ pid: this.key.pid, node: link.node, err: err.message }, 'server socket error');
     });
-    conn.socket.on('drain', () => this.client.resume());
+    conn.socket.on('drain', () => {
+      if (!this.writeBlocked) return;
+      this.writeBlocked = false;
+      this.flow();
+    });
     return link;
   }
 
@@ -167,18 +212,37 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     if (this.closed) return;
     const stats = this.ctx.stats;
     stats.bytesFromClients += chunk.length;
+    this.lastActivity = Date.now();
     const before = this.scanner.frames;
     try {
       this.scanner.push(chunk);
+      stats.messagesFromClients += this.scanner.frames - before;
+      // Views into the read buffer die with this call: whatever waits must own its bytes.
+      if (this.batch && !this.batch.owned) own(this.batch);
+      for (const u of this.queue) if (!u.owned) own(u);
+      this.flow();
     } catch (err) {
-      this.end(err instanceof ProxyError ? err : errors.protocolViolation((err as Error).message));
-      return;
+      if (err instanceof FrameError && err.kind === 'too-large') this.end(errors.messageTooLarge(err.type, err.bodyLength, this.ctx.limits().maxMessageSize));
+      else if (err instanceof FrameError) this.end(errors.protocolViolation(err.message));
+      else if (err instanceof ProxyError) this.end(err);
+      else this.fail(err);
     }
-    stats.messagesFromClients += this.scanner.frames - before;
-    // Views into the read buffer die with this call: whatever waits must own its bytes.
-    if (this.batch && !this.batch.owned) own(this.batch);
-    for (const u of this.queue) if (!u.owned) own(u);
   };
+
+  /** Read the client only while its queued data is under limits.max_pipeline and every server takes what it is sent. */
+  private flow(): void {
+    const pause = this.writeBlocked || this.queuedBytes > this.ctx.limits().maxPipeline;
+    if (pause === this.clientPaused || this.closed) return;
+    this.clientPaused = pause;
+    if (pause) this.client.pause();
+    else this.client.resume();
+  }
+
+  /** A bug, not the client's doing: this session ends with XX000 and a log line; nothing else is affected. */
+  private fail(err: unknown): void {
+    this.ctx.log.error({ pid: this.key.pid, err: (err as Error)?.stack ?? String(err) }, 'internal error in a session; closing it');
+    this.end(errors.internal((err as Error)?.message ?? String(err)));
+  }
 
   private onClientMessage(type: number, body: Buffer, frame: Buffer): void {
     if (this.closed) return;
@@ -198,6 +262,12 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
         const u = (this.batch ??= newUnit());
         addFrame(u, frame);
         this.prepared.analyze(u, type, body, frame);
+        if (u.bytes > MAX_BATCH_PIECE && u.refusal === null) {
+          // Sent on without waiting for the Sync (the server runs messages as they come anyway); the rest follows it.
+          this.batch = null;
+          u.split = true;
+          this.enqueue(u);
+        }
         return;
       }
       case F.Flush: case F.Sync: {
@@ -219,7 +289,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       }
       case F.CopyData: case F.CopyDone: case F.CopyFail: {
         const link = this.copyLink ?? this.home;
-        relayWrite(link.conn.socket, frame, this.clientSlot);
+        if (!relayWrite(link.conn.socket, frame, this.clientSlot) && !link.conn.socket.destroyed) this.writeBlocked = true;
         return;
       }
       case F.Terminate:
@@ -232,8 +302,45 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   }
 
   private enqueue(u: Unit): void {
+    if (u.effects && u.refusal === null) {
+      const max = this.ctx.limits().maxSessionSettings;
+      if (this.state.settingsAfter(u.parts) > max) u.refusal = errors.sessionLimit('recorded settings (SET)', max, 'limits.max_session_settings');
+    }
+    if (u.refusal !== null) this.refuse(u);
+    this.queuedBytes += u.bytes;
     this.queue.push(u);
     this.pump();
+  }
+
+  /**
+   * A unit that would exceed a session limit runs as a statement that fails with the limit's error instead, on
+   * the server it would have used: the server then does what PostgreSQL does after any error (fails an open
+   * transaction, discards the rest of a batch up to Sync), so a refused statement can never be skipped silently
+   * inside a transaction that then commits.
+   */
+  private refuse(u: Unit): void {
+    const e = u.refusal!;
+    const lit = (t: string | undefined) => `'${(t ?? '').replace(/'/g, "''")}'`;
+    const sql = `DO $pgsplit$BEGIN RAISE EXCEPTION USING ERRCODE = ${lit(e.sqlstate)}, MESSAGE = ${lit(e.message)}, HINT = ${lit(e.hint)}; END$pgsplit$`;
+    const simple = u.frames.length > 0 && u.frames[0][0] === F.Query;
+    if (simple) u.frames = [query(sql)];
+    else {
+      const parse = MessageWriter.message(F.Parse, (w) => w.cstring('').cstring(sql).int8(0).int8(0));
+      const bind = MessageWriter.message(F.Bind, (w) => w.cstring('').cstring('').int8(0).int8(0).int8(0).int8(0).int8(0).int8(0));
+      const execute = MessageWriter.message(F.Execute, (w) => w.cstring('').int32(0));
+      const end = MessageWriter.message(u.sync ? F.Sync : F.Flush, () => {});
+      u.frames = [parse, bind, execute, end];
+      // The server's unnamed statement is now this one: a later Bind of the session's own is prepared again.
+      u.unnamedParse = parse;
+    }
+    u.owned = true;
+    u.ownedFrames = u.frames.length;
+    u.parts = [REFUSED];
+    u.needs = [];
+    u.parses = [];
+    u.closes = [];
+    u.effects = u.commits = u.mayWrite = u.opensTransaction = false;
+    u.local = null;
   }
 
   // ---- dispatch --------------------------------------------------------------------------------
@@ -244,17 +351,20 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       if (u.local) {
         if (this.inflight.length > 0) return;
         this.queue.shift();
-        this.client.write(u.local);
+        this.queuedBytes -= u.bytes;
+        if (u.local.length > 0) this.client.write(u.local);
         continue;
       }
       const link = this.chooseLink(u);
       if (!link) {
         if (u.local) continue; // refused (primary_reads: never): answered in order like a local reply
-        return;
+        break;
       }
       this.queue.shift();
+      this.queuedBytes -= u.bytes;
       this.dispatch(u, link);
     }
+    if (this.clientPaused) this.flow();
   }
 
   private chooseLink(u: Unit): ServerLink | null {
@@ -273,11 +383,21 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       }
       return null;
     }
-    if (this.transactionLost !== null) {
-      const lost = this.transactionLost;
-      u.local = Buffer.concat([errorResponse(lost === this.home.node && this.homeLost ? errors.primaryLost(lost, false) : errors.replicaLost(lost)), readyForQuery('I')]);
-      this.transactionLost = null;
-      this.txStatus = 0x49;
+    if (this.discardUntilSync) {
+      // The rest of a batch whose error was already sent: nothing runs; its Sync gets ReadyForQuery.
+      u.local = u.sync ? readyForQuery(statusChar(this.txStatus)) : EMPTY;
+      if (u.sync) this.discardUntilSync = false;
+      return null;
+    }
+    if (this.cut !== null) {
+      const r = failedTransactionReply(u, this.cut.error);
+      this.cut.error = null;
+      u.local = r.reply;
+      if (r.discard) this.discardUntilSync = true;
+      if (r.ended) {
+        this.cut = null;
+        this.txStatus = IDLE;
+      }
       return null;
     }
     if (this.txStatus !== 0x49) {
@@ -286,7 +406,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     }
     const d = routeUnit(u.parts, { pinned: this.state.pins.size > 0, hint: this.hint });
     u.reason = d.reason;
-    if (d.target === 'primary') return this.primary();
+    if (d.target === 'primary' || u.split) return this.primary();
     const r = this.replicaFor(u);
     if (r === 'wait') return null;
     if (typeof r === 'string') {
@@ -430,8 +550,11 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     for (const name of u.closes) link.prepared.delete(name);
     if (u.unnamedParse) link.unnamed = u.unnamedParse;
     const out = joinFrames(u.frames);
-    if (u.owned) link.conn.socket.write(out);
-    else relayWrite(link.conn.socket, out, this.clientSlot);
+    const ok = u.owned ? link.conn.socket.write(out) : relayWrite(link.conn.socket, out, this.clientSlot);
+    if (!ok && !link.conn.socket.destroyed) {
+      this.writeBlocked = true;
+      this.flow();
+    }
   }
 
   /** What a server must run before it can serve this unit: session state, statements it has not prepared. */
@@ -451,6 +574,15 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
 
   forward(link: ServerLink, chunk: Buffer, owned: boolean): void {
     this.ctx.stats.bytesFromServers += chunk.length;
+    if (chunk[0] === 0x45 && chunk.length >= 5 && chunk.readInt32BE(1) + 1 === chunk.length) {
+      // A server's FATAL (terminated backend, shutdown) comes alone before it closes. The session outlives that
+      // connection, and the loss is reported in the client's terms when the close arrives (onLinkClose).
+      const v = decodeErrorFields(chunk.subarray(5)).V;
+      if (v === 'FATAL' || v === 'PANIC') {
+        this.ctx.log.debug({ pid: this.key.pid, node: link.node }, 'dropped the FATAL of a server connection');
+        return;
+      }
+    }
     const head = this.inflight[0];
     if (link === this.home && link.owed === 0 && !link.busy && chunk[0] === 0x45) {
       // An ErrorResponse from an idle primary connection is its FATAL before it goes away (a terminated
@@ -476,6 +608,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   }
 
   ready(link: ServerLink, status: number, failed: boolean, readOnlyRefusal: boolean): void {
+    this.lastActivity = Date.now();
     let i = 0;
     while (i < this.inflight.length && !(this.inflight[i].link === link && this.inflight[i].sync)) i++;
     if (i === this.inflight.length) return;
@@ -612,7 +745,11 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
         // The statement that waited gets the reason; the session stays, and the next statement waits again.
         const u = this.queue[0];
         const e = err instanceof ProxyError ? err : errors.noPrimary(String(err));
-        if (u && !u.local) u.local = Buffer.concat([errorResponse(new ProxyError(e.sqlstate, e.code, e.message, 'ERROR', e.detail, e.hint)), readyForQuery('I')]);
+        if (u && !u.local) {
+          const msg = errorResponse(new ProxyError(e.sqlstate, e.code, e.message, 'ERROR', e.detail, e.hint));
+          u.local = u.sync ? Buffer.concat([msg, readyForQuery(statusChar(this.txStatus))]) : msg;
+          if (!u.sync) this.discardUntilSync = true;
+        }
       })
       .finally(() => {
         this.reopening = false;
@@ -637,8 +774,8 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     if (this.copyLink === link) this.copyLink = null;
     const lost = this.inflight.filter((u) => u.link === link);
     if (lost.length === 0) {
-      // The session's open (read-only) transaction lived there: its next statement learns that it is gone.
-      if (heldTransaction) this.transactionLost = link.node;
+      // The session's open (read-only) transaction lived there: it failed, and the next statement says so.
+      if (heldTransaction) this.cutIdleTransaction(errors.replicaLost(link.node));
       return;
     }
     this.inflight.splice(0, this.inflight.length, ...this.inflight.filter((u) => u.link !== link));
@@ -651,12 +788,58 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       this.dispatchFirstToPrimary();
       return;
     }
-    this.txStatus = 0x49;
-    // One answer per unit the client is waiting on (a read-only transaction may have had several in flight).
-    const out: Buffer[] = [];
-    for (const u of lost) if (u.sync || u === lost[lost.length - 1]) out.push(errorResponse(errors.replicaLost(link.node)), readyForQuery('I'));
-    this.client.write(Buffer.concat(out));
+    this.answerLost(lost, link.node, false);
     this.pump();
+  }
+
+  /** The open transaction's server connection died while nothing of it was running: the transaction failed. */
+  private cutIdleTransaction(error: ProxyError): void {
+    this.state.abortTransaction();
+    this.txMayWrite = false;
+    this.cut = { error };
+    this.txStatus = FAILED;
+  }
+
+  /**
+   * Answer the units that were running on a server connection that died, leaving the client where PostgreSQL
+   * would: an autocommit statement fails (08007 when it may have committed), a COMMIT in flight is 08007 and
+   * ends the transaction, and anything else inside a transaction fails it (status E; see failed-transaction.ts),
+   * so that nothing the client sends after it can run outside the transaction.
+   */
+  private answerLost(lost: Unit[], node: string, primary: boolean): void {
+    const out: Buffer[] = [];
+    let st = this.txStatus;
+    let failed = st === FAILED;
+    for (let i = 0; i < lost.length; i++) {
+      const u = lost[i];
+      const last = i === lost.length - 1;
+      // A Flush-ended piece followed by the rest of its batch: the batch is answered once, at its end.
+      if (!u.sync && !last) continue;
+      if (st === IDLE && !u.opensTransaction) {
+        out.push(errorResponse(primary ? errors.primaryLost(node, u.commits || u.mayWrite) : errors.replicaLost(node)));
+        if (u.sync) out.push(readyForQuery('I'));
+        else this.discardUntilSync = true;
+        continue;
+      }
+      if (u.commits && !failed) {
+        // The COMMIT may have happened just before the connection died: the outcome is unknown, and the transaction over.
+        out.push(errorResponse(errors.primaryLost(node, true)));
+        if (u.sync) out.push(readyForQuery('I'));
+        else this.discardUntilSync = true;
+        st = IDLE;
+        continue;
+      }
+      const r = failedTransactionReply(u, failed ? null : primary ? errors.primaryLost(node, false) : errors.replicaLost(node));
+      out.push(r.reply);
+      if (r.discard) this.discardUntilSync = true;
+      failed = !r.ended;
+      st = r.ended ? IDLE : FAILED;
+    }
+    this.state.abortTransaction();
+    this.txMayWrite = false;
+    this.txStatus = st;
+    this.cut = st === FAILED ? { error: null } : null;
+    if (out.length > 0) this.client.write(Buffer.concat(out));
   }
 
   /**
@@ -680,26 +863,13 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     this.homeLost = true;
     if (this.readLink === link) this.readLink = null;
     if (this.copyLink === link) this.copyLink = null;
-    const heldTransaction = this.txStatus !== 0x49 && (this.sticky === link || this.sticky === null);
+    const heldTransaction = this.txStatus !== IDLE && this.cut === null && (this.sticky === link || this.sticky === null);
     if (this.sticky === link) this.sticky = null;
     const lost = this.inflight.filter((u) => u.link === link);
     this.inflight.splice(0, this.inflight.length, ...this.inflight.filter((u) => u.link !== link));
-    this.state.abortTransaction();
-    this.txMayWrite = false;
     this.ctx.log.warn({ pid: this.key.pid, node: link.node, in_flight: lost.length, in_transaction: heldTransaction }, 'primary connection lost; the session waits for a primary');
-    if (lost.length > 0) {
-      const out: Buffer[] = [];
-      // An autocommit write or a COMMIT may have committed just before the connection died: say "unknown".
-      const autocommit = this.txStatus === 0x49;
-      for (const u of lost) {
-        if (!u.sync && u !== lost[lost.length - 1]) continue;
-        out.push(errorResponse(errors.primaryLost(link.node, u.commits || (autocommit && u.mayWrite && !u.opensTransaction))), readyForQuery('I'));
-      }
-      this.txStatus = 0x49;
-      this.client.write(Buffer.concat(out));
-    } else if (heldTransaction) {
-      this.transactionLost = link.node;
-    }
+    if (lost.length > 0) this.answerLost(lost, link.node, true);
+    else if (heldTransaction) this.cutIdleTransaction(errors.primaryLost(link.node, false));
     this.pump();
   }
 
@@ -726,9 +896,20 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     else this.drainRequested = true;
   }
 
+  /** Close the session if it has been idle longer than a configured timeout (called by the listener's sweep). */
+  checkIdle(now: number, limits: ClientLimits): void {
+    if (this.closed || this.inflight.length > 0 || this.queue.length > 0 || this.batch !== null) return;
+    const err = idleTimeoutError(this.txStatus, now - this.lastActivity, limits);
+    if (err) {
+      this.ctx.log.info({ pid: this.key.pid, user: this.user, code: err.code }, 'closing an idle client');
+      this.end(err);
+    }
+  }
+
   end(err: ProxyError): void {
     if (this.closed) return;
-    if (!this.client.destroyed) this.client.end(errorResponse(err));
+    this.clientSlot.handler = () => {};
+    closeSocket(this.client, errorResponse(err));
     for (const l of this.links.values()) if (l.busy) this.cancelLink(l);
     this.finish();
     this.closeAll();

@@ -1,7 +1,10 @@
 // Plain counters the relay bumps on its hot path; the metrics layer reads them at scrape time.
 
 export class ProxyStats {
+  /** Client sessions (logged in). */
   clientConnections = 0;
+  /** Client connections from accept, logging in or logged in: what listen.max_client_connections bounds. */
+  clientSockets = 0;
   clientConnectionsTotal = 0;
   clientConnectionsRefused = 0;
   authFailures = 0;

@@ -1,5 +1,6 @@
 // A unit of client traffic (a Query, a FunctionCall, or an extended batch up to Sync or Flush) and what its statements add up to.
 import type { ServerLink } from '../backend/server-link.js';
+import type { ProxyError } from '../errors.js';
 import { COMMITS, effectFlags, MAY_WRITE, OPENS_TRANSACTION, SESSION_EFFECTS, type Classification } from '../router/classification.js';
 import { joinFrames } from './unit-messages.js';
 
@@ -35,6 +36,12 @@ export interface Unit {
   forcePrimary: boolean;
   /** Route decision reason, for metrics. */
   reason: string;
+  /** Bytes of client messages in the unit (what the proxy holds while it waits). */
+  bytes: number;
+  /** Cut from a batch that grew too large before its Sync/Flush: it goes to the primary (or its transaction's server). */
+  split: boolean;
+  /** A session limit the unit would exceed: the server is made to fail it instead of running it (see Session.refuse). */
+  refusal: ProxyError | null;
 }
 
 /** A FunctionCall: the proxy does not look inside, so it runs on the primary. */
@@ -53,12 +60,13 @@ export function push<T>(list: T[], item: T): T[] {
 export function newUnit(): Unit {
   return {
     frames: [], owned: false, ownedFrames: 0, parts: [], sync: false, opensTransaction: false, effects: false, commits: false, mayWrite: false, maxLagMs: null, local: null, needs: NONE, parses: NONE, closes: NONE,
-    unnamedParse: null, link: null, retryable: false, retried: false, forcePrimary: false, reason: '',
+    unnamedParse: null, link: null, retryable: false, retried: false, forcePrimary: false, reason: '', bytes: 0, split: false, refusal: null,
   };
 }
 
 export function addFrame(u: Unit, frame: Buffer): void {
   u.frames.push(frame);
+  u.bytes += frame.length;
   u.owned = false;
 }
 

@@ -73,7 +73,7 @@ describe('a replica connection lost under a routing session', () => {
     });
   });
 
-  it('inside a read-only transaction: a clean 08006 error, then the session continues', async () => {
+  it('inside a read-only transaction: a clean 08006 error, the transaction is failed (25P02) until ROLLBACK, then the session continues', async () => {
     const appName = `replica-loss-tx-${process.pid}`;
     await using(proxyClient(proxy, info, { application_name: appName }), async (c) => {
       const w = watch(c);
@@ -83,6 +83,9 @@ describe('a replica connection lost under a routing session', () => {
       expect(await terminateOn(replica, appName)).toBe(1);
       await sleep(200);
       await expect(c.query('SELECT 1')).rejects.toMatchObject({ code: '08006' });
+      // As on PostgreSQL after any error in a transaction: nothing runs until it is rolled back.
+      await expect(c.query('SELECT 2 AS n')).rejects.toMatchObject({ code: '25P02' });
+      expect((await c.query('ROLLBACK')).command).toBe('ROLLBACK');
       expect((await c.query('SELECT 2 AS n')).rows).toEqual([{ n: 2 }]);
       expect(w.errors).toEqual([]);
       expect(w.ended()).toBe(false);

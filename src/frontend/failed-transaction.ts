@@ -1,0 +1,100 @@
+// What PostgreSQL answers in a failed transaction, made by the proxy for a transaction whose server connection died.
+//
+// A transaction cut by a lost server connection exists nowhere any more, but the client must not be told it is
+// idle: its next statements would run outside the transaction and commit piecemeal. So the proxy plays the
+// server of a failed transaction (status 'E'): every statement gets 25P02 until ROLLBACK (or COMMIT, which
+// answers ROLLBACK), extended-protocol batches are discarded up to their Sync, exactly as PostgreSQL does.
+import { ProxyError } from '../errors.js';
+import { errorResponse, readyForQuery } from '../protocol/backend-messages.js';
+import { F } from '../protocol/codes.js';
+import { localReply } from './unit-messages.js';
+import type { Unit } from './unit.js';
+
+export const inFailedTransaction = (): ProxyError =>
+  new ProxyError('25P02', 'in_failed_sql_transaction', 'current transaction is aborted, commands ignored until end of transaction block', 'ERROR',
+    "pgsplit: the transaction's server connection was lost, and the transaction with it.", 'Roll back (ROLLBACK), then retry the transaction.');
+
+/** Every statement of the unit is a plain COMMIT/END/ROLLBACK/ABORT (no AND CHAIN): in a failed transaction it ends it. */
+export function endsTransaction(u: Unit): boolean {
+  let n = 0;
+  for (const cls of u.parts) {
+    for (const s of cls.statements) {
+      if ((s.kind !== 'commit' && s.kind !== 'rollback') || s.chain) return false;
+      n++;
+    }
+  }
+  return n > 0;
+}
+
+export interface FailedReply {
+  reply: Buffer;
+  /** The unit ended the transaction: the session is idle afterwards. */
+  ended: boolean;
+  /** An error was sent for a batch that has not reached its Sync: discard the client's messages up to it. */
+  discard: boolean;
+}
+
+/**
+ * The answer to `u` in a failed transaction. `pending` is an error the client has not been told yet (the
+ * connection was lost while the transaction sat idle): it comes first, in place of the statement's answer.
+ */
+export function failedTransactionReply(u: Unit, pending: ProxyError | null): FailedReply {
+  const ended = endsTransaction(u);
+  if (pending !== null || !ended) {
+    const err = errorResponse(pending ?? inFailedTransaction());
+    if (!u.sync) return { reply: err, ended: false, discard: true };
+    return { reply: Buffer.concat([err, readyForQuery(ended ? 'I' : 'E')]), ended, discard: false };
+  }
+  return { reply: rollbackReplies(u), ended: true, discard: false };
+}
+
+/** What PostgreSQL sends for COMMIT/ROLLBACK in a failed transaction: each completes with the tag ROLLBACK. */
+function rollbackReplies(u: Unit): Buffer {
+  const out: Buffer[] = [];
+  forEachMessage(u.frames, (type, body) => {
+    switch (type) {
+      case F.Query:
+        for (const cls of u.parts) for (let i = 0; i < cls.statements.length; i++) out.push(localReply.commandComplete('ROLLBACK'));
+        out.push(readyForQuery('I'));
+        break;
+      case F.Parse:
+        out.push(localReply.parseComplete());
+        break;
+      case F.Bind:
+        out.push(localReply.bindComplete());
+        break;
+      case F.Describe:
+        if (body[0] === 0x53) out.push(NO_PARAMETERS);
+        out.push(localReply.noData());
+        break;
+      case F.Execute:
+        out.push(localReply.commandComplete('ROLLBACK'));
+        break;
+      case F.Close:
+        out.push(localReply.closeComplete());
+        break;
+      case F.Sync:
+        out.push(readyForQuery('I'));
+        break;
+      default:
+        break;
+    }
+  });
+  return Buffer.concat(out);
+}
+
+// ParameterDescription with no parameters (COMMIT and ROLLBACK take none).
+const NO_PARAMETERS = Buffer.from([0x74, 0, 0, 0, 6, 0, 0]);
+
+/** Each whole message in a list of buffers that hold one or more messages back to back. */
+export function forEachMessage(frames: readonly Buffer[], fn: (type: number, body: Buffer) => void): void {
+  for (const buf of frames) {
+    let i = 0;
+    while (i + 5 <= buf.length) {
+      const len = buf.readInt32BE(i + 1);
+      if (len < 4 || i + 1 + len > buf.length) break;
+      fn(buf[i], buf.subarray(i + 5, i + 1 + len));
+      i += 1 + len;
+    }
+  }
+}
