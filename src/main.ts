@@ -11,6 +11,7 @@ import { CancelRegistry } from './frontend/cancel-registry.js';
 import { Listener } from './frontend/listener.js';
 import type { FrontendSettings } from './frontend/client-startup.js';
 import { prepareScramKeys } from './frontend/auth.js';
+import { loadTls, type TlsState } from './tls/load.js';
 import type { Session } from './frontend/session.js';
 import type { RelaySession } from './frontend/relay-session.js';
 import { createMetrics } from './metrics/registry.js';
@@ -34,7 +35,7 @@ export interface Pgsplit {
   close(drainTimeoutMs?: number): Promise<void>;
 }
 
-function frontendSettings(c: Config): FrontendSettings {
+function frontendSettings(c: Config, t: TlsState): FrontendSettings {
   return {
     routing: c.routing.enabled
       ? {
@@ -51,13 +52,15 @@ function frontendSettings(c: Config): FrontendSettings {
     maxClientConnections: c.listen.max_client_connections,
     backendConnectTimeout: c.backend.connect_timeout,
     holdTimeout: c.failover.hold_timeout,
-    nodeConnect: new Map(c.nodes.map((n) => [n.name, { allowCleartextPassword: n.allow_cleartext_password }])),
+    nodeConnect: new Map(c.nodes.map((n) => [n.name, { allowCleartextPassword: n.allow_cleartext_password, tls: t.nodes.get(n.name)?.tls ?? null, tlsError: t.nodes.get(n.name)?.error }])),
   };
 }
 
 export async function startPgsplit(initial: Config, opts: { logger?: Logger } = {}): Promise<Pgsplit> {
   let config = initial;
   const log = opts.logger ?? createLogger(config.log.level);
+  // Certificate files are read now (a bad one stops startup) and again on every reload.
+  let tlsState = loadTls(config, null);
   const startedAt = Date.now();
   const topology = new Topology(config.nodes);
   const monitor = new Monitor(topology, config.monitor, log, () => ({
@@ -83,7 +86,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
   const stats = new ProxyStats();
   const cancels = new CancelRegistry();
   const sessions = new Set<Session | RelaySession>();
-  let settings = frontendSettings(config);
+  let settings = frontendSettings(config, tlsState);
   await initParser();
   const classifier = Classifier.fromConfig(config.routing);
   let volatileKey = '';
@@ -244,7 +247,8 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
       log.level = applied.log.level;
       if (!same(applied.routing, config.routing)) classifier.setCatalog(catalogFor(applied, volatileNames));
       config = applied;
-      settings = frontendSettings(config);
+      tlsState = loadTls(config, tlsState, (err, kept) => log.error({ err: err.message }, `config reload: TLS files could not be loaded; ${kept}`));
+      settings = frontendSettings(config, tlsState);
       return refused;
     },
     async close(drainTimeoutMs = config.shutdown.drain_timeout): Promise<void> {

@@ -1,6 +1,7 @@
 // Opening a server connection: TCP, StartupMessage and authentication as a client, up to the first ReadyForQuery.
 import net from 'node:net';
-import { AUTH, B } from '../protocol/codes.js';
+import tls from 'node:tls';
+import { AUTH, B, SSL_REQUEST } from '../protocol/codes.js';
 import { collectAll, FrameScanner, type FrameSink } from '../protocol/frame-scanner.js';
 import { decodeErrorFields, decodeParameterStatus } from '../protocol/backend-messages.js';
 import { passwordMessage, saslInitialResponse, saslResponse } from '../protocol/frontend-messages.js';
@@ -9,6 +10,7 @@ import { md5Password, ScramClient } from '../protocol/scram.js';
 import { BodyReader } from '../protocol/writer.js';
 import { errors, ProxyError } from '../errors.js';
 import { ReadSlot } from '../util/read-slot.js';
+import { tlsConnectOptions, type BackendTls } from '../tls/backend-tls.js';
 
 export interface ConnectOptions {
   node: string;
@@ -22,16 +24,26 @@ export interface ConnectOptions {
   connectTimeout: number;
   /** nodes[].allow_cleartext_password: answer AuthenticationCleartextPassword on a connection without TLS. */
   allowCleartextPassword?: boolean;
+  /** TLS settings for this node (server_tls / nodes[].tls); null or absent: plaintext. */
+  tls?: BackendTls | null;
+  tlsError?: string;
 }
 
 /** Per node, from the config: how pgsplit connects to it (nodes[].allow_cleartext_password; TLS). */
 export interface NodeConnectSettings {
   allowCleartextPassword: boolean;
+  /** server_tls / nodes[].tls; null: plaintext (mode disable). */
+  tls: BackendTls | null;
+  /** The node's TLS settings could not be loaded (a bad file on reload): connections to it fail with this. */
+  tlsError?: string;
 }
 
 export interface ServerConnection {
   node: string;
+  /** The connection to write to, pause, resume and close: the TLS socket when the connection uses TLS. */
   socket: net.Socket;
+  /** TLS is in use on this connection. */
+  tls: boolean;
   /** The socket's read buffer; its handler is the relay's once the session starts. */
   slot: ReadSlot;
   pid: number;
@@ -55,22 +67,25 @@ export class ServerStartupError extends Error {
 }
 
 export function connectServer(o: ConnectOptions): Promise<ServerConnection> {
+  if (o.tlsError) return Promise.reject(errors.backendConnect(o.node, o.tlsError));
   return new Promise((resolve, reject) => {
     const slot = new ReadSlot();
-    const socket = net.connect({ host: o.host, port: o.port, onread: slot.onread } as net.NetConnectOpts);
-    socket.setNoDelay(true);
-    socket.setKeepAlive(true, 10_000);
+    const raw = net.connect({ host: o.host, port: o.port, onread: slot.onread } as net.NetConnectOpts);
+    raw.setNoDelay(true);
+    raw.setKeepAlive(true, 10_000);
     let done = false;
     let scram: ScramClient | null = null;
-    const secure = false;
-    const conn: ServerConnection = { node: o.node, socket, slot, pid: 0, secret: 0, parameters: new Map(), startupFrames: [] };
+    const tlsSettings = o.tls ?? null;
+    // conn.socket becomes the TLS socket once the server accepted SSLRequest.
+    const conn: ServerConnection = { node: o.node, socket: raw, tls: false, slot, pid: 0, secret: 0, parameters: new Map(), startupFrames: [] };
 
     const fail = (err: Error) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       slot.handler = () => {};
-      socket.destroy();
+      conn.socket.destroy();
+      raw.destroy();
       reject(err);
     };
     const timer = setTimeout(
@@ -99,27 +114,27 @@ export function connectServer(o: ConnectOptions): Promise<ServerConnection> {
                 break;
               }
               if (kind === AUTH.CleartextPassword) {
-                if (!o.allowCleartextPassword && !secure) {
+                if (!o.allowCleartextPassword && !conn.tls) {
                   throw errors.backendConnect(
                     o.node,
                     `server asks for the password of user "${o.user}" in cleartext (hba method "password") on a connection without TLS; ` +
                       `pgsplit does not send it unless nodes[].allow_cleartext_password is true for node "${o.node}" or the connection uses TLS (server_tls, nodes[].tls)`,
                   );
                 }
-                socket.write(passwordMessage(needPassword()));
+                conn.socket.write(passwordMessage(needPassword()));
               }
-              else if (kind === AUTH.MD5Password) socket.write(passwordMessage(md5Password(o.user, needPassword(), r.bytes(4))));
+              else if (kind === AUTH.MD5Password) conn.socket.write(passwordMessage(md5Password(o.user, needPassword(), r.bytes(4))));
               else if (kind === AUTH.SASL) {
                 const mechanisms: string[] = [];
                 for (let m = r.cstring(); m !== ''; m = r.cstring()) mechanisms.push(m);
                 if (!mechanisms.includes('SCRAM-SHA-256')) throw errors.backendConnect(o.node, `server offers only SASL mechanisms ${mechanisms.join(', ')}`);
                 scram = new ScramClient(needPassword());
-                socket.write(saslInitialResponse('SCRAM-SHA-256', scram.clientFirst()));
+                conn.socket.write(saslInitialResponse('SCRAM-SHA-256', scram.clientFirst()));
               } else if (kind === AUTH.SASLContinue && scram) {
                 // PBKDF2 runs on the thread pool; the server sends nothing until it gets the answer.
                 scram.clientFinal(r.rest().toString()).then(
                   (final) => {
-                    if (!done) socket.write(saslResponse(final));
+                    if (!done) conn.socket.write(saslResponse(final));
                   },
                   (err: Error) => fail(errors.backendConnect(o.node, err.message)),
                 );
@@ -150,8 +165,8 @@ export function connectServer(o: ConnectOptions): Promise<ServerConnection> {
               done = true;
               clearTimeout(timer);
               slot.handler = () => {};
-              socket.removeListener('error', onError);
-              socket.removeListener('close', onClose);
+              conn.socket.removeListener('error', onError);
+              conn.socket.removeListener('close', onClose);
               resolve(conn);
               break;
             default:
@@ -172,12 +187,56 @@ export function connectServer(o: ConnectOptions): Promise<ServerConnection> {
     };
     const onError = (err: Error) => fail(errors.backendConnect(o.node, `${err.message} (${o.host}:${o.port})`));
     const onClose = () => fail(errors.backendConnect(o.node, 'server closed the connection during startup'));
-    slot.handler = onData;
-    socket.on('error', onError);
-    socket.on('close', onClose);
-    socket.once('connect', () => socket.write(encodeStartupMessage(o.params)));
+    const startup = () => {
+      slot.handler = onData;
+      conn.socket.write(encodeStartupMessage(o.params));
+    };
+
+    // TLS: SSLRequest first; the server answers one byte, 'S' (go ahead) or 'N' (no TLS here).
+    const onSslResponse = (chunk: Buffer) => {
+      if (done || !tlsSettings) return;
+      const answer = chunk[0];
+      // Bytes after the answer were not encrypted and could come from anyone on the path (CVE-2021-23222).
+      if (chunk.length > 1) return fail(errors.backendConnect(o.node, 'server sent unencrypted data after its SSL response'));
+      if (answer === 0x4e /* N */) {
+        if (tlsSettings.mode === 'prefer') return startup();
+        return fail(errors.backendConnect(o.node, `server does not support SSL, but TLS is required towards it (server_tls / nodes[].tls mode ${tlsSettings.mode})`));
+      }
+      if (answer !== 0x53 /* S */) return fail(errors.backendConnect(o.node, `server answered SSLRequest with '${String.fromCharCode(answer)}' instead of 'S' or 'N'`));
+      slot.handler = () => {};
+      raw.removeListener('error', onError);
+      raw.removeListener('close', onClose);
+      raw.on('error', () => {});
+      const secure = tls.connect(tlsConnectOptions(tlsSettings, o.host, raw));
+      conn.socket = secure;
+      conn.tls = true;
+      secure.on('error', (err) => fail(errors.backendConnect(o.node, `TLS with ${o.host}:${o.port} failed (mode ${tlsSettings.mode}): ${err.message}`)));
+      secure.on('close', onClose);
+      // From here on the TLS socket's 'data' events feed the same slot handler as the plain socket's reads did.
+      slot.follow(secure);
+      secure.once('secureConnect', () => {
+        secure.removeAllListeners('error');
+        secure.on('error', onError);
+        startup();
+      });
+    };
+
+    raw.on('error', onError);
+    raw.on('close', onClose);
+    raw.once('connect', () => {
+      if (!tlsSettings) return startup();
+      slot.handler = onSslResponse;
+      raw.write(SSL_REQUEST_PACKET);
+    });
   });
 }
+
+const SSL_REQUEST_PACKET = (() => {
+  const b = Buffer.alloc(8);
+  b.writeInt32BE(8, 0);
+  b.writeInt32BE(SSL_REQUEST, 4);
+  return b;
+})();
 
 /** Send a CancelRequest for (pid, secret) to a server; best effort, like libpq's PQcancel. */
 export function sendCancel(host: string, port: number, packet: Buffer, timeoutMs = 5000): Promise<void> {

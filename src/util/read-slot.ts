@@ -14,6 +14,8 @@ export type ReadHandler = (chunk: Buffer) => void;
 export class ReadSlot {
   private buf = Buffer.allocUnsafe(SIZE);
   handler: ReadHandler = () => {};
+  /** Chunks are fresh buffers nobody reuses (a TLS socket's 'data' events): writes may keep them as they are. */
+  fresh = false;
   readonly onread = {
     buffer: () => this.buf,
     callback: (n: number, b: Buffer): boolean => {
@@ -24,12 +26,22 @@ export class ReadSlot {
 
   /** The last chunk is now referenced by a pending write: read into a fresh buffer from now on. */
   detach(): void {
-    this.buf = Buffer.allocUnsafe(SIZE);
+    if (!this.fresh) this.buf = Buffer.allocUnsafe(SIZE);
+  }
+
+  /**
+   * Read from `stream`'s 'data' events from now on (a TLS socket layered over the one this slot read for):
+   * the same handler gets the chunks, which are fresh buffers, so writes need not copy them.
+   */
+  follow(stream: NodeJS.ReadableStream): void {
+    this.fresh = true;
+    stream.on('data', (chunk: Buffer) => this.handler(chunk));
   }
 }
 
 /** Write a chunk that came from `from`'s read buffer, without letting a pending write see it overwritten. */
 export function relayWrite(to: net.Socket, chunk: Buffer, from: ReadSlot): boolean {
+  if (from.fresh) return to.write(chunk);
   if (to.writableLength > 0) return to.write(Buffer.from(chunk));
   const ok = to.write(chunk);
   if (to.writableLength > 0) from.detach();

@@ -61,6 +61,15 @@ export interface ClusterInfo {
   ownerPid: number;
   /** docker kind only: node name -> container id. */
   containers?: Record<string, string>;
+  /** Local clusters: the test CA and the servers' certificate (CN 127.0.0.1, SAN IP:127.0.0.1 and DNS:localhost); servers run with ssl = on. */
+  tls?: ClusterTls;
+}
+
+/** PEM files in the cluster's directory. The server certificate also suits anything else listening on 127.0.0.1 (pgsplit in tests). */
+export interface ClusterTls {
+  ca: string;
+  cert: string;
+  key: string;
 }
 
 export interface StartClusterOptions {
@@ -473,6 +482,36 @@ export function attachCluster(info: ClusterInfo): Cluster {
 
 const infoByCluster = new WeakMap<Cluster, ClusterInfo>();
 
+/**
+ * A test CA and a server certificate signed by it, made with openssl in `dir` (EC P-256 keys: quick to make and to
+ * handshake). The key belongs to the server user with mode 0600, as PostgreSQL insists.
+ */
+async function makeTestCertificates(dir: string, ids: { uid: number; gid: number } | null): Promise<ClusterTls> {
+  fs.mkdirSync(dir, { recursive: true });
+  const f = (name: string) => path.join(dir, name);
+  const openssl = async (args: string[]): Promise<void> => {
+    const r = await runProcess('openssl', args, { cwd: dir, timeoutMs: 30_000 });
+    if (r.code !== 0) throw new Error(`openssl ${args.slice(0, 2).join(' ')} failed (code ${r.code}): ${r.stderr.trim()}`);
+  };
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  await openssl(['req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '3650', '-subj', '/CN=pgsplit test CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  await openssl(['req', ...ec, '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1']);
+  fs.writeFileSync(f('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n');
+  await openssl(['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial',
+    '-out', f('server.crt'), '-days', '3650', '-extfile', f('server.ext')]);
+  fs.chmodSync(f('server.key'), 0o600);
+  if (ids) fs.chownSync(f('server.key'), ids.uid, ids.gid);
+  return { ca: f('ca.crt'), cert: f('server.crt'), key: f('server.key') };
+}
+
+function sslConf(t: ClusterTls): string {
+  return `ssl = on
+ssl_cert_file = '${t.cert}'
+ssl_key_file = '${t.key}'
+`;
+}
+
 function primaryConf(port: number, socketDir: string): string {
   return `
 # --- pgsplit test cluster ---
@@ -558,6 +597,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
     app: { ...APP },
     serverUser,
     ownerPid: process.pid,
+    tls: { ca: path.join(dir, 'tls', 'ca.crt'), cert: path.join(dir, 'tls', 'server.crt'), key: path.join(dir, 'tls', 'server.key') },
   };
   fs.writeFileSync(path.join(dir, INFO_FILE), JSON.stringify(info, null, 2));
   liveClusters.set(dir, info);
@@ -588,7 +628,9 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
     await must('initdb', cluster.bin('initdb'), [
       '-D', primary.dataDir, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions',
     ]);
-    fs.appendFileSync(path.join(primary.dataDir, 'postgresql.conf'), primaryConf(primary.port, dir));
+    // TLS is on (replicas inherit it with the copied postgresql.conf); plaintext clients are still accepted.
+    const tls = await makeTestCertificates(path.join(dir, 'tls'), ids);
+    fs.appendFileSync(path.join(primary.dataDir, 'postgresql.conf'), primaryConf(primary.port, dir) + sslConf(tls));
     fs.writeFileSync(path.join(primary.dataDir, 'pg_hba.conf'), PG_HBA);
 
     log(`starting ${primary.name} on port ${primary.port}`);

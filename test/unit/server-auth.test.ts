@@ -2,6 +2,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectServer } from '../../src/backend/connect.js';
+import { backendTls } from '../../src/tls/backend-tls.js';
 import { authenticationOk, authenticationSASL, authenticationSASLContinue, authenticationSASLFinal, readyForQuery } from '../../src/protocol/backend-messages.js';
 import { deriveKeys, ScramServer } from '../../src/protocol/scram.js';
 import type { ProxyError } from '../../src/errors.js';
@@ -102,3 +103,46 @@ describe('SCRAM towards a server', () => {
     expect(err?.detail).toMatch(/1000000000 SCRAM iterations/);
   });
 });
+
+describe('SSLRequest towards a server', () => {
+  /** A server that answers SSLRequest with `answer` and then, when still talking, runs a trust login. */
+  async function sslServer(answer: Buffer): Promise<number> {
+    const server = net.createServer((socket) => {
+      socket.on('error', () => {});
+      let first = true;
+      socket.on('data', () => {
+        if (first) socket.write(answer);
+        else socket.write(Buffer.concat([authenticationOk(), readyForQuery('I')]));
+        first = false;
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return (server.address() as net.AddressInfo).port;
+  }
+  const tlsFor = (mode: 'prefer' | 'require') => backendTls({ mode }, 'server_tls');
+  const connectTls = (port: number, mode: 'prefer' | 'require') =>
+    connectServer({ node: 'fake', host: '127.0.0.1', port, user: 'app', password: null, params: new Map([['user', 'app']]), connectTimeout: 10_000, tls: tlsFor(mode) });
+
+  it("continues in plaintext after 'N' only with mode prefer", async () => {
+    const port = await sslServer(Buffer.from('N'));
+    const conn = await connectTls(port, 'prefer');
+    expect(conn.tls).toBe(false);
+    conn.socket.destroy();
+    const err = await connectTls(port, 'require').then(
+      () => null,
+      (e: ProxyError) => e,
+    );
+    expect(err?.detail).toMatch(/server does not support SSL, but TLS is required towards it \(server_tls \/ nodes\[\]\.tls mode require\)/);
+  });
+
+  it("refuses bytes that follow the server's 'S' before the TLS handshake", async () => {
+    const port = await sslServer(Buffer.concat([Buffer.from('S'), authenticationOk()]));
+    const err = await connectTls(port, 'require').then(
+      () => null,
+      (e: ProxyError) => e,
+    );
+    expect(err?.detail).toMatch(/unencrypted data after its SSL response/);
+  });
+});
+
