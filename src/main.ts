@@ -53,6 +53,7 @@ function frontendSettings(c: Config, t: TlsState): FrontendSettings {
     backendConnectTimeout: c.backend.connect_timeout,
     holdTimeout: c.failover.hold_timeout,
     nodeConnect: new Map(c.nodes.map((n) => [n.name, { allowCleartextPassword: n.allow_cleartext_password, tls: t.nodes.get(n.name)?.tls ?? null, tlsError: t.nodes.get(n.name)?.error }])),
+    clientTls: t.frontend,
   };
 }
 

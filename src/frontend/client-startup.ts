@@ -1,4 +1,4 @@
-// A new client connection from accept to a running Session: SSL/GSS refusal, cancel requests, auth, server connect.
+// A new client connection from accept to a running Session: TLS (SSLRequest), GSS refusal, cancel requests, auth, server connect.
 import type net from 'node:net';
 import type { Logger } from '../util/logger.js';
 import { errors, ProxyError } from '../errors.js';
@@ -8,6 +8,8 @@ import { connectServer, ServerStartupError, type NodeConnectSettings } from '../
 import type { NodeState, Topology } from '../topology/topology.js';
 import { authenticateClient, type AuthMethod } from './auth.js';
 import { ClientGone, HandshakeReader, LoginTimeout } from './handshake-reader.js';
+import { startClientTls, tlsRequired } from './client-tls.js';
+import type { FrontendTls } from '../tls/frontend-tls.js';
 import { closeSocket } from '../util/close-socket.js';
 import type { CancelRegistry } from './cancel-registry.js';
 import { Session } from './session.js';
@@ -46,6 +48,8 @@ export interface FrontendSettings {
   holdTimeout: number;
   /** Per node name: TLS and cleartext-password settings for server connections. */
   nodeConnect: ReadonlyMap<string, NodeConnectSettings>;
+  /** tls.*: null when mode is disable (SSLRequest answered 'N'). */
+  clientTls: FrontendTls | null;
 }
 
 /** The primary when it is known and up; waits up to `timeoutMs` for one (checking every 50 ms), else null. */
@@ -80,7 +84,8 @@ const discard = () => {};
 
 export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): Promise<void> {
   const slot = new ReadSlot();
-  const socket = adoptAccepted(accepted, slot);
+  // After an SSLRequest answered 'S' this is the TLS socket (see startClientTls).
+  let socket: net.Socket = adoptAccepted(accepted, slot);
   socket.on('error', () => {});
   const s0 = ctx.settings();
   // Every connection holds a place from accept until it closes, logged in or not.
@@ -91,8 +96,11 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
     closeSocket(socket, errorResponse(errors.tooManyClients(s0.maxClientConnections)));
     return;
   }
-  const reader = new HandshakeReader(socket);
+  let reader = new HandshakeReader(socket);
   slot.handler = reader.push;
+  // tls.* as it was when the client connected.
+  const clientTls = s0.clientTls;
+  let secured = false;
   const loginTimeout = s0.limits.loginTimeoutMs;
   const deadline = Date.now() + loginTimeout;
   // Whatever the login is waiting for (the client, a primary, a server), it ends at the deadline.
@@ -111,7 +119,11 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
     let params: Map<string, string> | null = null;
     while (params === null) {
       const p = decodeStartupPacket(await reader.startupPacket(deadline));
-      if (p.kind === 'ssl' || p.kind === 'gssenc') socket.write(NO);
+      if (p.kind === 'ssl' && clientTls && !secured) {
+        ({ socket, reader } = startClientTls(socket, slot, reader, clientTls));
+        secured = true;
+      } else if (p.kind === 'ssl' && secured) throw errors.protocolViolation('SSLRequest on a connection that already uses TLS');
+      else if (p.kind === 'ssl' || p.kind === 'gssenc') socket.write(NO);
       else if (p.kind === 'cancel') {
         ctx.cancels.cancel(p.pid, p.secret);
         clearTimeout(timer);
@@ -121,6 +133,7 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
         return;
       } else if (p.kind === 'unsupported') throw errors.unsupportedProtocol(p.major, p.minor);
       else {
+        if (clientTls?.mode === 'require' && !secured) throw tlsRequired();
         params = p.params;
         // Protocol options (_pq_.*) are not forwarded; a newer minor version or any option is negotiated down.
         const options = [...params.keys()].filter((k) => k.startsWith('_pq_.'));
