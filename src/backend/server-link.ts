@@ -52,12 +52,16 @@ export class ServerLink {
   ) {
     const sink: FrameSink = {
       onFrameHeader: () => {},
-      onFrame: (type, body) => {
+      onFrame: (type, body, frame) => {
         if (type === B.ReadyForQuery) this.onReady(body[0]);
         else {
           const f = decodeErrorFields(body);
           this.sawError = true;
           if (f.C === '25006') this.sawReadOnlyRefusal = true;
+          const chunk = this.chunk;
+          if ((f.V === 'FATAL' || f.V === 'PANIC') && chunk !== null && frame.buffer === chunk.buffer && frame.byteOffset >= chunk.byteOffset) {
+            this.fatalAt = frame.byteOffset - chunk.byteOffset;
+          }
         }
       },
     };
@@ -82,14 +86,25 @@ export class ServerLink {
     this.conn.socket.write(frames);
   }
 
+  /** The chunk being scanned, and where in it a FATAL ErrorResponse starts (-1: none). */
+  private chunk: Buffer | null = null;
+  private fatalAt = -1;
+
   /** Bytes from the server (the chunk is only valid during the call). */
   data(chunk: Buffer): void {
     const before = this.scanner.frames;
     this.readyCount = 0;
     if (this.mode === 'relay') {
-      // Forward first, then report ReadyForQuery: ready() may dispatch the next unit, whose output follows this.
-      this.owner.forward(this, chunk, false);
+      // Scan, forward, then report ReadyForQuery (report() below): ready() may dispatch the next unit, whose output follows this.
+      this.chunk = chunk;
+      this.fatalAt = -1;
       this.scanner.push(chunk);
+      this.chunk = null;
+      // A server's FATAL (terminated backend, shutdown) is its last word before it closes. The session outlives
+      // that connection and reports the loss in the client's terms when the close arrives, so the FATAL, which a
+      // client would read as the death of its own connection, is not passed on.
+      if (this.fatalAt < 0) this.owner.forward(this, chunk, false);
+      else if (this.fatalAt > 0) this.owner.forward(this, chunk.subarray(0, this.fatalAt), false);
     } else if (this.mode === 'hold') {
       this.scanner.push(chunk);
       if (this.held.length === 0 && this.readyCount > 0 && this.scanner.atBoundary) {

@@ -35,7 +35,6 @@ import { closeSocket } from '../util/close-socket.js';
 import type { ClientLimits } from './client-startup.js';
 import { failedTransactionReply } from './failed-transaction.js';
 import { idleTimeoutError } from './idle.js';
-import { decodeErrorFields } from '../protocol/backend-messages.js';
 
 export interface RoutingSettings {
   loadBalance: LoadBalance;
@@ -574,23 +573,8 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
 
   forward(link: ServerLink, chunk: Buffer, owned: boolean): void {
     this.ctx.stats.bytesFromServers += chunk.length;
-    if (chunk[0] === 0x45 && chunk.length >= 5 && chunk.readInt32BE(1) + 1 === chunk.length) {
-      // A server's FATAL (terminated backend, shutdown) comes alone before it closes. The session outlives that
-      // connection, and the loss is reported in the client's terms when the close arrives (onLinkClose).
-      const v = decodeErrorFields(chunk.subarray(5)).V;
-      if (v === 'FATAL' || v === 'PANIC') {
-        this.ctx.log.debug({ pid: this.key.pid, node: link.node }, 'dropped the FATAL of a server connection');
-        return;
-      }
-    }
     const head = this.inflight[0];
-    if (link === this.home && link.owed === 0 && !link.busy && chunk[0] === 0x45) {
-      // An ErrorResponse from an idle primary connection is its FATAL before it goes away (a terminated
-      // backend, a shutdown, a switchover): not an answer to anything. The close that follows moves the
-      // session to the primary of the moment; passing it on would read to the client as its own death.
-      this.ctx.log.debug({ pid: this.key.pid, node: link.node }, 'dropped the FATAL of an idle primary connection');
-      return;
-    }
+    // A server's FATAL never gets here: ServerLink keeps it back (see ServerLink.data).
     if (head === undefined ? link !== this.home : head.link !== link) {
       // Output nobody asked for, from a server that is not answering now. An idle replica has nothing for the
       // client (a FATAL there, e.g. on a replica restart, must not read as the session's death): drop it. The
@@ -816,7 +800,8 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       // A Flush-ended piece followed by the rest of its batch: the batch is answered once, at its end.
       if (!u.sync && !last) continue;
       if (st === IDLE && !u.opensTransaction) {
-        out.push(errorResponse(primary ? errors.primaryLost(node, u.commits || u.mayWrite) : errors.replicaLost(node)));
+        // Only a unit that reached its Sync (or ran a COMMIT) can have committed anything: then the outcome is unknown.
+        out.push(errorResponse(primary ? errors.primaryLost(node, u.commits || (u.sync && u.mayWrite)) : errors.replicaLost(node)));
         if (u.sync) out.push(readyForQuery('I'));
         else this.discardUntilSync = true;
         continue;
