@@ -50,6 +50,15 @@ function frontendSettings(c: Config, t: TlsState): FrontendSettings {
     authMethod: c.auth.method,
     users: prepareScramKeys(c.auth.method, new Map(c.users.map((u) => [u.name, u.password]))),
     maxClientConnections: c.listen.max_client_connections,
+    limits: {
+      maxMessageSize: c.limits.max_message_size,
+      loginTimeoutMs: c.limits.client_login_timeout,
+      clientIdleTimeoutMs: c.limits.client_idle_timeout,
+      idleTransactionTimeoutMs: c.limits.idle_transaction_timeout,
+      maxPipeline: c.limits.max_pipeline,
+      maxPreparedStatements: c.limits.max_prepared_statements,
+      maxSessionSettings: c.limits.max_session_settings,
+    },
     backendConnectTimeout: c.backend.connect_timeout,
     holdTimeout: c.failover.hold_timeout,
     nodeConnect: new Map(c.nodes.map((n) => [n.name, { allowCleartextPassword: n.allow_cleartext_password, tls: t.nodes.get(n.name)?.tls ?? null, tlsError: t.nodes.get(n.name)?.error }])),
@@ -250,6 +259,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
       config = applied;
       tlsState = loadTls(config, tlsState, (err, kept) => log.error({ err: err.message }, `config reload: TLS files could not be loaded; ${kept}`));
       settings = frontendSettings(config, tlsState);
+      listener.scheduleSweep();
       return refused;
     },
     async close(drainTimeoutMs = config.shutdown.drain_timeout): Promise<void> {
