@@ -1,0 +1,116 @@
+// The proxy's answers in a transaction cut by a lost server connection, and the idle-timeout rule: pure functions, real messages.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { Classifier } from '../../src/router/classifier.js';
+import { initParser } from '../../src/router/parser.js';
+import { endsTransaction, failedTransactionReply, forEachMessage } from '../../src/frontend/failed-transaction.js';
+import { addFrame, addPart, newUnit, type Unit } from '../../src/frontend/unit.js';
+import { MessageWriter } from '../../src/protocol/writer.js';
+import { query } from '../../src/protocol/frontend-messages.js';
+import { errors } from '../../src/errors.js';
+import { idleTimeoutError } from '../../src/frontend/idle.js';
+
+let k: Classifier;
+beforeAll(async () => {
+  await initParser();
+  k = new Classifier();
+});
+
+const simple = (sql: string): Unit => {
+  const u = newUnit();
+  addFrame(u, query(sql));
+  addPart(u, k.classify(sql));
+  u.sync = true;
+  return u;
+};
+
+const msg = (type: string, fill: (w: MessageWriter) => void = () => {}) => MessageWriter.message(type.charCodeAt(0), fill);
+
+/** Parse/Bind/Describe(S)/Execute/Close + Sync (or Flush) of one statement, as one buffer like an owned unit holds. */
+const extended = (sql: string, sync = true): Unit => {
+  const u = newUnit();
+  addFrame(u, Buffer.concat([
+    msg('P', (w) => w.cstring('s1').cstring(sql).int8(0).int8(0)),
+    msg('B', (w) => w.cstring('').cstring('s1').int8(0).int8(0).int8(0).int8(0).int8(0).int8(0)),
+    msg('D', (w) => w.int8(0x53).cstring('s1')),
+    msg('E', (w) => w.cstring('').int32(0)),
+    msg('C', (w) => w.int8(0x53).cstring('s1')),
+    msg(sync ? 'S' : 'H'),
+  ]));
+  addPart(u, k.classify(sql));
+  u.sync = sync;
+  return u;
+};
+
+/** Types and, for ErrorResponse, the SQLSTATE; for CommandComplete the tag; for ReadyForQuery the status. */
+function decode(b: Buffer): string[] {
+  const out: string[] = [];
+  forEachMessage([b], (type, body) => {
+    const t = String.fromCharCode(type);
+    if (t === 'E') out.push(`E:${/C([0-9A-Z]{5})\0/.exec(body.toString('latin1'))![1]}`);
+    else if (t === 'C') out.push(`C:${body.toString('utf8', 0, body.length - 1)}`);
+    else if (t === 'Z') out.push(`Z:${String.fromCharCode(body[0])}`);
+    else out.push(t);
+  });
+  return out;
+}
+
+describe('endsTransaction', () => {
+  it.each([
+    ['COMMIT', true], ['END', true], ['ROLLBACK', true], ['ABORT', true], ['rollback; commit', true],
+    ['COMMIT AND CHAIN', false], ['ROLLBACK TO SAVEPOINT a', false], ['SELECT 1', false], ['ROLLBACK; SELECT 1', false], ['', false],
+  ])('%s → %s', (sql, want) => {
+    expect(endsTransaction(simple(sql))).toBe(want);
+  });
+});
+
+describe('failedTransactionReply', () => {
+  it('an ordinary statement gets 25P02 and the status stays E', () => {
+    const r = failedTransactionReply(simple('INSERT INTO t VALUES (2)'), null);
+    expect(decode(r.reply)).toEqual(['E:25P02', 'Z:E']);
+    expect(r).toMatchObject({ ended: false, discard: false });
+  });
+
+  it('COMMIT answers ROLLBACK and ends the transaction, as PostgreSQL does in a failed transaction', () => {
+    const r = failedTransactionReply(simple('COMMIT'), null);
+    expect(decode(r.reply)).toEqual(['C:ROLLBACK', 'Z:I']);
+    expect(r.ended).toBe(true);
+  });
+
+  it('the loss not yet reported comes first, in place of the statement, whatever it is', () => {
+    const lost = errors.primaryLost('pg1', false);
+    expect(decode(failedTransactionReply(simple('SELECT 1'), lost).reply)).toEqual(['E:08006', 'Z:E']);
+    // A COMMIT that meets the loss is told so (it did not commit) and the transaction is over.
+    const c = failedTransactionReply(simple('COMMIT'), lost);
+    expect(decode(c.reply)).toEqual(['E:08006', 'Z:I']);
+    expect(c.ended).toBe(true);
+  });
+
+  it('extended protocol: a COMMIT batch gets every message answered, Execute with ROLLBACK', () => {
+    expect(decode(failedTransactionReply(extended('COMMIT'), null).reply)).toEqual(['1', '2', 't', 'n', 'C:ROLLBACK', '3', 'Z:I']);
+  });
+
+  it('extended protocol: a statement batch gets one error, and a batch without its Sync yet discards up to it', () => {
+    expect(decode(failedTransactionReply(extended('SELECT 1'), null).reply)).toEqual(['E:25P02', 'Z:E']);
+    const r = failedTransactionReply(extended('SELECT 1', false), null);
+    expect(decode(r.reply)).toEqual(['E:25P02']);
+    expect(r).toMatchObject({ discard: true, ended: false });
+  });
+});
+
+describe('idleTimeoutError', () => {
+  const limits = { maxMessageSize: 1, loginTimeoutMs: 1, clientIdleTimeoutMs: 1000, idleTransactionTimeoutMs: 500, maxPipeline: 1, maxPreparedStatements: 1, maxSessionSettings: 1 };
+  it('idle outside a transaction: 57P05 after client_idle_timeout', () => {
+    expect(idleTimeoutError(0x49, 999, limits)).toBeNull();
+    expect(idleTimeoutError(0x49, 1000, limits)?.sqlstate).toBe('57P05');
+  });
+  it('idle in a transaction (open or failed): 25P03 after idle_transaction_timeout', () => {
+    expect(idleTimeoutError(0x54, 499, limits)).toBeNull();
+    expect(idleTimeoutError(0x54, 500, limits)?.sqlstate).toBe('25P03');
+    expect(idleTimeoutError(0x45, 500, limits)?.sqlstate).toBe('25P03');
+  });
+  it('0 turns a timeout off', () => {
+    const off = { ...limits, clientIdleTimeoutMs: 0, idleTransactionTimeoutMs: 0 };
+    expect(idleTimeoutError(0x49, 1e9, off)).toBeNull();
+    expect(idleTimeoutError(0x54, 1e9, off)).toBeNull();
+  });
+});
