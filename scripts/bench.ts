@@ -1,4 +1,4 @@
-// `npm run bench`: pgbench directly against the primary vs through pgsplit, pgbouncer and pgpool-II, in one run; prints TPS and ratios, writes .tmp/bench.json.
+// `npm run bench`: pgbench directly against the primary vs through pgsplit, pgbouncer and pgpool-II, in one run, and TLS's cost; prints TPS and ratios, writes .tmp/bench.json.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -29,8 +29,10 @@ const WARMUP_SECONDS = envInt('BENCH_WARMUP_SECONDS', 2, 0);
 const SCALE = envInt('BENCH_SCALE', 10, 1);
 const JOBS = Math.min(CLIENTS, 2);
 // pgsplit routes (reads to replicas, the default); pgsplit-relay is routing.enabled: false, bytes relayed to the primary.
-const TARGETS = ['direct', 'pgsplit', 'pgsplit-relay', 'pgbouncer', 'pgpool-II'] as const;
-const isPgsplit = (t: TargetName): boolean => t === 'pgsplit' || t === 'pgsplit-relay';
+// direct-tls and pgsplit-tls (client TLS and server_tls require, routing on) run -S simple only, with sslmode=require.
+const TARGETS = ['direct', 'pgsplit', 'pgsplit-relay', 'pgbouncer', 'pgpool-II', 'direct-tls', 'pgsplit-tls'] as const;
+const TLS_WORKLOAD = '-S simple';
+const isPgsplit = (t: TargetName): boolean => t === 'pgsplit' || t === 'pgsplit-relay' || t === 'pgsplit-tls';
 type TargetName = (typeof TARGETS)[number];
 
 interface Row {
@@ -51,6 +53,8 @@ interface Target {
   version: string;
   notes?: string[];
   endpoint: Endpoint;
+  /** Run only these workloads (by name); all when absent. */
+  workloads?: string[];
   stop(): Promise<void>;
 }
 
@@ -92,7 +96,7 @@ async function ensureBuilt(): Promise<string | null> {
 async function resetForTpcb(psql: string, ep: Endpoint): Promise<void> {
   // What pgbench's own vacuum step does (we pass --no-vacuum), run directly so every target starts equal.
   const r = await run(psql, ['-X', '-q', '-h', ep.host, '-p', String(ep.port), '-U', ep.user, '-d', ep.database,
-    '-c', 'VACUUM pgbench_branches', '-c', 'VACUUM pgbench_tellers', '-c', 'TRUNCATE pgbench_history'], { env: { PGPASSWORD: ep.password }, timeoutMs: 60_000 });
+    '-c', 'VACUUM pgbench_branches', '-c', 'VACUUM pgbench_tellers', '-c', 'TRUNCATE pgbench_history'], { env: { PGPASSWORD: ep.password, PGSSLMODE: 'disable' }, timeoutMs: 60_000 });
   if (r.code !== 0) say(`  (vacuum before TPC-B failed: ${r.stderr.trim()})`);
 }
 
@@ -179,6 +183,23 @@ async function main(): Promise<void> {
       const p = await startPgpool({ server: direct, clients: CLIENTS });
       return { name: 'pgpool-II', version: p.version, endpoint: { ...direct, host: '127.0.0.1', port: p.port }, stop: p.stop };
     },
+    // TLS's cost: PostgreSQL's own (the cluster runs with ssl = on), and pgsplit's with TLS on both sides.
+    'direct-tls': async () => ({ name: 'direct-tls', version: 'PostgreSQL, sslmode=require', endpoint: { ...direct, sslmode: 'require' }, workloads: [TLS_WORKLOAD], stop: async () => {} }),
+    'pgsplit-tls': async () => {
+      if (buildError) throw new PoolerUnavailable(buildError);
+      if (!info.tls) throw new PoolerUnavailable('the cluster has no test certificates');
+      const p = await spawnProxy(info, {
+        logLevel: 'warn',
+        extra: `routing: { enabled: true }\ntls: { mode: require, cert: "${info.tls.cert}", key: "${info.tls.key}" }\nserver_tls: { mode: require }`,
+      });
+      return {
+        name: 'pgsplit-tls',
+        version: 'pgsplit 0.1.0 (own process, routing on, tls.mode require, server_tls require)',
+        endpoint: { ...direct, host: '127.0.0.1', port: p.port, sslmode: 'require' },
+        workloads: [TLS_WORKLOAD],
+        stop: () => p.stop(),
+      };
+    },
   };
 
   const results = new Map<string, PgbenchResult>(); // key: `${workload}|${target}`
@@ -210,10 +231,11 @@ async function main(): Promise<void> {
   };
   for (const w of WORKLOADS) {
     const runs = new Map<TargetName, PgbenchResult[]>();
+    const here = live.filter((t) => !t.workloads || t.workloads.includes(w.name));
     for (let round = 0; round < ROUNDS; round++) {
-      for (let k = 0; k < live.length; k++) {
+      for (let k = 0; k < here.length; k++) {
         if (interrupted) return;
-        const target = live[(k + round) % live.length]!;
+        const target = here[(k + round) % here.length]!;
         const runOnce = async (seconds: number): Promise<PgbenchResult> => {
           if (!w.select) await resetForTpcb(psqlBin, direct);
           return pgbench(pgbenchBin, target.endpoint, { workload: w, clients: CLIENTS, jobs: JOBS, seconds });
@@ -290,6 +312,9 @@ async function main(): Promise<void> {
   const relaySummary = ratio(tpsOf(sel, 'pgsplit-relay'), tpsOf(sel, 'pgbouncer'));
   if (routed) say(`pgsplit (routing) units on replicas: ${routed.replica} of ${routed.replica + routed.primary} (${(100 * routed.replica / Math.max(1, routed.replica + routed.primary)).toFixed(1)}%, all workloads)`);
   say(`pgsplit/pgbouncer -S simple: ${summary === null ? 'n/a' : summary.toFixed(2)} with routing, ${relaySummary === null ? 'n/a' : relaySummary.toFixed(2)} relay`);
+  const tlsSummary = ratio(tpsOf(sel, 'pgsplit-tls'), tpsOf(sel, 'pgsplit'));
+  const directTlsSummary = ratio(tpsOf(sel, 'direct-tls'), tpsOf(sel, 'direct'));
+  say(`TLS cost, -S simple: pgsplit with TLS on both sides / plaintext pgsplit ${tlsSummary === null ? 'n/a' : tlsSummary.toFixed(2)}; PostgreSQL direct with TLS / plaintext ${directTlsSummary === null ? 'n/a' : directTlsSummary.toFixed(2)}`);
 
   const outFile = path.join(REPO_ROOT, '.tmp/bench.json');
   fs.mkdirSync(path.dirname(outFile), { recursive: true });
@@ -305,7 +330,7 @@ async function main(): Promise<void> {
         results: rows,
         skipped,
         notes,
-        summary: { pgsplit_vs_pgbouncer_select_simple: summary, pgsplit_relay_vs_pgbouncer_select_simple: relaySummary, routed_units: routed },
+        summary: { pgsplit_vs_pgbouncer_select_simple: summary, pgsplit_relay_vs_pgbouncer_select_simple: relaySummary, routed_units: routed, pgsplit_tls_vs_plaintext_select_simple: tlsSummary, direct_tls_vs_plaintext_select_simple: directTlsSummary },
       },
       null,
       2,

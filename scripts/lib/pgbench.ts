@@ -7,6 +7,8 @@ export interface Endpoint {
   user: string;
   password: string;
   database: string;
+  /** libpq sslmode (PGSSLMODE); default disable, so that a server with ssl = on is measured in plaintext unless asked. */
+  sslmode?: string;
 }
 
 export interface Workload {
@@ -79,7 +81,7 @@ export async function pgbench(bin: string, ep: Endpoint, r: PgbenchRun): Promise
     '-c', String(r.clients), '-j', String(r.jobs), '-T', String(r.seconds),
     ep.database,
   ];
-  const res = await run(bin, args, { env: { PGPASSWORD: ep.password, PGAPPNAME: 'pgbench' }, timeoutMs: (r.seconds + 60) * 1000 });
+  const res = await run(bin, args, { env: { PGPASSWORD: ep.password, PGAPPNAME: 'pgbench', PGSSLMODE: ep.sslmode ?? 'disable' }, timeoutMs: (r.seconds + 60) * 1000 });
   if (res.timedOut) {
     return { ok: false, tps: null, latencyMs: null, transactions: null, failed: null, aborted: true, error: `pgbench did not finish within ${r.seconds + 60}s`, exitCode: 124, output: res.stdout + res.stderr };
   }
@@ -89,7 +91,7 @@ export async function pgbench(bin: string, ep: Endpoint, r: PgbenchRun): Promise
 /** `pgbench -i -s SCALE` (tables owned by the endpoint's user); throws with pgbench's output on failure. */
 export async function pgbenchInit(bin: string, ep: Endpoint, scale: number): Promise<void> {
   const res = await run(bin, ['-i', '-s', String(scale), '-q', '-h', ep.host, '-p', String(ep.port), '-U', ep.user, ep.database], {
-    env: { PGPASSWORD: ep.password },
+    env: { PGPASSWORD: ep.password, PGSSLMODE: ep.sslmode ?? 'disable' },
     timeoutMs: 600_000,
   });
   if (res.code !== 0) throw new Error(`pgbench -i -s ${scale} failed (code ${res.code}):\n${res.stderr || res.stdout}`);
