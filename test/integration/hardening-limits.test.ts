@@ -1,0 +1,213 @@
+// What one logged-in client can make pgsplit hold is bounded: a client faster than its server is paused, per-session lists have limits, idle sessions and transactions time out.
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type pg from 'pg';
+import { directClient, rejection, sleep } from './helpers.js';
+import {
+  ChildProxy, copyData, copyDone, currentPrimary, endedWithin, errorIn, nextClientError, queryMsg, RawConn, rssMB, rssPeak, streamInto, within,
+} from './hardening-support.js';
+
+const info = inject('cluster');
+const MB = 1024 * 1024;
+const login = { user: info.app.user, database: info.app.database };
+
+/** Runs SQL on the current primary's appdb as the superuser; the rows of its last statement. */
+async function onPrimary<T = Record<string, unknown>>(sql: string): Promise<T[]> {
+  const c = await directClient(await currentPrimary(info), info, { database: info.app.database });
+  try {
+    const r = (await c.query(sql)) as unknown as pg.QueryResult | pg.QueryResult[];
+    return (Array.isArray(r) ? r[r.length - 1]!.rows : r.rows) as T[];
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+describe('a client that sends faster than its server reads is paused, not buffered', () => {
+  // auth trust: the raw protocol clients below log in without SCRAM.
+  const proxy = new ChildProxy(info, { auth: 'trust', extra: 'limits: { max_pipeline: 1MB }' });
+  const table = `hardening_copy_${process.pid}`;
+
+  beforeAll(async () => {
+    await proxy.ensure();
+    await onPrimary(`DROP TABLE IF EXISTS ${table}; CREATE UNLOGGED TABLE ${table} (id int NOT NULL, v text NOT NULL); ALTER TABLE ${table} OWNER TO ${info.app.user}`);
+  });
+
+  afterAll(async () => {
+    await onPrimary(`DROP TABLE IF EXISTS ${table}`).catch(() => {});
+    await proxy.stop();
+  });
+
+  it('COPY FROM STDIN into a locked table: the proxy holds a few MB, then the COPY completes with every row', async () => {
+    await proxy.fresh();
+    const TOTAL = 256 * MB;
+    const lock = await directClient(await currentPrimary(info), info, { database: info.app.database });
+    let locked = false;
+    const c = await RawConn.login(proxy.port, login);
+    try {
+      await lock.query('BEGIN');
+      await lock.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+      locked = true;
+      await c.query('SELECT 1');
+      const base = rssMB(proxy.pid);
+      const peak = rssPeak(proxy.pid);
+      // The COPY waits for the lock; the client does not wait for CopyInResponse and streams its rows (8 kB each, 8 per CopyData).
+      c.socket.write(queryMsg(`COPY ${table} (id, v) FROM STDIN`));
+      const fill = 'x'.repeat(8000);
+      let rows = 0;
+      const next = (): Buffer => {
+        let s = '';
+        for (let k = 0; k < 8; k++) s += `${++rows}\t${fill}\n`;
+        return copyData(Buffer.from(s));
+      };
+      const first = await streamInto(c.socket, TOTAL, next, { deadline: Date.now() + 30_000, stallMs: 1_500 });
+      const held = peak.stop() - base;
+      expect(first.closed, 'the proxy closed the COPY connection').toBe(false);
+      expect(held, `proxy RSS grew by ${held.toFixed(0)} MB while ${(first.written / MB).toFixed(0)} MB of COPY data were sent into a locked table`).toBeLessThan(64);
+
+      await lock.query('COMMIT');
+      locked = false;
+      const rest = await streamInto(c.socket, TOTAL - first.written, next, { deadline: Date.now() + 45_000 });
+      expect(rest.closed || rest.timedOut, 'the rest of the COPY data could not be sent').toBe(false);
+      c.socket.write(copyDone());
+      const answer = await c.until('Z', 45_000);
+      expect(errorIn(answer)).toBeUndefined();
+      const complete = answer.find((m) => m.type === 'C');
+      expect(complete?.body.toString('utf8', 0, complete.body.length - 1)).toBe(`COPY ${rows}`);
+      const [count] = await onPrimary<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`);
+      expect(count!.n).toBe(rows);
+      proxy.expectAlive();
+    } finally {
+      if (locked) await lock.query('ROLLBACK').catch(() => {});
+      await lock.end().catch(() => {});
+      c.destroy();
+    }
+  });
+
+  it.each([
+    ['reads routed to a replica', ''],
+    ['statements on the primary', '/* pgsplit:primary */ '],
+  ])('80 MB of pipelined queries from a client that reads no answers (%s): the proxy holds about max_pipeline', async (_what, hint) => {
+    await proxy.fresh();
+    const c = await RawConn.login(proxy.port, login);
+    try {
+      await c.query('SELECT 1');
+      // Stop reading: answers (1 MB each) pile up until the server cannot send, and then nothing should move.
+      c.socket.pause();
+      const base = rssMB(proxy.pid);
+      const peak = rssPeak(proxy.pid);
+      const q = queryMsg(`${hint}SELECT repeat('x', 1000000) /* ${'p'.repeat(60_000)} */`);
+      const r = await streamInto(c.socket, 80 * MB, () => q, { deadline: Date.now() + 30_000, stallMs: 1_500 });
+      const held = peak.stop() - base;
+      expect(held, `proxy RSS grew by ${held.toFixed(0)} MB while ${(r.written / MB).toFixed(0)} MB of queries were pipelined (limits.max_pipeline: 1MB)`).toBeLessThan(48);
+      proxy.expectAlive();
+    } finally {
+      c.destroy();
+    }
+    await proxy.stillServes();
+  });
+});
+
+describe('per-session bounds on prepared statements and recorded settings', () => {
+  const proxy = new ChildProxy(info, { extra: 'limits: { max_prepared_statements: 50, max_session_settings: 20 }' });
+  beforeAll(() => proxy.ensure());
+  afterAll(() => proxy.stop());
+
+  it('the 51st named prepared statement gets 53400 and the session goes on', async () => {
+    const c = await proxy.client();
+    try {
+      for (let i = 1; i <= 50; i++) {
+        expect((await c.query({ name: `hs${i}`, text: `SELECT ${i}::int AS n` })).rows).toEqual([{ n: i }]);
+      }
+      const err = await rejection(c.query({ name: 'hs51', text: 'SELECT 51::int AS n' }));
+      expect(err.code, err.message).toBe('53400');
+      expect((await c.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+      // The statements prepared before the limit still run.
+      expect((await c.query({ name: 'hs1', text: 'SELECT 1::int AS n' })).rows).toEqual([{ n: 1 }]);
+      expect((await c.query({ name: 'hs50', text: 'SELECT 50::int AS n' })).rows).toEqual([{ n: 50 }]);
+    } finally {
+      await c.end().catch(() => {});
+    }
+    proxy.expectAlive();
+  });
+
+  it('the 21st distinct SET gets 53400 and the session goes on with its settings', async () => {
+    const c = await proxy.client();
+    try {
+      for (let i = 1; i <= 20; i++) await c.query(`SET my.s${i} = 'a${i}'`);
+      const err = await rejection(c.query("SET my.s21 = 'a21'"));
+      expect(err.code, err.message).toBe('53400');
+      expect((await c.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+      // A setting already recorded can still change; the ones set hold wherever the next statement runs.
+      await c.query("SET my.s1 = 'b1'");
+      expect((await c.query("SELECT current_setting('my.s1') AS s1, current_setting('my.s20') AS s20")).rows).toEqual([{ s1: 'b1', s20: 'a20' }]);
+    } finally {
+      await c.end().catch(() => {});
+    }
+    proxy.expectAlive();
+  });
+});
+
+describe('idle timeouts', () => {
+  const proxy = new ChildProxy(info, { extra: 'limits: { idle_transaction_timeout: 1s, client_idle_timeout: 2s }' });
+  const table = `hardening_idle_${process.pid}`;
+
+  beforeAll(async () => {
+    await proxy.ensure();
+    await onPrimary(`DROP TABLE IF EXISTS ${table}; CREATE TABLE ${table} (id int PRIMARY KEY); ALTER TABLE ${table} OWNER TO ${info.app.user}`);
+  });
+
+  afterAll(async () => {
+    await onPrimary(`DROP TABLE IF EXISTS ${table}`).catch(() => {});
+    await proxy.stop();
+  });
+
+  it('a session idle in a transaction is closed with 25P03 and its transaction rolled back', async () => {
+    const c = await proxy.client();
+    try {
+      const closedWith = nextClientError(c, 10_000);
+      await c.query('BEGIN');
+      await c.query(`INSERT INTO ${table} (id) VALUES (1)`);
+      const err = await closedWith;
+      expect(err, 'the idle transaction was not ended within 10 s').not.toBeNull();
+      expect(err!.code, err!.message).toBe('25P03');
+      expect(await endedWithin(c, 10_000)).toBe(true);
+    } finally {
+      await c.end().catch(() => {});
+    }
+    // Rolled back, not committed and not left open: the same key inserts at once (an open transaction would block it, a commit would conflict).
+    const rows = await onPrimary<{ n: number }>(`SET lock_timeout = '10s'; INSERT INTO ${table} (id) VALUES (1); SELECT count(*)::int AS n FROM ${table}`);
+    expect(rows).toEqual([{ n: 1 }]);
+    proxy.expectAlive();
+  });
+
+  it('an idle session is closed with 57P05 while a session that keeps working is not', async () => {
+    const idle = await proxy.client();
+    const busy: pg.Client = await proxy.client();
+    let working = true;
+    let answered = 0;
+    try {
+      const closedWith = nextClientError(idle, 10_000);
+      const work = (async () => {
+        while (working) {
+          await within('SELECT 1 on the busy session', busy.query('SELECT 1'), 10_000);
+          answered++;
+          await sleep(200);
+        }
+      })();
+      work.catch(() => {}); // awaited below; this only keeps an early failure from being reported as unhandled
+      const err = await closedWith;
+      working = false;
+      await work;
+      expect(err, 'the idle session was not closed within 10 s').not.toBeNull();
+      expect(err!.code, err!.message).toBe('57P05');
+      expect(await endedWithin(idle, 10_000)).toBe(true);
+      // The busy session worked through the whole idle period and is still open.
+      expect(answered).toBeGreaterThan(0);
+      expect((await busy.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+    } finally {
+      working = false;
+      await idle.end().catch(() => {});
+      await busy.end().catch(() => {});
+    }
+    proxy.expectAlive();
+  });
+});
