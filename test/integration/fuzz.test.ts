@@ -246,7 +246,7 @@ describe('protocol fuzzer', () => {
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
       console.log(
         [
-          `fuzz: seed=${SEED}, ${messages} messages over ${connections} connections in ${seconds} s ` +
+          `fuzz: seed=${SEED}, ${messages} messages over ${connections} connections in ${seconds} s${failures.length > MAX_CASE_FAILURES ? ` (stopped early: over ${MAX_CASE_FAILURES} failed cases)` : ''} ` +
             `(connections: pre-auth ${phases['pre-auth']}, auth ${phases.auth}, post-auth ${phases['post-auth']}; ${closedByProxy} closed by the proxy; ${checks} well-behaved checks)`,
           `fuzz: connection time: pre-auth ${(busy['pre-auth'] / 1000).toFixed(1)} s, auth ${(busy.auth / 1000).toFixed(1)} s, post-auth ${(busy['post-auth'] / 1000).toFixed(1)} s (${CONCURRENCY} at a time)`,
           `fuzz: proxy RSS max ${maxRss.toFixed(0)} MB; open fds ${fdsBefore} before, ${fdsAfter} after; server connections left ${backendsLeft}; proxy error log lines ${errorLines}`,
