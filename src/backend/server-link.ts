@@ -59,8 +59,12 @@ export class ServerLink {
           this.sawError = true;
           if (f.C === '25006') this.sawReadOnlyRefusal = true;
           const chunk = this.chunk;
-          if ((f.V === 'FATAL' || f.V === 'PANIC') && chunk !== null && frame.buffer === chunk.buffer && frame.byteOffset >= chunk.byteOffset) {
-            this.fatalAt = frame.byteOffset - chunk.byteOffset;
+          if (f.V === 'FATAL' || f.V === 'PANIC') {
+            // Kept back: the server was stopped or the backend terminated from outside (class 57, or the server's own
+            // idle-in-transaction timeout). Passed on: the client's own doing (a protocol violation …): the session ends with it.
+            const external = (f.C ?? '').startsWith('57') || f.C === '25P03';
+            if (!external) this.fatalPassed = f.C ?? 'XX000';
+            else if (chunk !== null && frame.buffer === chunk.buffer && frame.byteOffset >= chunk.byteOffset) this.fatalAt = frame.byteOffset - chunk.byteOffset;
           }
         }
       },
@@ -89,6 +93,8 @@ export class ServerLink {
   /** The chunk being scanned, and where in it a FATAL ErrorResponse starts (-1: none). */
   private chunk: Buffer | null = null;
   private fatalAt = -1;
+  /** SQLSTATE of a FATAL this server sent that was the client's doing and went to the client: the session ends with the connection. */
+  fatalPassed: string | null = null;
 
   /** Bytes from the server (the chunk is only valid during the call). */
   data(chunk: Buffer): void {

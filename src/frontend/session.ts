@@ -224,6 +224,8 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       if (err instanceof FrameError && err.kind === 'too-large') this.end(errors.messageTooLarge(err.type, err.bodyLength, this.ctx.limits().maxMessageSize));
       else if (err instanceof FrameError) this.end(errors.protocolViolation(err.message));
       else if (err instanceof ProxyError) this.end(err);
+      // A message whose fields do not add up (a string without its terminator, a count past the end).
+      else if (err instanceof RangeError) this.end(errors.protocolViolation(`invalid message from the client: ${err.message}`));
       else this.fail(err);
     }
   };
@@ -247,6 +249,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     if (this.closed) return;
     switch (type) {
       case F.Query: {
+        this.sendBatchOn();
         const u = newUnit();
         addFrame(u, frame);
         u.sync = true;
@@ -270,15 +273,19 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
         return;
       }
       case F.Flush: case F.Sync: {
+        // A Flush outside any batch asks for nothing a server still holds.
+        if (type === F.Flush && this.batch === null && !this.batchOnServer()) return;
         const u = this.batch ?? newUnit();
         this.batch = null;
         addFrame(u, frame);
         u.sync = type === F.Sync;
-        if (u.parts.length > 0 && u.parts.every((p) => p.intercept)) u.local = interceptBatch(u.frames, u.parts, this);
+        // Answered here only if no earlier piece of the batch went to a server (that server's part must end there).
+        if (u.parts.length > 0 && u.parts.every((p) => p.intercept) && !this.batchOnServer()) u.local = interceptBatch(u.frames, u.parts, this);
         this.enqueue(u);
         return;
       }
       case F.FunctionCall: {
+        this.sendBatchOn();
         const u = newUnit();
         addFrame(u, frame);
         u.sync = true;
@@ -298,6 +305,22 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       default:
         this.end(errors.protocolViolation(`invalid frontend message type ${type} ('${String.fromCharCode(type)}')`));
     }
+  }
+
+  /**
+   * A Query or FunctionCall inside an unfinished extended-protocol batch. PostgreSQL runs it, unless an earlier
+   * message of the batch failed, in which case it skips it without an answer until Sync; the proxy cannot know
+   * which in advance, and no driver does this, so it is refused rather than guessed at.
+   */
+  private sendBatchOn(): void {
+    if (this.batch === null && !this.batchOnServer()) return;
+    throw errors.protocolViolation('a simple Query or FunctionCall arrived inside an unfinished extended-protocol batch; send Sync first');
+  }
+
+  /** The batch being received has a piece (ended by Flush, or sent on early) already queued or on a server. */
+  private batchOnServer(): boolean {
+    const last = this.queue.length > 0 ? this.queue[this.queue.length - 1] : this.inflight[this.inflight.length - 1];
+    return last !== undefined && !last.sync;
   }
 
   private enqueue(u: Unit): void {
@@ -747,6 +770,14 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     link.closed = true;
     this.links.delete(link.node);
     if (this.closed) return;
+    if (link.fatalPassed !== null) {
+      // The server ended the connection over something the client sent, and said so to the client: as on PostgreSQL, the session is over.
+      this.ctx.log.info({ pid: this.key.pid, node: link.node, sqlstate: link.fatalPassed }, 'server closed the connection with a FATAL error; ending the session');
+      this.finish();
+      closeSocket(this.client);
+      this.closeAll();
+      return;
+    }
     if (link === this.home) {
       this.onPrimaryLost(link);
       return;
