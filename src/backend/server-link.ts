@@ -21,7 +21,7 @@ export interface LinkOwner {
   messages(n: number): void;
 }
 
-const MODES = frameModes({ Z: COLLECT, E: COLLECT, A: NOTICE, N: NOTICE });
+const MODES = frameModes({ Z: COLLECT, E: COLLECT, A: NOTICE, N: NOTICE, G: NOTICE });
 const HOLD_LIMIT = 64 * 1024;
 
 export class ServerLink {
@@ -51,7 +51,9 @@ export class ServerLink {
     private readonly owner: LinkOwner,
   ) {
     const sink: FrameSink = {
-      onFrameHeader: () => {},
+      onFrameHeader: (type) => {
+        if (type === B.CopyInResponse) this.copyIn = true;
+      },
       onFrame: (type, body, frame) => {
         if (type === B.ReadyForQuery) this.onReady(body[0]);
         else {
@@ -95,6 +97,8 @@ export class ServerLink {
   private fatalAt = -1;
   /** SQLSTATE of a FATAL this server sent that was the client's doing and went to the client: the session ends with the connection. */
   fatalPassed: string | null = null;
+  /** The server sent CopyInResponse and the client has not ended the COPY yet: every client message belongs to it. */
+  copyIn = false;
 
   /** Bytes from the server (the chunk is only valid during the call). */
   data(chunk: Buffer): void {
@@ -144,6 +148,7 @@ export class ServerLink {
   private privateFailed = false;
 
   private onReady(status: number): void {
+    this.copyIn = false;
     const failed = this.sawError;
     const refusal = this.sawReadOnlyRefusal;
     this.sawError = false;

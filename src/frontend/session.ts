@@ -247,6 +247,14 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
 
   private onClientMessage(type: number, body: Buffer, frame: Buffer): void {
     if (this.closed) return;
+    const copy = this.copyLink;
+    if (copy !== null && copy.copyIn && type !== F.Terminate) {
+      // In COPY FROM STDIN everything goes to the server as it comes: PostgreSQL ignores Sync and Flush there and
+      // ends the COPY with an error on anything else, which is then the COPY's answer (no unit of its own).
+      if (type === F.CopyDone || type === F.CopyFail) copy.copyIn = false;
+      if (!relayWrite(copy.conn.socket, frame, this.clientSlot) && !copy.conn.socket.destroyed) this.writeBlocked = true;
+      return;
+    }
     switch (type) {
       case F.Query: {
         this.sendBatchOn();

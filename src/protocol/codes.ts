@@ -15,6 +15,7 @@ export const B = {
   NoticeResponse: 0x4e, // 'N'
   NotificationResponse: 0x41, // 'A'
   CommandComplete: 0x43, // 'C'
+  CopyInResponse: 0x47, // 'G'
 } as const;
 
 // Frontend (client → server) message types.
