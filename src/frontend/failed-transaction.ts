@@ -48,6 +48,44 @@ export function failedTransactionReply(u: Unit, pending: ProxyError | null): Fai
   return { reply: rollbackReplies(u), ended: true, discard: false };
 }
 
+const IDLE = 0x49;
+const FAILED = 0x45;
+
+/**
+ * Answers for the units that were running on a server connection that died (`status`: the transaction status
+ * before them), leaving the client where PostgreSQL would: an autocommit statement fails (`lossError(true)`: 08007
+ * when it may have committed), a COMMIT in flight is 08007 and ends the transaction, and anything else inside a
+ * transaction fails it (status E), so that nothing the client sends after it can run outside the transaction.
+ */
+export function answerLostUnits(lost: readonly Unit[], status: number, lossError: (commitInFlight: boolean) => ProxyError): { reply: Buffer; status: number; discard: boolean } {
+  const out: Buffer[] = [];
+  let st = status;
+  let failed = st === FAILED;
+  // A transaction the server itself had failed can only have rolled back; one failed by the loss may have committed
+  // if its COMMIT reached the server before the connection died.
+  const failedByServer = failed;
+  let discard = false;
+  for (let i = 0; i < lost.length; i++) {
+    const u = lost[i];
+    // A Flush-ended piece followed by the rest of its batch: the batch is answered once, at its end.
+    if (!u.sync && i < lost.length - 1) continue;
+    if ((st === IDLE && !u.opensTransaction) || (u.commits && !failedByServer)) {
+      // Only a unit that reached its Sync (or ran a COMMIT) can have committed anything: then the outcome is unknown.
+      out.push(errorResponse(lossError(u.commits || (st === IDLE && u.sync && u.mayWrite))));
+      if (u.sync) out.push(readyForQuery('I'));
+      else discard = true;
+      st = IDLE;
+      continue;
+    }
+    const r = failedTransactionReply(u, failed ? null : lossError(false));
+    out.push(r.reply);
+    if (r.discard) discard = true;
+    failed = !r.ended;
+    st = r.ended ? IDLE : FAILED;
+  }
+  return { reply: Buffer.concat(out), status: st, discard };
+}
+
 /** What PostgreSQL sends for COMMIT/ROLLBACK in a failed transaction: each completes with the tag ROLLBACK. */
 function rollbackReplies(u: Unit): Buffer {
   const out: Buffer[] = [];

@@ -28,12 +28,10 @@ import { SessionState } from './session-state.js';
 import { PreparedStatements } from './prepared-statements.js';
 import { intercept, interceptBatch, type PgsplitSettings } from './intercept.js';
 import { FrameError } from '../protocol/frame-scanner.js';
-import { MessageWriter } from '../protocol/writer.js';
-import { query } from '../protocol/frontend-messages.js';
-import type { Classification } from '../router/classification.js';
 import { closeSocket } from '../util/close-socket.js';
 import type { ClientLimits } from './client-startup.js';
-import { failedTransactionReply } from './failed-transaction.js';
+import { answerLostUnits, failedTransactionReply } from './failed-transaction.js';
+import { refuseUnit } from './refusal.js';
 import { idleTimeoutError } from './idle.js';
 
 export interface RoutingSettings {
@@ -68,8 +66,6 @@ const FAILED = 0x45;
 const MAX_BATCH_PIECE = 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
 const statusChar = (s: number): 'I' | 'T' | 'E' => (s === IDLE ? 'I' : s === FAILED ? 'E' : 'T');
-/** Where a refused unit runs: the primary, or the server of its open transaction. */
-const REFUSED: Classification = Object.freeze({ target: 'primary', reason: 'refused', statements: [], via: 'lexical', flags: 0 }) as Classification;
 
 export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   txStatus = 0x49;
@@ -336,41 +332,10 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       const max = this.ctx.limits().maxSessionSettings;
       if (this.state.settingsAfter(u.parts) > max) u.refusal = errors.sessionLimit('recorded settings (SET)', max, 'limits.max_session_settings');
     }
-    if (u.refusal !== null) this.refuse(u);
+    if (u.refusal !== null) refuseUnit(u);
     this.queuedBytes += u.bytes;
     this.queue.push(u);
     this.pump();
-  }
-
-  /**
-   * A unit that would exceed a session limit runs as a statement that fails with the limit's error instead, on
-   * the server it would have used: the server then does what PostgreSQL does after any error (fails an open
-   * transaction, discards the rest of a batch up to Sync), so a refused statement can never be skipped silently
-   * inside a transaction that then commits.
-   */
-  private refuse(u: Unit): void {
-    const e = u.refusal!;
-    const lit = (t: string | undefined) => `'${(t ?? '').replace(/'/g, "''")}'`;
-    const sql = `DO $pgsplit$BEGIN RAISE EXCEPTION USING ERRCODE = ${lit(e.sqlstate)}, MESSAGE = ${lit(e.message)}, HINT = ${lit(e.hint)}; END$pgsplit$`;
-    const simple = u.frames.length > 0 && u.frames[0][0] === F.Query;
-    if (simple) u.frames = [query(sql)];
-    else {
-      const parse = MessageWriter.message(F.Parse, (w) => w.cstring('').cstring(sql).int8(0).int8(0));
-      const bind = MessageWriter.message(F.Bind, (w) => w.cstring('').cstring('').int8(0).int8(0).int8(0).int8(0).int8(0).int8(0));
-      const execute = MessageWriter.message(F.Execute, (w) => w.cstring('').int32(0));
-      const end = MessageWriter.message(u.sync ? F.Sync : F.Flush, () => {});
-      u.frames = [parse, bind, execute, end];
-      // The server's unnamed statement is now this one: a later Bind of the session's own is prepared again.
-      u.unnamedParse = parse;
-    }
-    u.owned = true;
-    u.ownedFrames = u.frames.length;
-    u.parts = [REFUSED];
-    u.needs = [];
-    u.parses = [];
-    u.closes = [];
-    u.effects = u.commits = u.mayWrite = u.opensTransaction = false;
-    u.local = null;
   }
 
   // ---- dispatch --------------------------------------------------------------------------------
@@ -830,40 +795,13 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
    * so that nothing the client sends after it can run outside the transaction.
    */
   private answerLost(lost: Unit[], node: string, primary: boolean): void {
-    const out: Buffer[] = [];
-    let st = this.txStatus;
-    let failed = st === FAILED;
-    for (let i = 0; i < lost.length; i++) {
-      const u = lost[i];
-      const last = i === lost.length - 1;
-      // A Flush-ended piece followed by the rest of its batch: the batch is answered once, at its end.
-      if (!u.sync && !last) continue;
-      if (st === IDLE && !u.opensTransaction) {
-        // Only a unit that reached its Sync (or ran a COMMIT) can have committed anything: then the outcome is unknown.
-        out.push(errorResponse(primary ? errors.primaryLost(node, u.commits || (u.sync && u.mayWrite)) : errors.replicaLost(node)));
-        if (u.sync) out.push(readyForQuery('I'));
-        else this.discardUntilSync = true;
-        continue;
-      }
-      if (u.commits && !failed) {
-        // The COMMIT may have happened just before the connection died: the outcome is unknown, and the transaction over.
-        out.push(errorResponse(errors.primaryLost(node, true)));
-        if (u.sync) out.push(readyForQuery('I'));
-        else this.discardUntilSync = true;
-        st = IDLE;
-        continue;
-      }
-      const r = failedTransactionReply(u, failed ? null : primary ? errors.primaryLost(node, false) : errors.replicaLost(node));
-      out.push(r.reply);
-      if (r.discard) this.discardUntilSync = true;
-      failed = !r.ended;
-      st = r.ended ? IDLE : FAILED;
-    }
+    const r = answerLostUnits(lost, this.txStatus, primary ? (commitInFlight) => errors.primaryLost(node, commitInFlight) : () => errors.replicaLost(node));
+    if (r.discard) this.discardUntilSync = true;
     this.state.abortTransaction();
     this.txMayWrite = false;
-    this.txStatus = st;
-    this.cut = st === FAILED ? { error: null } : null;
-    if (out.length > 0) this.client.write(Buffer.concat(out));
+    this.txStatus = r.status;
+    this.cut = r.status === FAILED ? { error: null } : null;
+    if (r.reply.length > 0) this.client.write(r.reply);
   }
 
   /**

@@ -26,10 +26,11 @@ export function adminAuthHeaders(token = TEST_ADMIN_TOKEN): Record<string, strin
  * `adminAuth` is the body of admin.auth (default `token: test-admin-token`; null: no admin.auth at all);
  * `adminExtra` adds keys to the admin section (e.g. `metrics_port: 0`). `env` feeds ${VAR} references (configFor, startProxy).
  */
-export function configYamlFor(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'superuser'>, o: { port?: number; adminPort?: number; adminAuth?: string | null; adminExtra?: string; auth?: string; logLevel?: string; extra?: string; nodeExtra?: Record<string, string>; env?: Record<string, string> } = {}): string {
+export function configYamlFor(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'superuser'>, o: { port?: number; adminPort?: number; adminAuth?: string | null; adminExtra?: string; listenExtra?: string; auth?: string; logLevel?: string; extra?: string; nodeExtra?: Record<string, string>; env?: Record<string, string> } = {}): string {
   const adminAuth = o.adminAuth === undefined ? `token: ${TEST_ADMIN_TOKEN}` : o.adminAuth;
   return [
-    `listen: { host: 127.0.0.1, port: ${o.port ?? 0} }`,
+    // listenExtra adds keys to the listen section, e.g. 'max_client_connections: 5' (a second listen: in extra is a YAML error).
+    `listen: { host: 127.0.0.1, port: ${o.port ?? 0}${o.listenExtra ? `, ${o.listenExtra}` : ''} }`,
     `admin: { host: 127.0.0.1, port: ${o.adminPort ?? 0}${adminAuth === null ? '' : `, auth: { ${adminAuth} }`}${o.adminExtra ? `, ${o.adminExtra}` : ''} }`,
     `auth: { method: ${o.auth ?? 'scram-sha-256'} }`,
     'users:',

@@ -173,7 +173,7 @@ describe('failover in async mode: the primary is killed under write load', () =>
     expect(standbys).toContain(other.name);
   });
 
-  it('an idle session keeps its connection and settings; a session in a transaction gets 08006 once, then continues', async () => {
+  it('an idle session keeps its connection and settings; a session in a transaction gets 08006, its transaction is failed until ROLLBACK, then it continues', async () => {
     const r = await idle.query("SELECT current_setting('application_name') AS app, current_setting('work_mem') AS wm");
     expect(r.rows[0]).toEqual({ app: 'fo-idle', wm: '3MB' });
     const w = await idle.query("/* pgsplit:primary */ SELECT current_setting('application_name') AS app, current_setting('work_mem') AS wm, inet_server_port() AS port");
@@ -186,6 +186,9 @@ describe('failover in async mode: the primary is killed under write load', () =>
     console.log(`[failover] async: in-transaction session got ${err.code}: ${err.message}`);
     expect(err.code).toBe('08006');
     expect(err.message).toMatch(/failover/);
+    // The transaction died with the old primary: as on PostgreSQL after any error in a transaction, nothing runs until ROLLBACK.
+    expect((await rejection(tx.query('SELECT 1 AS ok'))).code).toBe('25P02');
+    expect((await tx.query('ROLLBACK')).command).toBe('ROLLBACK');
     expect((await tx.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
     const again = await tx.query('INSERT INTO w (client) VALUES (96) RETURNING id, inet_server_port() AS port');
     expect(again.rows[0].port).toBe(newPrimary.port);

@@ -1,14 +1,10 @@
 // Support for the hardening tests: a raw protocol client (trust auth), frame builders, socket watchers and the proxy child's memory.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
 import { expect } from 'vitest';
 import type { ClusterInfo, ClusterNode } from '../harness/cluster.js';
-import { configYamlFor, REPO_ROOT, spawnProxy, type ProxyProcess } from '../harness/proxy.js';
-import { freePort } from '../harness/ports.js';
+import { spawnProxy, type ProxyProcess } from '../harness/proxy.js';
 import { directClient } from './helpers.js';
 
 // ---- frontend frames --------------------------------------------------------------------------
@@ -327,7 +323,7 @@ export class ChildProxy {
       await this.stop();
     }
     this.stderr = '';
-    this.proc = this.listenExtra ? await spawnWithListen(this.info, this.options, this.listenExtra) : await spawnProxy(this.info, this.options);
+    this.proc = await spawnProxy(this.info, this.listenExtra ? { ...this.options, listenExtra: this.listenExtra } : this.options);
     this.proc.child.stderr!.on('data', (d: Buffer) => {
       this.stderr = (this.stderr + d.toString()).slice(-4000);
     });
@@ -384,46 +380,6 @@ export class ChildProxy {
       await c.end().catch(() => {});
     }
   }
-}
-
-/**
- * spawnProxy's process with keys added to the config's listen section (the harness writes that section
- * itself, and YAML refuses a second `listen:` in `extra`).
- */
-async function spawnWithListen(info: ClusterInfo, o: NonNullable<Parameters<typeof spawnProxy>[1]>, listenExtra: string): Promise<ProxyProcess> {
-  const port = await freePort();
-  const adminPort = await freePort();
-  const yaml = configYamlFor(info, { ...o, port, adminPort, logLevel: o.logLevel ?? 'info' });
-  const listen = /^listen: \{ (.*) \}$/m;
-  if (!listen.test(yaml)) throw new Error('spawnWithListen: the harness config has no one-line listen section any more');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgsplit-proxy-'));
-  const configFile = path.join(dir, 'pgsplit.yaml');
-  fs.writeFileSync(configFile, yaml.replace(listen, (_m, keys: string) => `listen: { ${keys}, ${listenExtra} }`));
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/pgsplit.js'), '--config', configFile], { stdio: ['ignore', 'inherit', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`pgsplit exited with ${child.exitCode}: ${stderr}`);
-    const ready = await fetch(`http://127.0.0.1:${adminPort}/ready`).then((r) => r.status === 200, () => false);
-    if (ready) break;
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`pgsplit did not become ready: ${stderr}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(t);
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-  };
-  return { child, port, adminPort, configFile, stop };
 }
 
 /** True when something accepts a TCP connection on the port (within 2 s). */

@@ -2,7 +2,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Classifier } from '../../src/router/classifier.js';
 import { initParser } from '../../src/router/parser.js';
-import { endsTransaction, failedTransactionReply, forEachMessage } from '../../src/frontend/failed-transaction.js';
+import { answerLostUnits, endsTransaction, failedTransactionReply, forEachMessage } from '../../src/frontend/failed-transaction.js';
+import { refuseUnit } from '../../src/frontend/refusal.js';
 import { addFrame, addPart, newUnit, type Unit } from '../../src/frontend/unit.js';
 import { MessageWriter } from '../../src/protocol/writer.js';
 import { query } from '../../src/protocol/frontend-messages.js';
@@ -112,5 +113,75 @@ describe('idleTimeoutError', () => {
     const off = { ...limits, clientIdleTimeoutMs: 0, idleTransactionTimeoutMs: 0 };
     expect(idleTimeoutError(0x49, 1e9, off)).toBeNull();
     expect(idleTimeoutError(0x54, 1e9, off)).toBeNull();
+  });
+});
+
+describe('answerLostUnits: the units running on a server connection that died', () => {
+  const loss = (commitInFlight: boolean) => errors.primaryLost('pg1', commitInFlight);
+  const sent = (sql: string, sync = true): Unit => (sync ? simple(sql) : extended(sql, false));
+
+  it('an autocommit read fails with 08006 and the session stays idle; an autocommit write may have committed: 08007', () => {
+    const r = answerLostUnits([sent('SELECT 1'), sent('INSERT INTO t VALUES (1)')], 0x49, loss);
+    expect(decode(r.reply)).toEqual(['E:08006', 'Z:I', 'E:08007', 'Z:I']);
+    expect(r.status).toBe(0x49);
+  });
+
+  it('inside a transaction: the first gets the loss, the rest 25P02, and the transaction is failed (E)', () => {
+    const r = answerLostUnits([sent('INSERT INTO t VALUES (2)'), sent('INSERT INTO t VALUES (3)')], 0x54, loss);
+    expect(decode(r.reply)).toEqual(['E:08006', 'Z:E', 'E:25P02', 'Z:E']);
+    expect(r.status).toBe(0x45);
+  });
+
+  it('a BEGIN lost before its answer: the transaction it opened failed, so what follows cannot autocommit', () => {
+    const r = answerLostUnits([sent('BEGIN'), sent('INSERT INTO t VALUES (1)')], 0x49, loss);
+    expect(decode(r.reply)).toEqual(['E:08006', 'Z:E', 'E:25P02', 'Z:E']);
+    expect(r.status).toBe(0x45);
+  });
+
+  it('a COMMIT in flight: 08007 (it may have committed) and the transaction is over', () => {
+    const r = answerLostUnits([sent('COMMIT')], 0x54, loss);
+    expect(decode(r.reply)).toEqual(['E:08007', 'Z:I']);
+    expect(r.status).toBe(0x49);
+  });
+
+  it('a COMMIT sent behind a statement that was running: it may have reached the server, so 08007, never a made-up ROLLBACK', () => {
+    const r = answerLostUnits([sent('INSERT INTO t VALUES (2)'), sent('COMMIT')], 0x54, loss);
+    expect(decode(r.reply)).toEqual(['E:08006', 'Z:E', 'E:08007', 'Z:I']);
+    expect(r.status).toBe(0x49);
+  });
+
+  it('a COMMIT in a transaction the server had already failed can only roll back: ROLLBACK', () => {
+    const r = answerLostUnits([sent('INSERT INTO t VALUES (2)'), sent('COMMIT')], 0x45, loss);
+    expect(decode(r.reply)).toEqual(['E:25P02', 'Z:E', 'C:ROLLBACK', 'Z:I']);
+  });
+
+  it('a batch cut before its Sync: one error, no ReadyForQuery yet, the rest discarded up to the Sync; nothing could have committed', () => {
+    const r = answerLostUnits([sent('INSERT INTO t VALUES (1)', false)], 0x49, loss);
+    expect(decode(r.reply)).toEqual(['E:08006']);
+    expect(r.discard).toBe(true);
+  });
+});
+
+describe('refuseUnit', () => {
+  it('a simple Query becomes a DO that raises the limit error, keeping nothing of the client statement', () => {
+    const u = simple("SET my.x = 'secret'");
+    u.refusal = errors.sessionLimit('recorded settings (SET)', 3, 'limits.max_session_settings');
+    refuseUnit(u);
+    const sql = u.frames[0].toString('utf8', 5, u.frames[0].length - 1);
+    expect(sql).toMatch(/^DO \$pgsplit\$BEGIN RAISE EXCEPTION USING ERRCODE = '53400', MESSAGE = 'pgsplit: too many recorded settings \(SET\) in this session \(at most 3\)'/);
+    expect(sql).not.toContain('secret');
+    expect(u).toMatchObject({ effects: false, mayWrite: false, sync: true, local: null });
+  });
+
+  it('a batch keeps its shape: Parse/Bind/Execute and the same ending (Sync, or Flush so the server discards the rest up to the Sync)', () => {
+    for (const sync of [true, false]) {
+      const u = extended('SELECT 1', sync);
+      u.refusal = errors.sessionLimit('prepared statements', 1, 'limits.max_prepared_statements');
+      refuseUnit(u);
+      const types: string[] = [];
+      forEachMessage(u.frames, (t) => types.push(String.fromCharCode(t)));
+      expect(types).toEqual(['P', 'B', 'E', sync ? 'S' : 'H']);
+      expect(u.parses).toEqual([]);
+    }
   });
 });
