@@ -12,6 +12,7 @@ import { Listener } from './frontend/listener.js';
 import type { FrontendSettings } from './frontend/client-startup.js';
 import { prepareScramKeys } from './frontend/auth.js';
 import { loadTls, type TlsState } from './tls/load.js';
+import { monitorTlsOptions } from './tls/backend-tls.js';
 import type { Session } from './frontend/session.js';
 import type { RelaySession } from './frontend/relay-session.js';
 import { createMetrics } from './metrics/registry.js';
@@ -73,13 +74,21 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
   let tlsState = loadTls(config, null);
   const startedAt = Date.now();
   const topology = new Topology(config.nodes);
-  const monitor = new Monitor(topology, config.monitor, log, () => ({
+  // pgsplit's own connections to the nodes speak TLS as server_tls / nodes[].tls say (read live: a reload applies).
+  const monitorTls = (host: string, port: number) => {
+    const n = config.nodes.find((x) => x.host === host && x.port === port);
+    const t = n ? tlsState.nodes.get(n.name) : undefined;
+    if (t?.error) throw new Error(t.error);
+    return monitorTlsOptions(t?.tls ?? null, host);
+  };
+  const monitorSettings = (m: Config['monitor']) => ({ ...m, tls: monitorTls });
+  const monitor = new Monitor(topology, monitorSettings(config.monitor), log, () => ({
     bytes: config.routing.max_replica_lag.bytes,
     timeMs: config.routing.max_replica_lag.time,
     unbanAfterMs: config.routing.unban_after,
   }), () => config.failover.failure_threshold);
-  const lsn = new LsnTracker(topology, () => config.monitor, log);
-  const failover = new FailoverController(topology, () => config.monitor, () => ({
+  const lsn = new LsnTracker(topology, () => monitorSettings(config.monitor), log);
+  const failover = new FailoverController(topology, () => monitorSettings(config.monitor), () => ({
     enabled: config.failover.enabled,
     failureThreshold: config.failover.failure_threshold,
     promoteTimeoutMs: config.failover.promote_timeout,
@@ -112,7 +121,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
     if (!p) return;
     try {
       const rows = [];
-      for (const database of databases) rows.push(...(await loadVolatileFunctions(p.host, p.port, { ...config.monitor, database }, VOLATILE_FUNCTIONS_SQL)));
+      for (const database of databases) rows.push(...(await loadVolatileFunctions(p.host, p.port, { ...monitorSettings(config.monitor), database }, VOLATILE_FUNCTIONS_SQL)));
       const names = volatileFunctionNames(rows);
       const key = names.slice().sort().join(',');
       if (key !== volatileKey) {
@@ -252,7 +261,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
         listen: { ...next.listen, host: config.listen.host, port: config.listen.port },
         admin: config.admin,
       };
-      if (!same(applied.monitor, config.monitor)) monitor.setSettings(applied.monitor);
+      if (!same(applied.monitor, config.monitor)) monitor.setSettings(monitorSettings(applied.monitor));
       if (!same(applied.nodes, config.nodes)) topology.setAddresses(applied.nodes);
       log.level = applied.log.level;
       if (!same(applied.routing, config.routing)) classifier.setCatalog(catalogFor(applied, volatileNames));

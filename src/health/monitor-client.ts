@@ -1,4 +1,5 @@
 // Connections pgsplit opens to a node for itself (probes, LSN polls, the function catalog, failover steps), all with the monitor's credentials.
+import type tls from 'node:tls';
 import pg from 'pg';
 
 export interface MonitorSettings {
@@ -8,6 +9,8 @@ export interface MonitorSettings {
   interval: number;
   connect_timeout: number;
   probe_timeout: number;
+  /** TLS options for the node at host:port (server_tls / nodes[].tls), or undefined for plaintext. */
+  tls?: (host: string, port: number) => tls.ConnectionOptions | undefined;
 }
 
 /**
@@ -26,6 +29,7 @@ export function monitorClient(node: { host: string; port: number }, s: MonitorSe
     connectionTimeoutMillis: s.connect_timeout,
     query_timeout: queryTimeout,
     keepAlive,
+    ssl: s.tls?.(node.host, node.port),
   });
 }
 

@@ -35,6 +35,16 @@ export function backendTls(files: ServerTlsFiles, keyPath: string): BackendTls |
   return { mode: files.mode, verifyChain, verifyHost: files.mode === 'verify-full', context };
 }
 
+/**
+ * Options for pgsplit's own connections to a node (node-postgres `ssl`), or undefined for plaintext: node-postgres
+ * cannot fall back from TLS, so `prefer` keeps them plaintext.
+ */
+export function monitorTlsOptions(t: BackendTls | null, host: string): tls.ConnectionOptions | undefined {
+  if (t === null || t.mode === 'prefer') return undefined;
+  const { socket: _none, ...options } = tlsConnectOptions(t, host, undefined as unknown as net.Socket);
+  return options;
+}
+
 /** Options for tls.connect over `socket` (already past SSLRequest/'S') to `host`. */
 export function tlsConnectOptions(t: BackendTls, host: string, socket: net.Socket): tls.ConnectionOptions {
   return {

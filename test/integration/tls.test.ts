@@ -8,7 +8,7 @@ import type { ClusterTls } from '../harness/cluster.js';
 import net from 'node:net';
 import type tls from 'node:tls';
 import { configFor, startProxy, type RunningProxy } from '../harness/proxy.js';
-import { firstErrorFields, proxyClient, psql, rawExchange, rejection, startupMessage, using } from './helpers.js';
+import { directClient, firstErrorFields, proxyClient, psql, rawExchange, rejection, startupMessage, using } from './helpers.js';
 
 const info = inject('cluster');
 const certs = (): ClusterTls => {
@@ -56,9 +56,13 @@ describe('pgsplit to PostgreSQL over TLS (server_tls)', () => {
     await Promise.all(proxies.map((p) => p.close(1_000)));
   });
 
-  it('server_tls verify-full against the cluster CA: the server connection uses TLS', async () => {
+  it('server_tls verify-full against the cluster CA: the server connection uses TLS, and so do pgsplit\'s own (probes, LSN polls)', async () => {
     const p = await proxy(`server_tls: { mode: verify-full, ca: "${certs().ca}" }`);
     expect(await sslOfServerConnection(p)).toEqual({ ssl: true, u: 'app' });
+    const own = await using(directClient(info.nodes[0]!, info), async (d) =>
+      (await d.query<{ ssl: boolean }>("SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'pgsplit-monitor' AND a.client_port IS NOT NULL")).rows.map((r) => r.ssl));
+    // This is the first proxy of the suite with server_tls: an encrypted monitor connection can only be its own.
+    expect(own).toContain(true);
   });
 
   it.each([
@@ -86,18 +90,18 @@ describe('pgsplit to PostgreSQL over TLS (server_tls)', () => {
     expect(await sslOfServerConnection(p)).toEqual({ ssl: false, u: 'app' });
   });
 
-  it('server_tls verify-full against a wrong CA fails with a clear error', async () => {
-    const p = await proxy(`server_tls: { mode: verify-full, ca: "${otherCa}" }`);
+  it('server_tls verify-full against a wrong CA: no node can be verified, so none is used, and the error says why', async () => {
+    const p = await proxy(`server_tls: { mode: verify-full, ca: "${otherCa}" }\nfailover: { hold_timeout: 0s }`);
     const err = (await rejection(sslOfServerConnection(p))) as Error & { code?: string; detail?: string };
-    expect(err.code).toBe('08006');
-    expect(err.detail).toMatch(/TLS .*failed \(mode verify-full\)/);
+    // pgsplit's own probes verify the servers too: no primary is known, and each node reports the certificate failure.
+    expect(err.code).toBe('57P03');
     expect(err.detail).toMatch(/certificate/i);
   });
 
   it('verify-full checks the host name against the certificate; verify-ca does not', async () => {
     // The certificate names 127.0.0.1 and localhost. "127.1" reaches the same server under a name it does not list.
     expect(await sslOfServerConnection(await proxyAt('localhost', 'verify-full'))).toEqual({ ssl: true, u: 'app' });
-    const err = (await rejection(sslOfServerConnection(await proxyAt('127.1', 'verify-full')))) as Error & { detail?: string };
+    const err = (await rejection(sslOfServerConnection(await proxyAt('127.1', 'verify-full', 'failover: { hold_timeout: 0s }')))) as Error & { detail?: string };
     expect(err.detail).toMatch(/Hostname\/IP does not match certificate's altnames/);
     expect(await sslOfServerConnection(await proxyAt('127.1', 'verify-ca'))).toEqual({ ssl: true, u: 'app' });
   });
@@ -119,10 +123,10 @@ describe('pgsplit to PostgreSQL over TLS (server_tls)', () => {
   });
 
   /** A proxy whose nodes are addressed as `host`, each with nodes[].tls in `mode` against the cluster CA. */
-  async function proxyAt(host: string, mode: string): Promise<RunningProxy> {
+  async function proxyAt(host: string, mode: string, extra = ''): Promise<RunningProxy> {
     const nodeTls = Object.fromEntries(info.nodes.map((n) => [n.name, `tls: { mode: ${mode}, ca: "${certs().ca}" }`]));
     // Quoted: the config is YAML, where 127.1 would be a number.
-    const p = await startProxy({ ...info, nodes: info.nodes.map((n) => ({ ...n, host: JSON.stringify(host) })) }, { nodeExtra: nodeTls });
+    const p = await startProxy({ ...info, nodes: info.nodes.map((n) => ({ ...n, host: JSON.stringify(host) })) }, { nodeExtra: nodeTls, extra });
     proxies.push(p);
     return p;
   }
