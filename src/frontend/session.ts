@@ -244,12 +244,12 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   private onClientMessage(type: number, body: Buffer, frame: Buffer): void {
     if (this.closed) return;
     const copy = this.copyLink;
-    if (copy !== null && copy.copyIn && type !== F.Terminate) {
-      // In COPY FROM STDIN everything goes to the server as it comes: PostgreSQL ignores Sync and Flush there and
-      // ends the COPY with an error on anything else, which is then the COPY's answer (no unit of its own).
-      if (type === F.CopyDone || type === F.CopyFail) copy.copyIn = false;
-      if (!relayWrite(copy.conn.socket, frame, this.clientSlot) && !copy.conn.socket.destroyed) this.writeBlocked = true;
-      return;
+    if (copy !== null && copy.copyIn && type !== F.Terminate && type !== F.CopyData && type !== F.CopyDone && type !== F.CopyFail) {
+      // In COPY FROM STDIN PostgreSQL ignores Sync and Flush, and ends the connection ("protocol synchronization was
+      // lost") on anything else. Passing such a message on could race with a COPY the server has already failed
+      // (it would then run as a statement nobody accounts for), so the proxy decides here, the same way.
+      if (type === F.Sync || type === F.Flush) return;
+      throw errors.protocolViolation(`unexpected message type 0x${type.toString(16)} during COPY from stdin`);
     }
     switch (type) {
       case F.Query: {
@@ -299,6 +299,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       }
       case F.CopyData: case F.CopyDone: case F.CopyFail: {
         const link = this.copyLink ?? this.home;
+        if (type !== F.CopyData) link.copyIn = false;
         if (!relayWrite(link.conn.socket, frame, this.clientSlot) && !link.conn.socket.destroyed) this.writeBlocked = true;
         return;
       }
@@ -325,6 +326,12 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   private batchOnServer(): boolean {
     const last = this.queue.length > 0 ? this.queue[this.queue.length - 1] : this.inflight[this.inflight.length - 1];
     return last !== undefined && !last.sync;
+  }
+
+  /** A unit back at the head of the queue (a retry on the primary). */
+  private requeue(u: Unit): void {
+    this.queue.unshift(u);
+    this.queuedBytes += u.bytes;
   }
 
   private enqueue(u: Unit): void {
@@ -527,7 +534,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
           u.link = null;
           u.retryable = false;
           u.reason = 'replay-failed';
-          this.queue.unshift(u);
+          this.requeue(u);
           this.dispatchFirstToPrimary();
           return;
         }
@@ -601,7 +608,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       u.retried = true;
       u.retryable = false;
       u.reason = 'retry-25006';
-      this.queue.unshift(u);
+      this.requeue(u);
       if (!u.owned) own(u);
       u.link = null;
       this.dispatchFirstToPrimary();
@@ -644,7 +651,10 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     const u = this.queue[0];
     u.forcePrimary = true;
     const p = this.primary();
-    if (p !== null) this.dispatch(this.queue.shift()!, p);
+    if (p !== null) {
+      this.queuedBytes -= u.bytes;
+      this.dispatch(this.queue.shift()!, p);
+    }
     this.pump();
   }
 
@@ -743,6 +753,11 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     link.closed = true;
     this.links.delete(link.node);
     if (this.closed) return;
+    // A server that died with a full socket never drains: the client must not stay paused for it.
+    if (this.writeBlocked) {
+      this.writeBlocked = false;
+      this.flow();
+    }
     if (link.fatalPassed !== null) {
       // The server ended the connection over something the client sent, and said so to the client: as on PostgreSQL, the session is over.
       this.ctx.log.info({ pid: this.key.pid, node: link.node, sqlstate: link.fatalPassed }, 'server closed the connection with a FATAL error; ending the session');
@@ -772,7 +787,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       head.retryable = false;
       head.link = null;
       head.reason = 'replica-lost';
-      this.queue.unshift(head);
+      this.requeue(head);
       this.dispatchFirstToPrimary();
       return;
     }
