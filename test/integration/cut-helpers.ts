@@ -1,4 +1,5 @@
 // Helpers for the cut-transaction tests: cutting a session's backend, watching the proxy notice, outcomes and ReadyForQuery statuses, a raw protocol client.
+import { decodeErrorFields } from '../../src/protocol/backend-messages.js';
 import net from 'node:net';
 import pg from 'pg';
 import type { ClusterInfo, ClusterNode } from '../harness/cluster.js';
@@ -134,18 +135,8 @@ export const fe = {
   terminate: (): Buffer => msg('X', Buffer.alloc(0)),
 };
 
-/** The fields of an ErrorResponse/NoticeResponse body by code letter. */
-export function errorFields(body: Buffer): Record<string, string> {
-  const out: Record<string, string> = {};
-  let p = 0;
-  while (p < body.length && body[p] !== 0) {
-    const end = body.indexOf(0, p + 1);
-    if (end < 0) break;
-    out[String.fromCharCode(body[p]!)] = body.toString('utf8', p + 1, end);
-    p = end + 1;
-  }
-  return out;
-}
+/** The fields of an ErrorResponse/NoticeResponse body by code letter (the proxy's own decoder). */
+export const errorFields = decodeErrorFields;
 
 /** A short description of a backend message, for assertions: 'E:08006', 'Z:I', 'C:INSERT 0 1', '1', ... */
 export function describeMsg(m: Msg): string {

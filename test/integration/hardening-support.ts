@@ -1,11 +1,12 @@
 // Support for the hardening tests: a raw protocol client (trust auth), frame builders, socket watchers and the proxy child's memory.
+import { decodeErrorFields } from '../../src/protocol/backend-messages.js';
 import fs from 'node:fs';
 import net from 'node:net';
 import pg from 'pg';
 import { expect } from 'vitest';
 import type { ClusterInfo, ClusterNode } from '../harness/cluster.js';
-import { spawnProxy, type ProxyProcess } from '../harness/proxy.js';
-import { directClient } from './helpers.js';
+import { spawnProxy, type ProxyProcess, type RunningProxy } from '../harness/proxy.js';
+import { directClient, proxyClient } from './helpers.js';
 
 // ---- frontend frames --------------------------------------------------------------------------
 
@@ -31,18 +32,8 @@ export interface BackendMessage {
   body: Buffer;
 }
 
-/** The fields of an ErrorResponse/NoticeResponse body, by field code (C, M, S …). */
-export function messageFields(body: Buffer): Record<string, string> {
-  const out: Record<string, string> = {};
-  let p = 0;
-  while (p < body.length && body[p] !== 0) {
-    const end = body.indexOf(0, p + 1);
-    if (end < 0) break;
-    out[String.fromCharCode(body[p]!)] = body.toString('utf8', p + 1, end);
-    p = end + 1;
-  }
-  return out;
-}
+/** The fields of an ErrorResponse/NoticeResponse body, by field code (C, M, S …): the proxy's own decoder. */
+export const messageFields = decodeErrorFields;
 
 /** A raw protocol-3.0 connection that keeps every backend message it receives (for small answers only). */
 export class RawConn {
@@ -352,23 +343,7 @@ export class ChildProxy {
 
   /** A node-postgres client through this proxy as the app user. */
   async client(o: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
-    const c = new pg.Client({
-      host: '127.0.0.1',
-      port: this.port,
-      user: this.info.app.user,
-      password: this.info.app.password,
-      database: this.info.app.database,
-      connectionTimeoutMillis: 10_000,
-      ...o,
-    });
-    c.on('error', () => {});
-    try {
-      await c.connect();
-    } catch (err) {
-      await c.end().catch(() => {});
-      throw err;
-    }
-    return c;
+    return proxyClient({ listenPort: this.port } as RunningProxy, this.info, o);
   }
 
   /** A fresh client runs SELECT 1 (and is closed): the proxy still serves. */
