@@ -119,6 +119,8 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   private queuedBytes = 0;
   /** A server connection's socket did not take the last write at once: stop reading the client until it drains. */
   private writeBlocked = false;
+  /** The client's next Sync completes an extended-protocol COPY (see the CopyDone case). */
+  private copyOwesSync = false;
   private clientPaused = false;
   /** Last time the client sent something or a unit finished (for the idle timeouts). */
   private lastActivity = Date.now();
@@ -277,6 +279,11 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
         return;
       }
       case F.Flush: case F.Sync: {
+        if (type === F.Sync && this.copyOwesSync && this.copyLink !== null) {
+          this.copyOwesSync = false;
+          relayWrite(this.copyLink.conn.socket, frame, this.clientSlot);
+          return;
+        }
         // A Flush outside any batch asks for nothing a server still holds.
         if (type === F.Flush && this.batch === null && !this.batchOnServer()) return;
         const u = this.batch ?? newUnit();
@@ -299,7 +306,13 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       }
       case F.CopyData: case F.CopyDone: case F.CopyFail: {
         const link = this.copyLink ?? this.home;
-        if (type !== F.CopyData) link.copyIn = false;
+        if (type !== F.CopyData && link.copyIn) {
+          link.copyIn = false;
+          // An extended-protocol COPY's own Sync reached the server during the COPY, which ignores it there: the
+          // ReadyForQuery that unit owes comes for the Sync the client sends after CopyDone (libpq does).
+          const u = this.inflight.find((x) => x.link === link);
+          this.copyOwesSync = u !== undefined && u.sync && u.frames[0][0] !== F.Query;
+        }
         if (!relayWrite(link.conn.socket, frame, this.clientSlot) && !link.conn.socket.destroyed) this.writeBlocked = true;
         return;
       }
