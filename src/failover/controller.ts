@@ -172,7 +172,9 @@ export class FailoverController {
       // 1. Open transactions on the old primary finish (new ones wait in the sessions).
       for (;;) {
         const open = await withNode(old, s, 5000, async (c) =>
-          Number((await c.query("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)') AND application_name NOT LIKE 'pgsplit-%'")).rows[0].n),
+          // pgsplit's own connections (pgsplit-*) only run single autocommit statements, so only an active one whose
+          // transaction began with its statement is left out: a name alone (any client can claim it) never hides a transaction.
+          Number((await c.query("SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND (state IN ('idle in transaction', 'idle in transaction (aborted)') OR (state = 'active' AND (application_name NOT LIKE 'pgsplit-%' OR xact_start < query_start)))")).rows[0].n),
         );
         if (open === 0) break;
         if (Date.now() > deadline) throw new Error(`${open} transaction(s) still open on ${old.name} after failover.switchover_timeout`);
@@ -230,7 +232,7 @@ export class FailoverController {
       if (!cfg.demoteCommand) {
         // The old primary stays up, read-only and fenced, until rejoin_command (or an operator) makes it a replica.
         await withNode(old, s, 5000, async (c) => {
-          await c.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name NOT LIKE 'pgsplit-%'");
+          await c.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND (application_name NOT LIKE 'pgsplit-%' OR state <> 'idle')");
         }).catch(() => {});
       }
     } finally {

@@ -197,7 +197,8 @@ describe('switchover: POST /switchover and the CLI, without a failed statement o
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgsplit-so-cli-'));
     const configFile = path.join(dir, 'pgsplit.yaml');
     fs.writeFileSync(configFile, configYamlFor(info, { adminPort: proxy!.adminPort! }));
-    const tx = await proxyClient(proxy!, info, { application_name: 'so-tx' });
+    // Named like pgsplit's own connections on purpose: a name must not let a transaction slip past the switchover.
+    const tx = await proxyClient(proxy!, info, { application_name: 'pgsplit-so-tx' });
     open.push(tx);
     await tx.query('BEGIN');
     const txRow = await tx.query('INSERT INTO w (client) VALUES (91) RETURNING id, inet_server_port() AS port');
@@ -206,6 +207,9 @@ describe('switchover: POST /switchover and the CLI, without a failed statement o
 
     const t0 = Date.now();
     const cli = run(process.execPath, [bin, 'switchover', '--to', 'pg2', '--config', configFile], { timeoutMs: 60_000 });
+    // The transaction goes on only once the switchover is under way (writes held), and after a switchover's usual
+    // length: had the switchover not waited for it, it would now commit on the demoted pg3 and be missing on pg2.
+    await eventually('the switchover to hold new writes', () => (proxy!.topology.writesPaused ? true : undefined), 30_000, 5);
     await sleep(500);
     await tx.query('INSERT INTO w (client) VALUES (92)');
     await tx.query('COMMIT');
