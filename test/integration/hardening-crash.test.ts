@@ -27,6 +27,21 @@ describe('pgsplit survives oversized messages', () => {
     await proxy.stop();
   });
 
+  /** A new proxy process (memory tests must not inherit an earlier test's heap), with a new concurrent session. */
+  async function freshProxy(): Promise<void> {
+    await other?.end().catch(() => {});
+    await proxy.fresh();
+    other = await proxy.client();
+  }
+
+  /** A frame header of `type` whose length word claims `length` bytes, whatever follows it. */
+  function claimingHeader(type: string, length: number): Buffer {
+    const head = Buffer.alloc(5);
+    head[0] = type.charCodeAt(0);
+    head.writeInt32BE(length, 1);
+    return head;
+  }
+
   /** The proxy process is alive and the concurrent session `other` still answers. */
   const othersUnaffected = async (): Promise<void> => {
     proxy.expectAlive();
@@ -91,18 +106,14 @@ describe('pgsplit survives oversized messages', () => {
   });
 
   it('a frame header claiming 1 GB gets 54000, ends its session, and reserves no memory for the claim', async () => {
-    await other?.end().catch(() => {});
-    await proxy.fresh();
-    other = await proxy.client();
+    await freshProxy();
     const c = await proxy.client();
     try {
       await c.query('SELECT 1');
       const before = rssMB(proxy.pid);
       const gotError = nextClientError(c, 15_000);
       const ended = endedWithin(c, 15_000);
-      const head = Buffer.alloc(5);
-      head[0] = 'Q'.charCodeAt(0);
-      head.writeInt32BE(1024 ** 3, 1);
+      const head = claimingHeader('Q', 1024 ** 3);
       socketOf(c).write(Buffer.concat([head, Buffer.alloc(8 * 1024, 'z')]));
       const err = await gotError;
       expect(err, 'no error for the oversized frame within 15 s').not.toBeNull();
@@ -117,18 +128,14 @@ describe('pgsplit survives oversized messages', () => {
   });
 
   it('a frame header claiming 1 GB followed by 48 MB: the session is closed and the proxy does not buffer what arrives', async () => {
-    await other?.end().catch(() => {});
-    await proxy.fresh();
-    other = await proxy.client();
+    await freshProxy();
     const c = await proxy.client();
     try {
       await c.query('SELECT 1');
       const sock = socketOf(c);
       const base = rssMB(proxy.pid);
       const peak = rssPeak(proxy.pid);
-      const head = Buffer.alloc(5);
-      head[0] = 'Q'.charCodeAt(0);
-      head.writeInt32BE(1024 ** 3, 1);
+      const head = claimingHeader('Q', 1024 ** 3);
       const junk = Buffer.alloc(64 * 1024, 'z');
       const deadline = Date.now() + 15_000;
       const r = await streamInto(sock, 5 + 48 * MB, (i) => (i === 0 ? head : junk), { deadline });
