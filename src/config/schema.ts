@@ -20,6 +20,7 @@ export const REPLICATION_MODES = ['async', 'semi-sync', 'sync'] as const;
 export const SYNCHRONOUS_COMMIT = ['on', 'remote_write', 'remote_apply'] as const;
 export const CLIENT_TLS_MODES = ['disable', 'allow', 'require'] as const;
 export const SERVER_TLS_MODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
+export const POOL_MODES = ['transaction', 'session'] as const;
 
 function show(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v);
@@ -160,6 +161,8 @@ const userSchema = section({
   password: str({ secret: true, allowEmpty: true }),
   /** Overrides routing.read_tags for this user's sessions. */
   read_tags: tagList().optional(),
+  /** Overrides pool.mode for this user's sessions. */
+  pool_mode: oneOf(POOL_MODES).optional(),
 });
 
 export const configSchema = section({
@@ -209,6 +212,23 @@ export const configSchema = section({
     max_prepared_statements: int(1, 10_000_000).default(10000),
     /** Session settings (SET) recorded per client for replay on other servers; one more gets 53400. */
     max_session_settings: int(1, 100_000).default(1000),
+  }).default({}),
+  /** Server connections shared by client sessions, per node, user and database. */
+  pool: section({
+    /** transaction: a client holds a server connection only while a transaction (or an extended-protocol batch) runs; session: for its whole life. */
+    mode: oneOf(POOL_MODES).default('transaction'),
+    /** Server connections per node, user and database, for the whole instance. */
+    size: int(1, 100_000).default(20),
+    /** Idle server connections kept open per node, user and database (opened ahead of need). */
+    min_idle: int(0, 100_000).default(0),
+    /** A client that waits this long for a server connection gets 53300; 0 = wait for ever (not recommended). */
+    max_client_wait: duration(true).default('30s'),
+    /** An idle server connection is closed after this long (down to min_idle); 0 = never. */
+    server_idle_timeout: duration(true).default('10m'),
+    /** A server connection is closed at its next release once it is this old; 0 = never. */
+    server_lifetime: duration(true).default('1h'),
+    /** Protocol-level prepared statements kept per server connection (least recently used closed beyond it). */
+    max_prepared_statements: int(1, 100_000).default(500),
   }).default({}),
   auth: section({ method: oneOf(AUTH_METHODS).default('scram-sha-256') }).default({}),
   users: z.array(userSchema, { errorMap: typeMap('a list of { name, password }') }).default([]).superRefine(uniqueNames('user', 'users')),

@@ -37,6 +37,15 @@ describe('parseConfig defaults and conversions', () => {
         max_prepared_statements: 10000,
         max_session_settings: 1000,
       },
+      pool: {
+        mode: 'transaction',
+        size: 20,
+        min_idle: 0,
+        max_client_wait: 30_000,
+        server_idle_timeout: 600_000,
+        server_lifetime: 3_600_000,
+        max_prepared_statements: 500,
+      },
       auth: { method: 'scram-sha-256' },
       users: [{ name: 'app', password: 's3cret' }],
       nodes: [{ name: 'pg1', host: 'db1', port: 5432, weight: 1, tags: [], delayed: false, priority: 0, allow_cleartext_password: false }],
@@ -131,7 +140,7 @@ describe('validation errors', () => {
     expect(errorsOf(`${MIN}lisen: {}\nlisten: { prot: 1 }\nmonitor: { intervall: 1s }`)).toEqual([
       'listen.prot: unknown key (allowed: host, port, max_client_connections)',
       'monitor.intervall: unknown key (allowed: user, password, database, interval, connect_timeout, probe_timeout)',
-      'lisen: unknown key (allowed: listen, admin, tls, server_tls, limits, auth, users, nodes, monitor, backend, routing, failover, replication, shutdown, log)',
+      'lisen: unknown key (allowed: listen, admin, tls, server_tls, limits, pool, auth, users, nodes, monitor, backend, routing, failover, replication, shutdown, log)',
     ]);
     expect(errorsOf('users: [{ name: a, password: b, role: x }]\nnodes: [{ name: a, host: h, role: primary }]')).toEqual([
       'users[0].role: unknown key (allowed: name, password, read_tags)',
