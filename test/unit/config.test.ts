@@ -143,7 +143,7 @@ describe('validation errors', () => {
       'lisen: unknown key (allowed: listen, admin, tls, server_tls, limits, pool, auth, users, nodes, monitor, backend, routing, failover, replication, shutdown, log)',
     ]);
     expect(errorsOf('users: [{ name: a, password: b, role: x }]\nnodes: [{ name: a, host: h, role: primary }]')).toEqual([
-      'users[0].role: unknown key (allowed: name, password, read_tags)',
+      'users[0].role: unknown key (allowed: name, password, read_tags, pool_mode)',
       'nodes[0].role: unknown key (allowed: name, host, port, weight, tags, delayed, priority, tls, allow_cleartext_password)',
     ]);
   });
