@@ -67,6 +67,12 @@ export const errors = {
     new ProxyError('25P03', 'idle_in_transaction_timeout', `pgsplit: terminating connection due to idle-in-transaction timeout (limits.idle_transaction_timeout = ${ms} ms)`, 'FATAL'),
   sessionLimit: (what: string, max: number, key: string) =>
     new ProxyError('53400', 'session_limit', `pgsplit: too many ${what} in this session (at most ${max})`, 'ERROR', undefined, `Raise ${key}, or release some (DEALLOCATE, Close, RESET).`),
+  poolTimeout: (node: string, waitedMs: number, size: number) =>
+    new ProxyError('53300', 'pool_timeout', `pgsplit: no server connection to "${node}" became free within ${waitedMs} ms (pool.max_client_wait)`, 'ERROR',
+      `All ${size} server connections of the pool (pool.size) stayed busy.`,
+      'Retry; if it happens often, raise pool.size (and PostgreSQL max_connections), or look for long transactions (SHOW POOLS, GET /status).'),
+  poolDrained: (node: string) =>
+    new ProxyError('08006', 'pool_drained', `pgsplit: the pool of server "${node}" was closed (its role changed)`, 'ERROR', undefined, 'Retry; the statement was not run.'),
   internal: (why: string) =>
     new ProxyError('XX000', 'internal_error', `pgsplit: internal error: ${why}`, 'FATAL', undefined, 'This is a bug in pgsplit; the session was closed, others are unaffected. Please report it with the proxy log.'),
   shuttingDown: () =>

@@ -21,6 +21,10 @@ import { initParser } from './router/parser.js';
 import { Classifier } from './router/classifier.js';
 import { FunctionCatalog, VOLATILE_FUNCTIONS_SQL, volatileFunctionNames } from './router/functions.js';
 import { loadVolatileFunctions } from './health/volatile-functions.js';
+import { Pools, type PoolSettings } from './backend/pool.js';
+import { registerPoolMetrics } from './metrics/pool-metrics.js';
+import { connectServer } from './backend/connect.js';
+import { errors } from './errors.js';
 
 export interface Pgsplit {
   listenPort: number;
@@ -64,6 +68,22 @@ function frontendSettings(c: Config, t: TlsState): FrontendSettings {
     holdTimeout: c.failover.hold_timeout,
     nodeConnect: new Map(c.nodes.map((n) => [n.name, { allowCleartextPassword: n.allow_cleartext_password, tls: t.nodes.get(n.name)?.tls ?? null, tlsError: t.nodes.get(n.name)?.error }])),
     clientTls: t.frontend,
+    pool: {
+      mode: c.pool.mode,
+      userModes: new Map(c.users.filter((u) => u.pool_mode !== undefined).map((u) => [u.name, u.pool_mode!])),
+      maxPreparedStatements: c.pool.max_prepared_statements,
+    },
+  };
+}
+
+function poolSettings(c: Config): PoolSettings {
+  return {
+    size: c.pool.size,
+    minIdle: c.pool.min_idle,
+    maxClientWaitMs: c.pool.max_client_wait,
+    serverIdleTimeoutMs: c.pool.server_idle_timeout,
+    serverLifetimeMs: c.pool.server_lifetime,
+    maxPreparedStatements: c.pool.max_prepared_statements,
   };
 }
 
@@ -153,7 +173,41 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
     pendingDatabases.set(name, p);
     return p;
   };
-  const listener = new Listener({ settings: () => settings, topology, stats, cancels, log, sessions, classifier, lsn, noteDatabase });
+  // Pooled server connections start with only the user and database: each client's own parameters are settings (see SessionState).
+  const pools = new Pools(
+    async (node, user, database) => {
+      const n = topology.node(node);
+      if (!n) throw errors.backendConnect(node, 'the node is no longer in the configuration');
+      let conn;
+      try {
+        conn = await connectServer({
+          node,
+          host: n.host,
+          port: n.port,
+          user,
+          password: settings.users.get(user) ?? null,
+          params: new Map([['user', user], ['database', database]]),
+          connectTimeout: config.backend.connect_timeout,
+          ...settings.nodeConnect.get(node),
+        });
+      } catch (err) {
+        stats.backendFailed(node);
+        throw err;
+      }
+      stats.backendOpened(node);
+      conn.socket.once('close', () => stats.backendClosed(node));
+      return { conn, host: n.host, port: n.port };
+    },
+    () => poolSettings(config),
+    log,
+  );
+  // A node that stops being the primary (failover, switchover) keeps no pooled connections: they are closed as they come back.
+  let poolPrimary = topology.primary?.name ?? null;
+  topology.on('primary', (name) => {
+    if (poolPrimary !== null && poolPrimary !== name) pools.drainNode(poolPrimary);
+    poolPrimary = name ?? null;
+  });
+  const listener = new Listener({ settings: () => settings, topology, stats, cancels, log, sessions, classifier, lsn, noteDatabase, pools });
   let listenPort: number;
   try {
     listenPort = await listener.listen(config.listen.host, config.listen.port);
@@ -168,6 +222,8 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
     uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
     primary: topology.primary?.name ?? null,
     client_connections: stats.clientConnections,
+    pinned_clients: pinnedClients(),
+    pools: pools.status(),
     nodes: topology.all().map((n) => ({
       name: n.name,
       host: n.host,
@@ -215,12 +271,19 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
     config: redactConfig(config),
   });
 
+  const pinnedClients = () => {
+    let n = 0;
+    for (const s of sessions) if ('pinned' in s && s.pinned) n++;
+    return n;
+  };
+
   let admin: AdminServer | null = null;
   let adminPort: number | null = null;
   let metricsServer: AdminServer | null = null;
   let metricsPort: number | null = null;
   if (config.admin.enabled) {
     const registry = createMetrics(stats, topology, classifier, lsn, failover, () => config.replication.mode);
+    registerPoolMetrics(registry, { status: () => pools.status(), waitTimeouts: () => pools.waitTimeouts, pinnedClients });
     // admin.* cannot change on reload, so the server keeps the auth it started with.
     admin = new AdminServer({ registry, topology, status, switchover: (to) => failover.switchover(to), auth: config.admin.auth });
     const m = config.admin.metrics_port;
@@ -274,6 +337,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
     async close(drainTimeoutMs = config.shutdown.drain_timeout): Promise<void> {
       clearInterval(catalogTimer);
       await listener.drain(drainTimeoutMs);
+      pools.close();
       monitor.stop();
       lsn.close();
       await admin?.close();

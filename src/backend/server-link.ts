@@ -1,7 +1,7 @@
 // One server connection in a routing session: what it owes (ReadyForQuery), what state it holds, and how its output reaches the client.
 import type { ServerConnection } from './connect.js';
 import { B } from '../protocol/codes.js';
-import { decodeErrorFields } from '../protocol/backend-messages.js';
+import { decodeErrorFields, decodeParameterStatus } from '../protocol/backend-messages.js';
 import { COLLECT, FrameScanner, frameModes, NOTICE, type FrameSink } from '../protocol/frame-scanner.js';
 
 /**
@@ -13,6 +13,14 @@ import { COLLECT, FrameScanner, frameModes, NOTICE, type FrameSink } from '../pr
 export type LinkMode = 'relay' | 'hold' | 'private';
 
 export interface LinkOwner {
+  /** The server connection closed (or failed). */
+  linkClosed(link: ServerLink): void;
+  /** A bug while handling this link's output. */
+  linkFailed(link: ServerLink, err: unknown): void;
+  /** The server socket took all that was written to it. */
+  linkDrained(link: ServerLink): void;
+  /** A socket error (the close follows). */
+  linkError(link: ServerLink, err: Error): void;
   /** A chunk of this link's output for the client (already past hold/private). */
   forward(link: ServerLink, chunk: Buffer, owned: boolean): void;
   /** The server sent ReadyForQuery for one of our units; `failed` if an ErrorResponse came before it. */
@@ -21,7 +29,9 @@ export interface LinkOwner {
   messages(n: number): void;
 }
 
-const MODES = frameModes({ Z: COLLECT, E: COLLECT, A: NOTICE, N: NOTICE, G: NOTICE });
+const MODES = frameModes({ Z: COLLECT, E: COLLECT, S: COLLECT, A: NOTICE, N: NOTICE, G: NOTICE });
+/** ServerLink.settings of a connection whose settings nobody knows (the next session replays its own). */
+export const UNKNOWN_SETTINGS = '\u0000unknown';
 const HOLD_LIMIT = 64 * 1024;
 
 export class ServerLink {
@@ -30,10 +40,24 @@ export class ServerLink {
   owed = 0;
   /** ReadyForQuery messages owed for private traffic; output is dropped until they arrived. */
   privateOwed = 0;
-  /** Session-state version this server has applied (see SessionState). */
-  appliedVersion = 0;
-  /** Named prepared statements this server has, by name, with the Parse message that made them. */
+  /**
+   * The session settings this server carries, as the replay text that made them ('' = none beyond its startup).
+   * A session whose own text differs replays it before its next unit (see SessionState).
+   */
+  settings = '';
+  /** Named prepared statements this server has, by (pgsplit's) name, with the Parse message that made them; oldest use first. */
   readonly prepared = new Map<string, Buffer>();
+  /** Cancel requests sent for this connection and not yet done: it must not serve anyone else before they are. */
+  cancelling = 0;
+  /** Set by the pool while a released connection waits for its cancels (see cancelDone). */
+  onCancelsDone: (() => void) | null = null;
+  /** The pool it belongs to (null: the session's own, not pooled). */
+  pool: { release(link: ServerLink, reusable: boolean): void } | null = null;
+  readonly createdAt = Date.now();
+  /** Last release to its pool (for pool.server_idle_timeout). */
+  releasedAt = Date.now();
+  /** Names that may or may not be prepared on this server (a batch that Parsed them failed): Closed before a Parse. */
+  unsure: Set<string> | null = null;
   /** The unnamed statement's Parse message on this server. */
   unnamed: Buffer | null = null;
   private readonly scanner: FrameScanner;
@@ -48,17 +72,36 @@ export class ServerLink {
     readonly conn: ServerConnection,
     readonly host: string,
     readonly port: number,
-    private readonly owner: LinkOwner,
+    public owner: LinkOwner,
   ) {
+    this.initialParameters = new Map(conn.parameters);
+    conn.slot.handler = (chunk) => {
+      if (this.closed) return;
+      try {
+        this.data(chunk);
+      } catch (err) {
+        this.owner.linkFailed(this, err);
+      }
+    };
+    conn.socket.on('close', () => {
+      this.closed = true;
+      this.owner.linkClosed(this);
+    });
+    conn.socket.on('error', (err) => this.owner.linkError(this, err));
+    conn.socket.on('drain', () => this.owner.linkDrained(this));
     const sink: FrameSink = {
       onFrameHeader: (type) => {
         if (type === B.CopyInResponse) this.copyIn = true;
       },
       onFrame: (type, body, frame) => {
         if (type === B.ReadyForQuery) this.onReady(body[0]);
-        else {
+        else if (type === B.ParameterStatus) {
+          const [k, v] = decodeParameterStatus(body);
+          this.conn.parameters.set(k, v);
+        } else {
           const f = decodeErrorFields(body);
           this.sawError = true;
+          this.lastError = f;
           if (f.C === '25006') this.sawReadOnlyRefusal = true;
           const chunk = this.chunk;
           if (f.V === 'FATAL' || f.V === 'PANIC') {
@@ -79,6 +122,12 @@ export class ServerLink {
     return this.conn.node;
   }
 
+  /** A cancel request sent for this connection is done (the server closed its connection). */
+  cancelDone(): void {
+    this.cancelling--;
+    if (this.cancelling === 0 && this.onCancelsDone) this.onCancelsDone();
+  }
+
   get busy(): boolean {
     return this.owed > 0 || this.privateOwed > 0;
   }
@@ -95,6 +144,10 @@ export class ServerLink {
   /** The chunk being scanned, and where in it a FATAL ErrorResponse starts (-1: none). */
   private chunk: Buffer | null = null;
   private fatalAt = -1;
+  /** Fields of the last ErrorResponse (what the proxy's own statements failed with). */
+  lastError: Record<string, string> | null = null;
+  /** The server's parameters as it reported them at startup, before any session changed them. */
+  readonly initialParameters: ReadonlyMap<string, string>;
   /** SQLSTATE of a FATAL this server sent that was the client's doing and went to the client: the session ends with the connection. */
   fatalPassed: string | null = null;
   /** The server sent CopyInResponse and the client has not ended the COPY yet: every client message belongs to it. */

@@ -22,6 +22,9 @@ import { parseTagList } from '../router/variable-set.js';
 import { parseDuration } from '../config/units.js';
 import type { RoutingSettings } from './session.js';
 import type { LsnTracker } from '../health/lsn-tracker.js';
+import type { Pools } from '../backend/pool.js';
+import { checkout, lowercased, parameterStatusFrames } from './pooled-login.js';
+import { startupSettings } from './startup-settings.js';
 
 /** Bounds on what one client can make the proxy hold or wait for (limits.* in the config). */
 export interface ClientLimits {
@@ -50,6 +53,13 @@ export interface FrontendSettings {
   nodeConnect: ReadonlyMap<string, NodeConnectSettings>;
   /** tls.*: null when mode is disable (SSLRequest answered 'N'). */
   clientTls: FrontendTls | null;
+  /** pool.* (routing sessions only; the relay keeps a server connection per client). */
+  pool: {
+    mode: 'transaction' | 'session';
+    /** users[].pool_mode where set. */
+    userModes: ReadonlyMap<string, 'transaction' | 'session'>;
+    maxPreparedStatements: number;
+  };
 }
 
 /** The primary when it is known and up; waits up to `timeoutMs` for one (checking every 50 ms), else null. */
@@ -77,13 +87,15 @@ export interface FrontendContext {
   noteDatabase(name: string): Promise<void>;
   /** While draining, new clients are refused. */
   draining(): boolean;
+  /** Server connection pools (routing sessions). */
+  pools: Pools;
 }
 
 const NO = Buffer.from('N');
 const discard = () => {};
 
 export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): Promise<void> {
-  const slot = new ReadSlot();
+  const slot = new ReadSlot(true);
   // After an SSLRequest answered 'S' this is the TLS socket (see startClientTls).
   let socket: net.Socket = adoptAccepted(accepted, slot);
   socket.on('error', () => {});
@@ -195,14 +207,6 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
       conn.socket.once('close', () => ctx.stats.backendClosed(node.name));
       return conn;
     };
-    const server = await connect(primary.name);
-    if (gone()) {
-      server.socket.destroy();
-      return;
-    }
-
-    ctx.stats.clientConnections++;
-    ctx.stats.clientConnectionsTotal++;
     const onEnd = (done: Session | RelaySession) => {
       ctx.sessions.delete(done);
       ctx.cancels.unregister(done.key.pid);
@@ -210,21 +214,65 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
     };
     const routing = s.routing;
     const limits = () => ctx.settings().limits;
-    // The first session of a database waits for its VOLATILE functions to be known (once; bounded by probe_timeout).
-    if (routing !== null) await ctx.noteDatabase(params.get('database')!);
-    if (gone()) {
-      server.socket.destroy();
-      return;
+    const database = params.get('database')!;
+    let session: Session | RelaySession;
+    let greeting: Buffer[];
+    if (routing === null) {
+      // The relay forwards bytes unchanged: it keeps a server connection of its own, opened with the client's parameters.
+      const server = await connect(primary.name);
+      if (gone()) {
+        server.socket.destroy();
+        return;
+      }
+      session = new RelaySession(socket, slot, server, primary, { pid: 0, secret: 0 }, user, { ...ctx, limits }, onEnd);
+      greeting = server.startupFrames;
+    } else {
+      // The first session of a database waits for its VOLATILE functions to be known (once; bounded by probe_timeout).
+      await ctx.noteDatabase(database);
+      if (gone()) return;
+      const link = await checkout(ctx.pools.get(primary.name, user, database), deadline, gone);
+      if (gone()) {
+        link.pool?.release(link, true);
+        return;
+      }
+      const pool = s.pool;
+      const sessionCtx = {
+        ...ctx,
+        routing: () => ctx.settings().routing ?? routing,
+        limits,
+        database,
+        poolMode: pool.userModes.get(user) ?? pool.mode,
+        maxPreparedPerServer: () => ctx.settings().pool.maxPreparedStatements,
+      };
+      let entries;
+      try {
+        entries = startupSettings(params, lowercased(link.initialParameters));
+      } catch (err) {
+        link.pool?.release(link, true);
+        throw err;
+      }
+      const routed = new Session(socket, slot, link, entries, { pid: 0, secret: 0 }, user, sessionCtx, onEnd, startupRouting);
+      let parameters: ReadonlyMap<string, string>;
+      try {
+        parameters = await routed.login();
+      } catch (err) {
+        routed.abandon();
+        throw err;
+      }
+      if (gone()) {
+        routed.abandon();
+        return;
+      }
+      session = routed;
+      greeting = parameterStatusFrames(parameters);
     }
-    const session =
-      routing === null
-        ? new RelaySession(socket, slot, server, primary, { pid: 0, secret: 0 }, user, { ...ctx, limits }, onEnd)
-        : new Session(socket, slot, server, primary, { pid: 0, secret: 0 }, user, { ...ctx, routing: () => ctx.settings().routing ?? routing, connect, limits }, onEnd, startupRouting);
+    ctx.stats.clientConnections++;
+    ctx.stats.clientConnectionsTotal++;
     Object.assign(session.key, ctx.cancels.register(session));
     ctx.sessions.add(session);
     started = true;
     clearTimeout(timer);
-    socket.write(Buffer.concat([...server.startupFrames, backendKeyData(session.key.pid, session.key.secret), readyForQuery('I')]));
+    socket.write(Buffer.concat([...greeting, backendKeyData(session.key.pid, session.key.secret), readyForQuery('I')]));
     session.start(reader.detach());
   } catch (err) {
     clearTimeout(timer);

@@ -1,28 +1,28 @@
-// The session's prepared statements: what each was Parse'd as, and what a server lacks to run a unit that uses them.
+// The session's prepared statements: the client's names mapped to pgsplit's server-side ones, and what a server lacks to run a unit.
 import type { ServerLink } from '../backend/server-link.js';
 import { F } from '../protocol/codes.js';
 import { errors } from '../errors.js';
 import { MessageWriter } from '../protocol/writer.js';
+import { closeStatement, renameStatement, statementNameSpan } from '../protocol/statement-names.js';
 import type { Classification } from '../router/classification.js';
 import type { Classifier } from '../router/classifier.js';
 import { addPart, push, UNKNOWN_STATEMENT, type Unit } from './unit.js';
-import { decodeBind, decodeClose, decodeDescribe, decodeParse } from './unit-messages.js';
+import { NO_STATEMENT, SERVER_PREFIX, statementRegistry, type RegisteredStatement } from './statement-registry.js';
 
-// A unit may go to any server the session uses, so each statement is kept as its Parse message, to be re-sent
-// to a server that does not have it (ServerLink.prepared says which do).
+// A unit may go to any server (pooled or not), so each statement is kept as the Parse message that prepares it
+// under its server-side name, to be sent to a server that does not have it (ServerLink.prepared says which do).
 interface Statement {
-  parse: Buffer;
+  server: RegisteredStatement;
   cls: Classification;
 }
 
 const SYNC = MessageWriter.message(F.Sync, () => {});
-function closeStatement(name: string): Buffer {
-  return MessageWriter.message(F.Close, (w) => w.int8(0x53).cstring(name));
-}
 
 export class PreparedStatements {
   private readonly named = new Map<string, Statement>();
-  private unnamed: Statement | null = null;
+  /** The same statements by server-side name, with how many of the client's names stand for each. */
+  private readonly byServerName = new Map<string, { st: Statement; names: number }>();
+  private unnamed: { parse: Buffer; cls: Classification } | null = null;
 
   constructor(
     private readonly classifier: Classifier,
@@ -34,56 +34,127 @@ export class PreparedStatements {
     return this.named.size;
   }
 
-  /** An extended-protocol message joins `u`: the statements it Parses, uses (their classifications count for the unit) or Closes. */
-  analyze(u: Unit, type: number, body: Buffer, frame: Buffer): void {
+  /**
+   * An extended-protocol message joins `u`: the statements it Parses, uses (their classifications count for the
+   * unit) or Closes. Returns the frame to send in its place (named statements renamed to their server names).
+   */
+  analyze(u: Unit, type: number, body: Buffer, frame: Buffer): Buffer {
     if (type === F.Parse) {
-      const p = decodeParse(body);
-      if (p.name !== '' && !this.named.has(p.name) && this.named.size >= this.maxNamed()) {
-        // Not recorded: the unit is refused as a whole (Session.refuse), so the server never has it either.
+      const nameEnd = body.indexOf(0);
+      if (nameEnd < 0) throw new RangeError('Parse without a statement name terminator');
+      const name = body.toString('utf8', 0, nameEnd);
+      const queryEnd = body.indexOf(0, nameEnd + 1);
+      if (queryEnd < 0) throw new RangeError('Parse without a query terminator');
+      if (name !== '' && !this.named.has(name) && this.named.size >= this.maxNamed()) {
+        // Not recorded: the unit is refused as a whole (see refusal.ts), so the server never has it either.
         u.refusal ??= errors.sessionLimit('prepared statements', this.maxNamed(), 'limits.max_prepared_statements');
-        return;
+        return frame;
       }
-      const cls = this.classifier.classify(p.query);
+      const cls = this.classifier.classify(body.toString('utf8', nameEnd + 1, queryEnd));
       addPart(u, cls);
-      const copy = Buffer.from(frame);
-      if (p.name === '') {
+      if (name === '') {
+        const copy = Buffer.from(frame);
         this.unnamed = { parse: copy, cls };
         u.unnamedParse = copy;
-      } else {
-        this.named.set(p.name, { parse: copy, cls });
-        u.parses = push(u.parses, [p.name, copy]);
+        return frame;
       }
-    } else if (type === F.Bind || type === F.Describe) {
-      const name = type === F.Bind ? decodeBind(body).statement : decodeDescribe(body);
-      if (name === null) return; // Describe of a portal
+      const server = statementRegistry.acquire(body, nameEnd, (n) => renameStatement(frame, n));
+      this.forget(name);
+      const st = { server, cls };
+      this.named.set(name, st);
+      const entry = this.byServerName.get(server.name);
+      if (entry) entry.names++;
+      else this.byServerName.set(server.name, { st, names: 1 });
+      u.parses = push(u.parses, [server.name, server.parse]);
+      return server.parse;
+    }
+    if (type === F.Bind || type === F.Describe || type === F.Close) {
+      const span = statementNameSpan(frame);
+      if (span === null) return frame; // a portal
+      const name = frame.toString('utf8', span[0], span[1]);
+      if (type === F.Close) {
+        // The server-side statement stays for other sessions; the client's name is gone (Close of any name succeeds).
+        if (name === '') return frame;
+        this.forget(name);
+        return renameStatement(frame, NO_STATEMENT);
+      }
       if (name === '') {
         if (u.unnamedParse === null) {
           u.needs = push(u.needs, '');
           if (this.unnamed) addPart(u, this.unnamed.cls);
         }
-      } else if (!u.parses.some(([n]) => n === name)) {
-        u.needs = push(u.needs, name);
-        addPart(u, this.named.get(name)?.cls ?? UNKNOWN_STATEMENT);
+        return frame;
       }
-    } else if (type === F.Close) {
-      const name = decodeClose(body);
-      if (name !== null && name !== '') {
-        this.named.delete(name);
-        u.closes = push(u.closes, name);
+      const s = this.named.get(name);
+      if (s === undefined) {
+        addPart(u, UNKNOWN_STATEMENT);
+        // The server answers that it does not exist, as it would for the client's own name (never another session's).
+        return name.startsWith(SERVER_PREFIX) ? renameStatement(frame, NO_STATEMENT) : frame;
       }
+      if (!u.parses.some(([n]) => n === s.server.name)) {
+        u.needs = push(u.needs, s.server.name);
+        addPart(u, s.cls);
+      }
+      return renameStatement(frame, s.server.name);
     }
+    return frame;
+  }
+
+  /** DEALLOCATE ALL or DISCARD ALL ran: the client's protocol-level statements are gone too, as on PostgreSQL. */
+  clear(): void {
+    for (const name of [...this.named.keys()]) this.forget(name);
+    this.unnamed = null;
   }
 
   /**
-   * Append to `out` what `link` must run before `u`: a Close of each name the unit Parses anew that the
-   * server still has, and the Parse of each statement the unit uses that the server lacks, then a Sync.
-   * True if it appended anything (one more ReadyForQuery is owed).
+   * A unit that Parsed or needed statements failed on `link`: which of them the server has is not known (an error
+   * skips the rest of a batch). They are Closed before they are next Parsed there.
    */
-  prepareOn(u: Unit, link: ServerLink, out: Buffer[]): boolean {
+  unsureOn(u: Unit, link: ServerLink): void {
+    for (const list of [u.parses.map(([n]) => n), u.needs]) {
+      for (const name of list) {
+        if (name === '' || !link.prepared.delete(name)) continue;
+        (link.unsure ??= new Set()).add(name);
+      }
+    }
+    if (u.needs.includes('') || u.unnamedParse) link.unnamed = null;
+  }
+
+  /** DEALLOCATE name of a protocol-level statement: true if the client had it. */
+  forgetName(name: string): boolean {
+    if (!this.named.has(name)) return false;
+    this.forget(name);
+    return true;
+  }
+
+  /** The session ended: its references to server-side statements are dropped. */
+  releaseAll(): void {
+    this.clear();
+  }
+
+  private forget(name: string): void {
+    const old = this.named.get(name);
+    if (old === undefined) return;
+    this.named.delete(name);
+    statementRegistry.release(old.server);
+    // Another of the client's names may stand for the same statement.
+    const entry = this.byServerName.get(old.server.name);
+    if (entry && --entry.names === 0) this.byServerName.delete(old.server.name);
+  }
+
+  /**
+   * Append to `out` what `link` must run before `u`: a Close of each statement the unit Parses anew that the
+   * server still has, the Parse of each statement the unit uses that the server lacks, Closes of the least
+   * recently used ones beyond `maxPerServer`, then a Sync. True if it appended anything (one more ReadyForQuery).
+   */
+  prepareOn(u: Unit, link: ServerLink, out: Buffer[], maxPerServer: number): boolean {
     let extended = false;
+    const unsure = link.unsure;
     for (const [name] of u.parses) {
-      if (link.prepared.has(name)) {
+      if (link.prepared.has(name) || unsure?.has(name)) {
         out.push(closeStatement(name));
+        link.prepared.delete(name);
+        unsure?.delete(name);
         extended = true;
       }
     }
@@ -96,15 +167,37 @@ export class PreparedStatements {
         }
         continue;
       }
-      const want = this.named.get(name);
       const have = link.prepared.get(name);
-      if (!want || have === want.parse) continue;
-      if (have) out.push(closeStatement(name));
-      out.push(want.parse);
-      link.prepared.set(name, want.parse);
+      if (have !== undefined) {
+        // Most recently used last.
+        link.prepared.delete(name);
+        link.prepared.set(name, have);
+        continue;
+      }
+      const want = this.parseFor(name);
+      if (want === null) continue;
+      if (unsure?.delete(name)) out.push(closeStatement(name));
+      out.push(want);
+      link.prepared.set(name, want);
       extended = true;
+    }
+    // Room for what the unit itself Parses, without closing what it needs.
+    let excess = link.prepared.size + u.parses.length - maxPerServer;
+    if (excess > 0) {
+      for (const name of link.prepared.keys()) {
+        if (excess <= 0) break;
+        if (u.needs.includes(name)) continue;
+        link.prepared.delete(name);
+        out.push(closeStatement(name));
+        extended = true;
+        excess--;
+      }
     }
     if (extended) out.push(SYNC);
     return extended;
+  }
+
+  private parseFor(serverName: string): Buffer | null {
+    return this.byServerName.get(serverName)?.st.server.parse ?? null;
   }
 }

@@ -12,8 +12,9 @@ import { errorResponse, readyForQuery } from '../protocol/backend-messages.js';
 import { collectAll, FrameScanner, type FrameSink } from '../protocol/frame-scanner.js';
 import { encodeCancelRequest } from '../protocol/startup.js';
 import { terminate } from '../protocol/frontend-messages.js';
-import { sendCancel, type ServerConnection } from '../backend/connect.js';
-import { ServerLink, type LinkOwner } from '../backend/server-link.js';
+import { sendCancel } from '../backend/connect.js';
+import { UNKNOWN_SETTINGS, type ServerLink, type LinkOwner } from '../backend/server-link.js';
+import type { Pools, PoolWaiter, ServerPool } from '../backend/pool.js';
 import type { Classifier } from '../router/classifier.js';
 import { routeUnit, type LoadBalance, type RouteHint } from '../router/route.js';
 import { chooseRead, meetsNeeds, readWeight, type PrimaryReadReason } from '../router/read-choice.js';
@@ -22,7 +23,7 @@ import type { LsnTracker } from '../health/lsn-tracker.js';
 import type { Cancellable, CancelRegistry } from './cancel-registry.js';
 import { relayWrite, type ReadSlot } from '../util/read-slot.js';
 import type { ProxyStats } from './stats.js';
-import { joinFrames } from './unit-messages.js';
+import { joinFrames, localReply } from './unit-messages.js';
 import { addFrame, addPart, newUnit, NONE, NOT_ROUTED, own, type Unit } from './unit.js';
 import { SessionState } from './session-state.js';
 import { PreparedStatements } from './prepared-statements.js';
@@ -55,8 +56,13 @@ export interface SessionContext {
   lsn: LsnTracker;
   routing(): RoutingSettings;
   limits(): ClientLimits;
-  /** Open a server connection to `node` for this session (same user, database and startup parameters). */
-  connect(node: string): Promise<ServerConnection>;
+  pools: Pools;
+  /** The database the client logged in to (pools are per node, user and database). */
+  database: string;
+  /** transaction: server connections go back to their pool whenever the session is idle; session: they stay until it ends. */
+  poolMode: 'transaction' | 'session';
+  /** pool.max_prepared_statements: prepared statements kept per server connection. */
+  maxPreparedPerServer(): number;
 }
 
 const REPLICA_RETRY_AFTER = 5000;
@@ -69,16 +75,20 @@ const statusChar = (s: number): 'I' | 'T' | 'E' => (s === IDLE ? 'I' : s === FAI
 
 export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   txStatus = 0x49;
-  /** The session's connection to the primary; replaced when a failover elects another one. */
-  private home: ServerLink;
-  /** The primary connection was lost: the next statement that needs the primary waits for (and opens) a new one. */
-  private homeLost = false;
-  private reopening = false;
+  /** The session's connection to the primary while it holds one (in transaction pooling, only while something runs there). */
+  private home: ServerLink | null = null;
+  /** A pool the session waits on for a connection (primary or replica), and for which node. */
+  private waitingOn: ServerPool | null = null;
+  /** No primary is known: statements wait until this time (failover.hold_timeout), then fail. */
+  private holdUntil = 0;
+  private holdTimer: NodeJS.Timeout | null = null;
+  /** Pools this session used, by node (saves a lookup per statement). */
+  private pools: Map<string, ServerPool> | null = null;
   /** Topology version at which the primary link was last found current (see primary()). */
   private homeChecked = -1;
   private awaitingResume = false;
+  /** Server connections the session holds now, by node. */
   private readonly links = new Map<string, ServerLink>();
-  private readonly connecting = new Map<string, Promise<void>>();
   private readonly replicaDown = new Map<string, number>();
   private readonly inflight: Unit[] = [];
   private readonly queue: Unit[] = [];
@@ -90,13 +100,13 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   private closed = false;
   private terminating = false;
   private drainRequested = false;
-  /** The replica this session reads from. */
-  private readLink: ServerLink | null = null;
-  /** Topology version and settings under which readLink was last found usable. */
+  /** The replica this session reads from (kept while usable; its connection comes from the pool for each read). */
+  private readNode: string | null = null;
+  /** Topology version and settings under which readNode was last found usable. */
   private readLinkChecked = -1;
   private readLinkSettings: RoutingSettings | null = null;
   /** Settings and pins that must hold on every server the session uses. */
-  private readonly state = new SessionState();
+  private readonly state: SessionState;
   private readonly prepared: PreparedStatements;
   /** pgsplit.route (SET, or the startup option). */
   hint: RouteHint;
@@ -130,8 +140,8 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   constructor(
     private readonly client: net.Socket,
     private readonly clientSlot: ReadSlot,
-    server: ServerConnection,
-    serverAddress: { host: string; port: number },
+    first: ServerLink,
+    startupSettings: { key: string; sql: string }[],
     readonly key: { pid: number; secret: number },
     readonly user: string,
     private readonly ctx: SessionContext,
@@ -142,13 +152,16 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     this.readTags = startup.readTags;
     this.maxLagMs = startup.maxLagMs ?? null;
     this.prepared = new PreparedStatements(ctx.classifier, () => ctx.limits().maxPreparedStatements);
-    this.home = this.adopt(server, serverAddress.host, serverAddress.port);
+    this.state = new SessionState(ctx.poolMode === 'transaction');
+    this.state.setStartup(startupSettings);
+    this.home = this.adopt(first);
     const sink: FrameSink = { onFrameHeader() {}, onFrame: (type, body, frame) => this.onClientMessage(type, body, frame) };
     this.scanner = new FrameScanner(collectAll(), sink, { maxCollect: ctx.limits().maxMessageSize });
   }
 
-  get node(): string {
-    return this.home.node;
+  /** Pinned: state only its server connection has keeps it there (temp tables, LISTEN, …). */
+  get pinned(): boolean {
+    return this.state.pins.size > 0;
   }
 
   get idle(): boolean {
@@ -164,33 +177,85 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     return this.readTags ?? settings.userReadTags.get(this.user) ?? settings.readTags;
   }
 
-  private adopt(conn: ServerConnection, host: string, port: number): ServerLink {
-    const link = new ServerLink(conn, host, port, this);
-    this.links.set(conn.node, link);
-    conn.slot.handler = (chunk) => {
-      if (this.closed) return;
-      try {
-        link.data(chunk);
-      } catch (err) {
-        this.fail(err);
-      }
-    };
-    conn.socket.on('close', () => {
-      try {
-        this.onLinkClose(link);
-      } catch (err) {
-        this.fail(err);
-      }
-    });
-    conn.socket.on('error', (err) => {
-      if (!this.terminating && !this.closed) this.ctx.log.warn({ pid: this.key.pid, node: link.node, err: err.message }, 'server socket error');
-    });
-    conn.socket.on('drain', () => {
-      if (!this.writeBlocked) return;
-      this.writeBlocked = false;
-      this.flow();
-    });
+  /** A server connection (from a pool) now serves this session. */
+  private adopt(link: ServerLink): ServerLink {
+    link.owner = this;
+    link.mode = 'relay';
+    this.links.set(link.node, link);
     return link;
+  }
+
+  /** Give a server connection back to its pool: reusable if it is idle and holds nothing of this session's that must not move. */
+  private release(link: ServerLink, reusable: boolean): void {
+    if (this.links.get(link.node) !== link) return;
+    this.links.delete(link.node);
+    if (this.home === link) this.home = null;
+    if (this.copyLink === link) this.copyLink = null;
+    if (link.pool) link.pool.release(link, reusable && !link.closed && !link.busy);
+    else if (!link.conn.socket.destroyed) link.conn.socket.end(terminate());
+  }
+
+  /** Transaction pooling: hand back every server connection the session does not need between its units. */
+  private releaseIdle(): void {
+    if (this.ctx.poolMode !== 'transaction' || this.closed || this.links.size === 0) return;
+    if (this.txStatus !== IDLE || this.sticky !== null || this.state.pins.size > 0 || this.cut !== null) return;
+    for (const link of this.links.values()) {
+      if (link.busy || this.inflight.some((u) => u.link === link)) continue;
+      this.release(link, true);
+    }
+  }
+
+  // LinkOwner: events of the server connections the session holds.
+  linkClosed(link: ServerLink): void {
+    try {
+      this.onLinkClose(link);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  linkFailed(_link: ServerLink, err: unknown): void {
+    this.fail(err);
+  }
+
+  linkDrained(): void {
+    if (!this.writeBlocked) return;
+    this.writeBlocked = false;
+    this.flow();
+  }
+
+  linkError(link: ServerLink, err: Error): void {
+    if (!this.terminating && !this.closed) this.ctx.log.warn({ pid: this.key.pid, node: link.node, err: err.message }, 'server socket error');
+  }
+
+  /**
+   * Before the client is told it is in: its first server takes the client's startup settings (a value the server
+   * refuses fails the login, as on PostgreSQL). Resolves to the parameters that server now reports.
+   */
+  login(): Promise<ReadonlyMap<string, string>> {
+    const link = this.home!;
+    const replay = this.state.replayFor(link);
+    if (replay === null) return Promise.resolve(link.conn.parameters);
+    return new Promise((resolve, reject) => {
+      this.loginFailed = reject;
+      link.sendPrivate(replay, 1, (failed) => {
+        this.loginFailed = null;
+        if (!failed) return resolve(link.conn.parameters);
+        link.settings = UNKNOWN_SETTINGS;
+        const f = link.lastError ?? {};
+        reject(new ProxyError(f.C ?? '22023', 'startup_setting_refused', f.M ?? 'a startup parameter was refused by the server', 'FATAL', f.D, f.H));
+      });
+    });
+  }
+
+  /** Set while login() waits: a lost server ends the login. */
+  private loginFailed: ((err: Error) => void) | null = null;
+
+  /** The login failed: the server connection goes back (or is closed), and the session never started. */
+  abandon(): void {
+    this.closed = true;
+    this.closeAll();
+    this.prepared.releaseAll();
   }
 
   start(leftover: Buffer): void {
@@ -201,6 +266,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     this.client.on('close', this.onClientClose);
     this.client.on('error', (err) => this.ctx.log.debug({ pid: this.key.pid, err: err.message }, 'client socket error'));
     if (leftover.length > 0) this.onClientData(leftover);
+    this.releaseIdle();
   }
 
   // ---- client → server -------------------------------------------------------------------------
@@ -263,13 +329,17 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
         const cls = this.ctx.classifier.classify(sql);
         addPart(u, cls);
         if (cls.intercept) u.local = intercept(cls, true, this);
+        else if (cls.statements.length === 1 && cls.statements[0].kind === 'deallocate' && this.txStatus !== FAILED) {
+          // DEALLOCATE of a protocol-level statement: servers know it by pgsplit's name (and others may share it), so only the client's name goes.
+          const name = cls.statements[0].deallocateName;
+          if (name && this.prepared.forgetName(name)) u.local = Buffer.concat([localReply.commandComplete('DEALLOCATE'), readyForQuery(statusChar(this.txStatus))]);
+        }
         this.enqueue(u);
         return;
       }
       case F.Parse: case F.Bind: case F.Describe: case F.Execute: case F.Close: {
         const u = (this.batch ??= newUnit());
-        addFrame(u, frame);
-        this.prepared.analyze(u, type, body, frame);
+        addFrame(u, this.prepared.analyze(u, type, body, frame));
         if (u.bytes > MAX_BATCH_PIECE && u.refusal === null) {
           // Sent on without waiting for the Sync (the server runs messages as they come anyway); the rest follows it.
           this.batch = null;
@@ -306,6 +376,8 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       }
       case F.CopyData: case F.CopyDone: case F.CopyFail: {
         const link = this.copyLink ?? this.home;
+        // Outside a COPY PostgreSQL ignores them too (a COPY that failed while the client was still sending).
+        if (link === null) return;
         if (type !== F.CopyData && link.copyIn) {
           link.copyIn = false;
           // An extended-protocol COPY's own Sync reached the server during the COPY, which ignores it there: the
@@ -455,12 +527,13 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       if (lsn === null) return 'read-your-writes';
     }
     const maxLagMs = u.maxLagMs === null ? this.maxLagMs : this.maxLagMs === null ? u.maxLagMs : Math.min(u.maxLagMs, this.maxLagMs);
-    const mine = this.readLink;
-    if (mine && !mine.closed && this.readLinkChecked === topology.version && this.readLinkSettings === settings) {
+    const mine = this.readNode;
+    const primaryName = topology.primary?.name ?? null;
+    if (mine !== null && this.readLinkChecked === topology.version && this.readLinkSettings === settings) {
       // Nothing changed since it was checked (the usual case): skip the search.
-      if ((lsn === null && maxLagMs === null) || mine === this.home) return mine;
-      const node = topology.node(mine.node);
-      if (node && meetsNeeds(node, { tags: NONE, lsn, maxLagMs }, this.replayLsn)) return mine;
+      if ((lsn === null && maxLagMs === null) || mine === primaryName) return this.readConnection(mine, primaryName);
+      const node = topology.node(mine);
+      if (node && meetsNeeds(node, { tags: NONE, lsn, maxLagMs }, this.replayLsn)) return this.readConnection(mine, primaryName);
     }
     const tags = this.readTagsInEffect(settings);
     let candidates: readonly NodeState[] = topology.replicas();
@@ -471,7 +544,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     const primary = topology.primary;
     if (settings.primaryReads === 'include' && primary) candidates = [...candidates, { ...primary, lagSeconds: 0, tags, delayed: false }];
     const choice = chooseRead(candidates, { tags, lsn, maxLagMs }, {
-      preferred: mine && !mine.closed ? mine.node : null,
+      preferred: mine,
       bannedCount: topology.bannedReplicas().filter((n) => readWeight(n, tags) > 0).length,
       replayLsn: this.replayLsn,
       strategy: settings.loadBalance,
@@ -483,47 +556,62 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       return choice.reason;
     }
     const pick = choice.node;
-    if (pick.name !== mine?.node) this.ctx.stats.replicaTurn++;
+    if (pick.name !== mine) this.ctx.stats.replicaTurn++;
+    this.readNode = pick.name;
     this.readLinkChecked = topology.version;
     this.readLinkSettings = settings;
-    if (pick.name === this.home.node || pick.name === topology.primary?.name) {
-      const p = this.primary();
-      if (p === null) return 'wait';
-      this.readLink = p;
-      return p;
+    return this.readConnection(pick.name, primaryName);
+  }
+
+  /** The connection to read on from `node` (the primary's own when it is the primary), or 'wait' while the pool finds one. */
+  private readConnection(node: string, primaryName: string | null): ServerLink | 'wait' {
+    if (node === primaryName || (this.home !== null && node === this.home.node)) return this.primary() ?? 'wait';
+    const held = this.links.get(node);
+    if (held !== undefined) return held;
+    if (this.waitingOn !== null) return 'wait';
+    const pool = this.poolFor(node);
+    const link = pool.acquire(this.replicaWaiter);
+    if (link === null) {
+      this.waitingOn = pool;
+      return 'wait';
     }
-    const link = this.links.get(pick.name);
-    if (link) {
-      this.readLink = link;
-      return link;
+    return this.adopt(link);
+  }
+
+  private readonly replicaWaiter: PoolWaiter = {
+    granted: (link) => {
+      this.waitingOn = null;
+      if (this.closed) {
+        link.pool?.release(link, true);
+        return;
+      }
+      this.adopt(link);
+      this.pump();
+    },
+    failed: (err) => {
+      const node = this.waitingOn?.node ?? '';
+      this.waitingOn = null;
+      if (this.closed) return;
+      // Reads use other nodes (or the primary) for a while.
+      this.replicaDown.set(node, Date.now() + REPLICA_RETRY_AFTER);
+      this.readLinkChecked = -1;
+      this.ctx.log.warn({ pid: this.key.pid, node, err: err.message }, 'no connection to a replica; reads use other nodes for a while');
+      this.pump();
+    },
+  };
+
+  private poolFor(node: string): ServerPool {
+    this.pools ??= new Map();
+    let pool = this.pools.get(node);
+    if (pool === undefined || pool.isDraining) {
+      pool = this.ctx.pools.get(node, this.user, this.ctx.database);
+      this.pools.set(node, pool);
     }
-    this.readLinkChecked = -1;
-    if (!this.connecting.has(pick.name)) {
-      const p = this.ctx
-        .connect(pick.name)
-        .then((conn) => {
-          if (this.closed) {
-            conn.socket.destroy();
-            return;
-          }
-          const node = this.ctx.topology.node(pick.name);
-          this.readLink = this.adopt(conn, node?.host ?? '', node?.port ?? 0);
-        })
-        .catch((err: Error) => {
-          this.replicaDown.set(pick.name, Date.now() + REPLICA_RETRY_AFTER);
-          this.ctx.log.warn({ pid: this.key.pid, node: pick.name, err: err.message }, 'could not open a replica connection; reads use other nodes for a while');
-        })
-        .finally(() => {
-          this.connecting.delete(pick.name);
-          this.pump();
-        });
-      this.connecting.set(pick.name, p);
-    }
-    return 'wait';
+    return pool;
   }
 
   /** Replay LSN of a node as far as read-your-writes knows (the primary has everything). */
-  private readonly replayLsn = (name: string): number | null => (name === this.home.node ? Number.MAX_VALUE : this.ctx.lsn.replayLsn(name));
+  private readonly replayLsn = (name: string): number | null => (name === this.ctx.topology.primary?.name ? Number.MAX_VALUE : this.ctx.lsn.replayLsn(name));
 
   private dispatch(u: Unit, link: ServerLink): void {
     u.link = link;
@@ -536,6 +624,11 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     if (pre) {
       if (!u.owned) own(u);
       link.sendPrivate(pre.frames, pre.ready, (failed) => {
+        if (failed) {
+          // What the server now carries is not known for sure: replayed and prepared again (Close first) next time.
+          link.settings = UNKNOWN_SETTINGS;
+          this.prepared.unsureOn(u, link);
+        }
         if (failed && link !== this.home) {
           // The replica could not take the session's state: keep the session on the primary from now on.
           this.ctx.log.warn({ pid: this.key.pid, node: link.node }, 'replaying session state on a replica failed; the session stays on the primary');
@@ -562,7 +655,6 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     if (this.closed || link.closed) return;
     link.mode = u.retryable ? 'hold' : 'relay';
     for (const [name, parse] of u.parses) link.prepared.set(name, parse);
-    for (const name of u.closes) link.prepared.delete(name);
     if (u.unnamedParse) link.unnamed = u.unnamedParse;
     const out = joinFrames(u.frames);
     const ok = u.owned ? link.conn.socket.write(out) : relayWrite(link.conn.socket, out, this.clientSlot);
@@ -581,7 +673,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       out.push(replay);
       ready++;
     }
-    if (this.prepared.prepareOn(u, link, out)) ready++;
+    if (this.prepared.prepareOn(u, link, out, this.ctx.maxPreparedPerServer())) ready++;
     return out.length ? { frames: Buffer.concat(out), ready } : null;
   }
 
@@ -640,7 +732,14 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     if (status === 0x49) {
       if (this.sticky === link && u.sync) this.sticky = null;
     } else this.sticky = link;
-    if (!failed && u.effects) this.state.applyEffects(u.parts, before !== 0x49 || status !== 0x49, link);
+    if (failed && (u.parses.length > 0 || u.needs.length > 0 || u.unnamedParse !== null)) this.prepared.unsureOn(u, link);
+    if (!failed && u.effects && this.state.applyEffects(u.parts, before !== 0x49 || status !== 0x49, link)) {
+      // DEALLOCATE ALL / DISCARD ALL dropped every prepared statement of that server, the client's among them.
+      link.prepared.clear();
+      link.unsure = null;
+      link.unnamed = null;
+      this.prepared.clear();
+    }
     if (before !== 0x49 && status === 0x49) {
       // The transaction ended: its settings hold only if it committed.
       if (before === 0x54 && !failed && u.commits) this.state.commitTransaction(link);
@@ -652,6 +751,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       return;
     }
     this.pump();
+    this.releaseIdle();
   }
 
   private flushAsyncOutput(): void {
@@ -671,100 +771,134 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     this.pump();
   }
 
-  /** The primary link, or null while a new one is being found after the primary was lost (pump runs again then). */
+  /** The primary link, or null while one is being found (pump runs again then). */
   private primary(): ServerLink | null {
-    if (this.homeLost) {
-      this.reopenHome();
+    const t = this.ctx.topology;
+    const home = this.home;
+    if (home !== null && this.homeChecked === t.version) return home;
+    // A switchover holds new writes back (a transaction already open finishes first) ...
+    if (t.writesPaused && this.txStatus === IDLE && this.sticky === null) {
+      if (!this.awaitingResume) {
+        this.awaitingResume = true;
+        t.once('resume', () => {
+          this.awaitingResume = false;
+          this.pump();
+        });
+      }
       return null;
     }
-    const t = this.ctx.topology;
-    if (this.homeChecked !== t.version) {
-      // A switchover holds new writes back (a transaction already open finishes first) ...
-      if (t.writesPaused && this.txStatus === 0x49 && this.sticky === null) {
-        if (!this.awaitingResume) {
-          this.awaitingResume = true;
-          t.once('resume', () => {
-            this.awaitingResume = false;
-            this.pump();
-          });
-        }
-        return null;
+    const p = t.primary;
+    if (home !== null) {
+      // ... and then the primary is another node: move there between transactions (state replayed), unless the
+      // session holds state that lives only on the old one.
+      if (p && p.up && p.name !== home.node && this.txStatus === IDLE && this.inflight.length === 0 && this.state.pins.size === 0) {
+        this.release(home, false);
+      } else {
+        this.homeChecked = t.version;
+        return home;
       }
-      // ... and then the primary is another node: move there between transactions (state replayed), unless
-      // the session holds state that lives only on the old one.
-      const p = t.primary;
-      if (p && p.up && p.name !== this.home.node && this.txStatus === 0x49 && this.inflight.length === 0 && this.state.pins.size === 0) {
-        const old = this.home;
-        this.homeLost = true;
-        if (this.readLink === old) this.readLink = null;
-        old.conn.socket.end(terminate());
-        this.reopenHome();
-        return null;
-      }
-      this.homeChecked = t.version;
     }
-    return this.home;
+    if (this.waitingOn !== null) return null;
+    if (!p || !p.up) {
+      this.holdForPrimary();
+      return null;
+    }
+    if (this.holdTimer !== null) return null;
+    // A replica just promoted: the session's connection to it becomes its primary connection.
+    const held = this.links.get(p.name);
+    if (held !== undefined && !held.closed) return this.becomeHome(held);
+    const pool = this.poolFor(p.name);
+    const link = pool.acquire(this.primaryWaiter);
+    if (link === null) {
+      this.waitingOn = pool;
+      return null;
+    }
+    return this.becomeHome(this.adopt(link));
   }
 
-  /**
-   * After the primary connection was lost (a failover): wait up to hold_timeout for a primary, then use the
-   * session's connection to it if it has one (a replica just promoted keeps its sessions) or open one. Session
-   * state is replayed there before the next statement, as on any server the session starts to use.
-   */
-  private reopenHome(): void {
-    if (this.reopening || this.closed) return;
-    this.reopening = true;
-    const hold = this.ctx.routing().holdTimeoutMs;
-    const deadline = Date.now() + hold;
-    const attempt = async (): Promise<ServerLink> => {
-      let lastError = 'no node is known to be out of recovery';
-      for (;;) {
-        const p = this.ctx.topology.primary;
-        if (p && p.up) {
-          const existing = this.links.get(p.name);
-          if (existing && !existing.closed && !existing.busy) return existing;
-          try {
-            const conn = await this.ctx.connect(p.name);
-            if (this.closed) {
-              conn.socket.destroy();
-              throw errors.shuttingDown();
-            }
-            return this.adopt(conn, p.host, p.port);
-          } catch (err) {
-            lastError = (err as Error).message;
-          }
-        }
-        if (Date.now() >= deadline || this.closed) throw errors.noPrimary(`${lastError} (waited ${hold} ms, failover.hold_timeout)`);
-        await new Promise((r) => setTimeout(r, 50));
+  private becomeHome(link: ServerLink): ServerLink {
+    this.holdUntil = 0;
+    this.primaryError = null;
+    this.home = link;
+    this.homeChecked = this.ctx.topology.version;
+    return link;
+  }
+
+  private readonly primaryWaiter: PoolWaiter = {
+    granted: (link) => {
+      this.waitingOn = null;
+      if (this.closed) {
+        link.pool?.release(link, true);
+        return;
       }
-    };
-    attempt()
-      .then((link) => {
-        this.home = link;
-        this.homeLost = false;
-        this.ctx.log.info({ pid: this.key.pid, node: link.node }, 'session continues on the new primary');
-      })
-      .catch((err: unknown) => {
-        // The statement that waited gets the reason; the session stays, and the next statement waits again.
-        const u = this.queue[0];
-        const e = err instanceof ProxyError ? err : errors.noPrimary(String(err));
-        if (u && !u.local) {
-          const msg = errorResponse(new ProxyError(e.sqlstate, e.code, e.message, 'ERROR', e.detail, e.hint));
-          u.local = u.sync ? Buffer.concat([msg, readyForQuery(statusChar(this.txStatus))]) : msg;
-          if (!u.sync) this.discardUntilSync = true;
-        }
-      })
-      .finally(() => {
-        this.reopening = false;
-        this.pump();
-      });
+      this.becomeHome(this.adopt(link));
+      this.pump();
+    },
+    failed: (err) => {
+      this.waitingOn = null;
+      if (this.closed) return;
+      const code = err instanceof ProxyError ? err.code : '';
+      if (code === 'pool_timeout') this.failHead(err as ProxyError);
+      else if (code !== 'pool_drained') {
+        // The primary cannot be reached (it may be failing): wait for it, or for a new one, up to failover.hold_timeout.
+        this.primaryError = err.message;
+        this.holdForPrimary();
+        return;
+      }
+      // A pool drained by a change of primary: look again.
+      this.pump();
+    },
+  };
+
+  /** Why the last attempt to reach the primary failed (reported if the hold runs out). */
+  private primaryError: string | null = null;
+
+  /** No primary is known (a failover): statements wait up to failover.hold_timeout, then the one in front fails. */
+  private holdForPrimary(): void {
+    if (this.holdTimer !== null) return;
+    const hold = this.ctx.routing().holdTimeoutMs;
+    const now = Date.now();
+    if (this.holdUntil === 0) this.holdUntil = now + hold;
+    if (now >= this.holdUntil) {
+      this.holdUntil = 0;
+      const seen = this.ctx.topology.all().map((n) => `${n.name}: ${n.up ? n.role : 'down'}`).join('; ');
+      const why = this.primaryError ?? 'no node is known to be out of recovery';
+      this.primaryError = null;
+      this.failHead(errors.noPrimary(`${why} (waited ${hold} ms, failover.hold_timeout); ${seen}`));
+      queueMicrotask(() => this.pump());
+      return;
+    }
+    this.holdTimer = setTimeout(() => {
+      this.holdTimer = null;
+      this.pump();
+    }, 50);
+  }
+
+  /** The unit in front of the queue cannot run: it gets `err` (as an ERROR: the session stays; the next statement tries again). */
+  private failHead(err: ProxyError): void {
+    const u = this.queue[0];
+    if (!u || u.local) return;
+    const msg = errorResponse(new ProxyError(err.sqlstate, err.code, err.message, 'ERROR', err.detail, err.hint));
+    u.local = u.sync ? Buffer.concat([msg, readyForQuery(statusChar(this.txStatus))]) : msg;
+    if (!u.sync) this.discardUntilSync = true;
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
 
   private onLinkClose(link: ServerLink): void {
     link.closed = true;
-    this.links.delete(link.node);
+    // Read before the pool takes the link back (it resets the mode).
+    const mode = link.mode;
+    if (this.loginFailed !== null) {
+      this.loginFailed(errors.backendConnect(link.node, 'the server closed the connection during login'));
+      this.loginFailed = null;
+    }
+    const wasHome = this.home === link;
+    if (this.links.get(link.node) === link) {
+      this.links.delete(link.node);
+      if (wasHome) this.home = null;
+      link.pool?.release(link, false);
+    }
     if (this.closed) return;
     // A server that died with a full socket never drains: the client must not stay paused for it.
     if (this.writeBlocked) {
@@ -779,7 +913,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       this.closeAll();
       return;
     }
-    if (link === this.home) {
+    if (wasHome) {
       this.onPrimaryLost(link);
       return;
     }
@@ -796,7 +930,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     }
     this.inflight.splice(0, this.inflight.length, ...this.inflight.filter((u) => u.link !== link));
     const head = lost[0];
-    if (head.retryable && link.mode === 'hold' && lost.length === 1) {
+    if (head.retryable && mode === 'hold' && lost.length === 1) {
       head.retryable = false;
       head.link = null;
       head.reason = 'replica-lost';
@@ -850,8 +984,6 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       this.closeAll();
       return;
     }
-    this.homeLost = true;
-    if (this.readLink === link) this.readLink = null;
     if (this.copyLink === link) this.copyLink = null;
     const heldTransaction = this.txStatus !== IDLE && this.cut === null && (this.sticky === link || this.sticky === null);
     if (this.sticky === link) this.sticky = null;
@@ -872,7 +1004,9 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
 
   private cancelLink(l: ServerLink): void {
     this.ctx.stats.cancelRequests++;
-    void sendCancel(l.host, l.port, encodeCancelRequest(l.conn.pid, l.conn.secret));
+    // Until the server has the cancel, the connection serves nobody else (it would cancel their statement).
+    l.cancelling++;
+    void sendCancel(l.host, l.port, encodeCancelRequest(l.conn.pid, l.conn.secret)).finally(() => l.cancelDone());
   }
 
   cancel(): void {
@@ -906,10 +1040,9 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   }
 
   private closeAll(): void {
-    for (const l of [...this.links.values()]) {
-      const s = l.conn.socket;
-      if (!s.destroyed) s.end(terminate());
-    }
+    // Back to the pool if nothing of the session stays on it (idle, no transaction, no temp tables, LISTEN, …).
+    const clean = this.txStatus === IDLE && this.cut === null && this.state.serverPins().length === 0;
+    for (const l of [...this.links.values()]) this.release(l, clean && !l.copyIn && !this.inflight.some((u) => u.link === l));
     if (this.terminating) {
       this.finish();
       this.client.end();
@@ -921,6 +1054,13 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     this.closed = true;
     this.client.resume();
     for (const l of this.links.values()) l.conn.socket.resume();
+    if (this.waitingOn !== null) {
+      this.waitingOn.cancelWait(this.primaryWaiter);
+      this.waitingOn.cancelWait(this.replicaWaiter);
+      this.waitingOn = null;
+    }
+    if (this.holdTimer !== null) clearTimeout(this.holdTimer);
+    this.prepared.releaseAll();
     this.onEnd(this);
   }
 

@@ -57,7 +57,8 @@ export type Unpin =
   | 'discard-temp'
   | 'discard-all' // DISCARD ALL: everything above plus prepared statements and cursors
   | 'deallocate-all'
-  | 'close-all';
+  | 'close-all'
+  | 'reset-session-authorization';
 
 export interface StatementInfo {
   kind: StatementKind;

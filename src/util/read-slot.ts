@@ -7,26 +7,52 @@
 import net from 'node:net';
 
 const SIZE = 16 * 1024;
+// A client connection reads into a small buffer until a read fills it (thousands of idle clients each hold one).
+const SMALL = 1024;
+// Small reads in a row before a grown buffer is given back.
+const SHRINK_AFTER = 16;
 
 /** Called with each chunk read; the chunk is only valid during the call. */
 export type ReadHandler = (chunk: Buffer) => void;
 
 export class ReadSlot {
-  private buf = Buffer.allocUnsafe(SIZE);
+  private buf: Buffer;
+  private lastRead = 0;
+  private smallReads = 0;
   handler: ReadHandler = () => {};
   /** Chunks are fresh buffers nobody reuses (a TLS socket's 'data' events): writes may keep them as they are. */
   fresh = false;
   readonly onread = {
-    buffer: () => this.buf,
+    // Node asks for the buffer of the next read after each read.
+    buffer: () => (this.adaptive ? this.sized() : this.buf),
     callback: (n: number, b: Buffer): boolean => {
+      this.lastRead = n;
       this.handler(b.subarray(0, n));
       return true;
     },
   };
 
+  /** `adaptive`: start small and grow only for a connection whose reads fill the buffer (clients). */
+  constructor(private readonly adaptive = false) {
+    this.buf = Buffer.allocUnsafe(adaptive ? SMALL : SIZE);
+  }
+
+  private sized(): Buffer {
+    const n = this.lastRead;
+    if (this.buf.length === SMALL) {
+      if (n === SMALL) this.buf = Buffer.allocUnsafe(SIZE);
+    } else if (n <= SMALL) {
+      if (++this.smallReads >= SHRINK_AFTER) {
+        this.smallReads = 0;
+        this.buf = Buffer.allocUnsafe(SMALL);
+      }
+    } else this.smallReads = 0;
+    return this.buf;
+  }
+
   /** The last chunk is now referenced by a pending write: read into a fresh buffer from now on. */
   detach(): void {
-    if (!this.fresh) this.buf = Buffer.allocUnsafe(SIZE);
+    if (!this.fresh) this.buf = Buffer.allocUnsafe(this.buf.length);
   }
 
   /**

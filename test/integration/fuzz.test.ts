@@ -67,7 +67,7 @@ describe('protocol fuzzer', () => {
   beforeAll(async () => {
     proxy = await spawnProxy(info, {
       logLevel: 'warn',
-      extra: 'limits: { max_message_size: 1MB, client_login_timeout: 2s, max_pipeline: 1MB, max_prepared_statements: 200, max_session_settings: 100 }',
+      extra: 'pool: { server_idle_timeout: 1s }\nlimits: { max_message_size: 1MB, client_login_timeout: 2s, max_pipeline: 1MB, max_prepared_statements: 200, max_session_settings: 100 }',
     });
     proxy.child.stderr!.on('data', (d: Buffer) => {
       const text = d.toString();

@@ -17,7 +17,7 @@ interface StatusNode {
 
 describe('admin HTTP', () => {
   beforeAll(async () => {
-    proxy = await startProxy(info);
+    proxy = await startProxy(info, { extra: 'pool: { server_idle_timeout: 1s }' });
     // Replicas are discovered by the monitor; give it a probe round or two.
     await eventually('the monitor to see every node', async () => {
       const s = JSON.parse((await adminGet(proxy, '/status')).body) as { nodes: StatusNode[] };
@@ -92,7 +92,7 @@ describe('admin HTTP', () => {
       for (let i = 0; i < 20; i++) await c.query({ text: 'SELECT $1::int AS i, repeat($2, 100) AS pad', values: [i, 'x'] });
       const during = (await adminGet(proxy, '/metrics')).body;
       expect(metricValue(during, 'pgsplit_client_connections')).toBe((metricValue(before, 'pgsplit_client_connections') ?? 0) + 1);
-      // The session's own connection to the primary, plus replica connections for its reads.
+      // A connection to the primary (the session's own through the relay; a pooled one with routing, kept idle for pool.server_idle_timeout), plus replica connections for reads.
       expect(metricValue(during, 'pgsplit_backend_connections', { node: 'pg1' })).toBe((metricValue(before, 'pgsplit_backend_connections', { node: 'pg1' }) ?? 0) + 1);
       expect(metricValue(during, 'pgsplit_backend_connections')).toBeGreaterThanOrEqual((metricValue(before, 'pgsplit_backend_connections') ?? 0) + 1);
       for (const direction of ['client_to_server', 'server_to_client']) {

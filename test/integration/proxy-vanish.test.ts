@@ -25,7 +25,7 @@ function vanish(c: pg.Client): void {
 
 describe('a client that vanishes mid-query', () => {
   beforeAll(async () => {
-    proxy = await startProxy(info);
+    proxy = await startProxy(info, { extra: 'pool: { server_idle_timeout: 1s }' });
     direct = await directClient(primary, info);
     everywhere = [direct, ...(await Promise.all(cluster.nodes.slice(1).map((n) => directClient(n, info))))];
   });

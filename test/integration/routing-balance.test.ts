@@ -66,8 +66,8 @@ describe('spreading reads over the replicas', () => {
     for (const p of ports) expect(replicaPorts).toContain(p);
   });
 
-  it('opens one replica connection per session, not one to every replica', async () => {
-    proxy = await startProxy(info, { extra: 'routing: { enabled: true }' });
+  it('in session pooling, opens one replica connection per session, not one to every replica', async () => {
+    proxy = await startProxy(info, { extra: 'routing: { enabled: true }\npool: { mode: session }' });
     await readPorts(4);
     const perReplica = await replicaBackends();
     expect(perReplica.reduce((a, b) => a + b, 0), `server sessions on ${cluster.nodes.slice(1).map((n) => n.name).join(', ')}: ${perReplica.join(', ')}`).toBe(4);

@@ -1,0 +1,51 @@
+// Logging a client in on a pooled server connection: wait for one (bounded), then report the parameters it runs with.
+import { errors, ProxyError } from '../errors.js';
+import { parameterStatus } from '../protocol/backend-messages.js';
+import type { ServerPool } from '../backend/pool.js';
+import type { ServerLink } from '../backend/server-link.js';
+
+/** A connection from `pool` for a client logging in; fails at `deadline` (the login timeout) or pool.max_client_wait. */
+export function checkout(pool: ServerPool, deadline: number, gone: () => boolean): Promise<ServerLink> {
+  const now = pool.tryAcquire();
+  if (now) return Promise.resolve(now);
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const waiter = {
+      granted(link: ServerLink) {
+        if (done || gone()) {
+          pool.release(link, true);
+          return;
+        }
+        done = true;
+        clearTimeout(timer);
+        resolve(link);
+      },
+      failed(err: Error) {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        // Raised at login, it ends the connection as PostgreSQL's own refusals do (a ServerStartupError is relayed as sent).
+        reject(err instanceof ProxyError ? new ProxyError(err.sqlstate, err.code, err.message, 'FATAL', err.detail, err.hint) : err);
+      },
+    };
+    const timer = setTimeout(() => {
+      if (done) return;
+      done = true;
+      pool.cancelWait(waiter);
+      reject(errors.loginTimeout(Math.max(0, deadline - Date.now())));
+    }, Math.max(0, deadline - Date.now()));
+    timer.unref();
+    const link = pool.acquire(waiter);
+    if (link) waiter.granted(link);
+  });
+}
+
+/** The ParameterStatus messages a client gets at login: what the server it was given now runs with. */
+export function parameterStatusFrames(parameters: ReadonlyMap<string, string>): Buffer[] {
+  return [...parameters].map(([k, v]) => parameterStatus(k, v));
+}
+
+/** Parameter names lowercased, to compare with startup parameters. */
+export function lowercased(parameters: ReadonlyMap<string, string>): Map<string, string> {
+  return new Map([...parameters].map(([k, v]) => [k.toLowerCase(), v]));
+}
