@@ -222,6 +222,9 @@ export class ServerPool implements LinkOwner {
     return this.draining;
   }
 
+  /** No longer in Pools (drained, or empty and forgotten): sessions that kept a reference must look it up again. */
+  retired = false;
+
   private expired(link: ServerLink, now: number): boolean {
     const life = this.settings().serverLifetimeMs;
     return life > 0 && now - link.createdAt >= life;
@@ -301,6 +304,7 @@ export class Pools {
     for (const [key, pool] of this.pools) {
       if (pool.node !== node) continue;
       pool.drain();
+      pool.retired = true;
       this.pools.delete(key);
     }
   }
@@ -327,7 +331,11 @@ export class Pools {
   }
 
   sweep(now = Date.now()): void {
-    for (const [key, pool] of this.pools) if (pool.sweep(now)) this.pools.delete(key);
+    for (const [key, pool] of this.pools) {
+      if (!pool.sweep(now)) continue;
+      pool.retired = true;
+      this.pools.delete(key);
+    }
   }
 
   close(): void {

@@ -53,6 +53,7 @@ export class PreparedStatements {
       const cls = this.classifier.classify(body.toString('utf8', nameEnd + 1, queryEnd));
       addPart(u, cls);
       if (name === '') {
+        u.notOnlyParses = true;
         const copy = Buffer.from(frame);
         this.unnamed = { parse: copy, cls };
         u.unnamedParse = copy;
@@ -68,6 +69,7 @@ export class PreparedStatements {
       u.parses = push(u.parses, [server.name, server.parse]);
       return server.parse;
     }
+    u.notOnlyParses = true;
     if (type === F.Bind || type === F.Describe || type === F.Close) {
       const span = statementNameSpan(frame);
       if (span === null) return frame; // a portal
@@ -118,6 +120,21 @@ export class PreparedStatements {
       }
     }
     if (u.needs.includes('') || u.unnamedParse) link.unnamed = null;
+  }
+
+  /** Every statement the unit Parses is one a server has already accepted (its Parse can be answered without a server). */
+  allValid(u: Unit): boolean {
+    if (u.notOnlyParses || u.parses.length === 0) return false;
+    for (const [name] of u.parses) if (this.byServerName.get(name)?.st.server.valid !== true) return false;
+    return true;
+  }
+
+  /** The unit ran without an error: the statements it Parsed are valid. */
+  validated(u: Unit): void {
+    for (const [name] of u.parses) {
+      const e = this.byServerName.get(name);
+      if (e) e.st.server.valid = true;
+    }
   }
 
   /** DEALLOCATE name of a protocol-level statement: true if the client had it. */

@@ -71,6 +71,7 @@ const FAILED = 0x45;
 // A batch that grows this large before its Sync/Flush is sent on in pieces, so the proxy never holds it whole.
 const MAX_BATCH_PIECE = 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
+const PARSE_COMPLETE = localReply.parseComplete();
 const statusChar = (s: number): 'I' | 'T' | 'E' => (s === IDLE ? 'I' : s === FAILED ? 'E' : 'T');
 
 export class Session implements Cancellable, LinkOwner, PgsplitSettings {
@@ -362,6 +363,12 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
         u.sync = type === F.Sync;
         // Answered here only if no earlier piece of the batch went to a server (that server's part must end there).
         if (u.parts.length > 0 && u.parts.every((p) => p.intercept) && !this.batchOnServer()) u.local = interceptBatch(u.frames, u.parts, this);
+        else if (u.sync && this.prepared.allValid(u) && this.txStatus === IDLE && this.inflight.length === 0 && this.queue.length === 0 && !this.batchOnServer()) {
+          // Parse + Sync of statements a server already accepted (libpq's PQprepare): they are prepared where they
+          // are first used, so no server connection is taken now (pgbench -M prepared would otherwise hold one
+          // thread's clients waiting on each other for the pool).
+          u.local = Buffer.concat([...u.parses.map(() => PARSE_COMPLETE), readyForQuery('I')]);
+        }
         this.enqueue(u);
         return;
       }
@@ -603,7 +610,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   private poolFor(node: string): ServerPool {
     this.pools ??= new Map();
     let pool = this.pools.get(node);
-    if (pool === undefined || pool.isDraining) {
+    if (pool === undefined || pool.retired) {
       pool = this.ctx.pools.get(node, this.user, this.ctx.database);
       this.pools.set(node, pool);
     }
@@ -733,6 +740,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       if (this.sticky === link && u.sync) this.sticky = null;
     } else this.sticky = link;
     if (failed && (u.parses.length > 0 || u.needs.length > 0 || u.unnamedParse !== null)) this.prepared.unsureOn(u, link);
+    else if (!failed && u.parses.length > 0) this.prepared.validated(u);
     if (!failed && u.effects && this.state.applyEffects(u.parts, before !== 0x49 || status !== 0x49, link)) {
       // DEALLOCATE ALL / DISCARD ALL dropped every prepared statement of that server, the client's among them.
       link.prepared.clear();

@@ -10,6 +10,8 @@ export interface RegisteredStatement {
   /** The Parse message that prepares it under that name. */
   readonly parse: Buffer;
   refs: number;
+  /** A server prepared it without an error: another client's Parse of it may be answered without one. */
+  valid: boolean;
 }
 
 /** Prefix of every server-side name; client names with it that pgsplit did not hand out are refused by the server. */
@@ -34,7 +36,7 @@ export class StatementRegistry {
     let s = this.byKey.get(key);
     if (s === undefined) {
       const name = SERVER_PREFIX + (this.next++).toString(36);
-      s = { name, parse: rename(name), refs: 0 };
+      s = { name, parse: rename(name), refs: 0, valid: false };
       this.byKey.set(key, s);
       keys.set(s, key);
     }

@@ -40,6 +40,8 @@ export interface Unit {
   bytes: number;
   /** Cut from a batch that grew too large before its Sync/Flush: it goes to the primary (or its transaction's server). */
   split: boolean;
+  /** Some message other than a named Parse (Bind, Describe, Execute, Close, an unnamed Parse) is part of it. */
+  notOnlyParses: boolean;
   /** A session limit the unit would exceed: the server is made to fail it instead of running it (see Session.refuse). */
   refusal: ProxyError | null;
 }
@@ -60,7 +62,7 @@ export function push<T>(list: T[], item: T): T[] {
 export function newUnit(): Unit {
   return {
     frames: [], owned: false, ownedFrames: 0, parts: [], sync: false, opensTransaction: false, effects: false, commits: false, mayWrite: false, maxLagMs: null, local: null, needs: NONE, parses: NONE, closes: NONE,
-    unnamedParse: null, link: null, retryable: false, retried: false, forcePrimary: false, reason: '', bytes: 0, split: false, refusal: null,
+    unnamedParse: null, link: null, retryable: false, retried: false, forcePrimary: false, reason: '', bytes: 0, split: false, refusal: null, notOnlyParses: false,
   };
 }
 

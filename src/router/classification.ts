@@ -140,7 +140,7 @@ export function effectFlags(c: Classification): number {
     if (s.kind === 'begin' || ((s.kind === 'commit' || s.kind === 'rollback') && s.chain)) f |= OPENS_TRANSACTION;
     if (s.kind === 'commit') f |= COMMITS;
     if (s.kind === 'execute') f |= MAY_WRITE;
-    if (s.pin || s.unpin || s.kind === 'savepoint' || (s.kind === 'discard' && s.discard === 'all') || (s.setting && !s.setting.local)) f |= SESSION_EFFECTS;
+    if (s.pin || s.unpin || s.kind === 'savepoint' || s.kind === 'prepare' || s.kind === 'deallocate' || (s.kind === 'discard' && s.discard === 'all') || (s.setting && !s.setting.local)) f |= SESSION_EFFECTS;
   }
   return f;
 }
