@@ -594,6 +594,8 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       }
       this.adopt(link);
       this.pump();
+      // Nothing may need it any more (the statement was answered otherwise meanwhile): then it goes straight back.
+      this.releaseIdle();
     },
     failed: (err) => {
       const node = this.waitingOn?.node ?? '';
@@ -841,6 +843,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       }
       this.becomeHome(this.adopt(link));
       this.pump();
+      this.releaseIdle();
     },
     failed: (err) => {
       this.waitingOn = null;
