@@ -1,13 +1,49 @@
-// `npm run bench`: pgbench directly against the primary vs through pgsplit, pgbouncer and pgpool-II, in one run, and TLS's cost; prints TPS and ratios, writes .tmp/bench.json.
+// `npm run bench`: pgsplit against PostgreSQL direct, pgbouncer and pgpool-II on one cluster in one run (TPS, proxy CPU, logins, latency, 1,000 clients, idle memory); prints tables with ratios, writes .tmp/bench.json.
+//
+// Cases, in the order they run (BENCH_ONLY=<comma list> runs a subset, e.g. BENCH_ONLY=simple,cpu,latency):
+//   simple, extended, prepared  pgbench -S in that protocol mode, BENCH_CLIENTS clients; TPS, and the proxy's CPU per
+//                               transaction (utime+stime of its process tree in /proc, over the run / transactions)
+//   tpcb                        pgbench TPC-B (simple mode)
+//   connect                     pgbench -C -S: a new SCRAM login per transaction; TPS = logins per second
+//   tls                         -S simple with sslmode=require, direct and through pgsplit with TLS on both sides
+//   cpu                         the CPU columns (measured during the runs above; alone it means `simple`)
+//   latency                     one client (pgbench -c 1 -S, per-transaction logs): p50/p99 round trip per target
+//   idle                        BENCH_IDLE_CLIENTS (10,000) idle SCRAM-authenticated clients through pgsplit and pgbouncer:
+//                               RSS before and with them, bytes per client
+//   c1000                       BENCH_STORM_CLIENTS (1,000) pgbench clients (-j 4 -S) against PostgreSQL restarted with
+//                               max_connections = 100: works/fails for direct, pgsplit, pgbouncer; p50/p99 latency.
+//                               Runs last: it restarts every node of the bench's cluster with that setting.
+// pgsplit runs with its defaults spelled out (routing on, pool: transaction, size 20); the poolers run when installed
+// (apt-get install pgbouncer pgpool2) and are skipped with the reason otherwise. A case that does not work through a
+// target is reported as "fails" with the reason; nothing here asserts a figure.
+//
+// Environment (defaults in brackets): BENCH_CLIENTS [8], BENCH_SECONDS [5] per run, BENCH_ROUNDS [3] interleaved
+// rounds (median reported), BENCH_WARMUP_SECONDS [2], BENCH_SCALE [10], BENCH_ONLY [all cases],
+// BENCH_TARGETS [all: direct,pgsplit,pgsplit-relay,pgbouncer,pgpool-II,direct-tls,pgsplit-tls] for the matrix and
+// latency cases, BENCH_LATENCY_SECONDS [5], BENCH_IDLE_CLIENTS [10000], BENCH_IDLE_SECONDS [120] (deadline for
+// opening them), BENCH_STORM_CLIENTS [1000], BENCH_STORM_SECONDS [10] + BENCH_STORM_CONNECT_SECONDS [10] (pgbench -T
+// counts the time its clients take to connect), BENCH_STORM_MAX_CONNECTIONS [100],
+// BENCH_PGBOUNCER_PLAIN_PASSWORD=1 (pgbouncer's auth_file gets the plain password instead of pg_authid's SCRAM secret),
+// BENCH_PGSPLIT_EXTRA (YAML appended to every pgsplit config, e.g. "workers: 2"; a `pool:` in it replaces the bench's).
+// A full run takes about 10 minutes on a 2-core machine (the matrix 8, the rest 2; about a minute more once pgsplit
+// serves the idle and 1,000-client cases rather than failing them early). The idle case needs ~idle+1000 open files:
+// the bench re-executes itself under `ulimit -n` (up to the hard limit) when the soft limit is lower; pgbouncer and
+// pgpool-II get the hard limit too (runuser would leave them at 1024).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { clusterInfo, findPgBinDir, startCluster, type Cluster } from '../test/harness/cluster.js';
-import { REPO_ROOT, spawnProxy } from '../test/harness/proxy.js';
-import { pgbench, pgbenchInit, WORKLOADS, type Endpoint, type PgbenchResult, type Workload } from './lib/pgbench.js';
-import { PoolerUnavailable, startPgbouncer, startPgpool } from './lib/poolers.js';
+import { REPO_ROOT } from '../test/harness/proxy.js';
+import { idleClients, manyClients, oneClientLatency, type IdleCase, type LatencyCase, type StormCase } from './lib/bench-cases.js';
+import { runMatrix, type MatrixResults } from './lib/bench-matrix.js';
+import { startTarget, storedSecret, TARGETS, type Target, type TargetContext, type TargetName, type TargetSizing } from './lib/bench-targets.js';
+import { restartWithSetting } from './lib/cluster-settings.js';
+import { reexecWithOpenFiles } from './lib/nofile.js';
+import { pgbenchInit, WORKLOADS, type Endpoint, type Workload } from './lib/pgbench.js';
 import { killRunningTools, run } from './lib/proc.js';
 import { onShutdownSignal } from './lib/signals.js';
+import { conns, printIdle, printLatency, printMatrix, printStorm, short, us } from './lib/bench-report.js';
+import { fmt, mb, ratio } from './lib/table.js';
 
 const say = (s = ''): void => void process.stdout.write(`${s}\n`);
 
@@ -22,41 +58,45 @@ function envInt(name: string, def: number, min: number): number {
   return n;
 }
 
+function envList<T extends string>(name: string, allowed: readonly T[]): Set<T> {
+  const raw = process.env[name];
+  if (!raw) return new Set(allowed);
+  const want = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = want.filter((w) => !allowed.includes(w as T));
+  if (bad.length || want.length === 0) {
+    say(`bench: ${name}=${raw}: unknown ${bad.join(', ') || '(empty)'}; choose from ${allowed.join(',')}`);
+    process.exit(2);
+  }
+  return new Set(want as T[]);
+}
+
+const CASES = ['simple', 'extended', 'prepared', 'tpcb', 'connect', 'tls', 'cpu', 'latency', 'idle', 'c1000'] as const;
+type CaseName = (typeof CASES)[number];
+const ONLY = envList<CaseName>('BENCH_ONLY', CASES);
+const TARGET_SET = envList<TargetName>('BENCH_TARGETS', TARGETS);
 const CLIENTS = envInt('BENCH_CLIENTS', 8, 1);
 const SECONDS = envInt('BENCH_SECONDS', 5, 1);
 const ROUNDS = envInt('BENCH_ROUNDS', 3, 1);
 const WARMUP_SECONDS = envInt('BENCH_WARMUP_SECONDS', 2, 0);
 const SCALE = envInt('BENCH_SCALE', 10, 1);
+const LATENCY_SECONDS = envInt('BENCH_LATENCY_SECONDS', 5, 1);
+const IDLE_CLIENTS = envInt('BENCH_IDLE_CLIENTS', 10_000, 1);
+const IDLE_SECONDS = envInt('BENCH_IDLE_SECONDS', 120, 1);
+const STORM_CLIENTS = envInt('BENCH_STORM_CLIENTS', 1_000, 1);
+const STORM_SECONDS = envInt('BENCH_STORM_SECONDS', 10, 1);
+// pgbench's -T clock starts before its clients connect: give the logins this long on top.
+const STORM_CONNECT_SECONDS = envInt('BENCH_STORM_CONNECT_SECONDS', 10, 0);
+const STORM_MAX_CONNECTIONS = envInt('BENCH_STORM_MAX_CONNECTIONS', 100, 10);
+const PGSPLIT_EXTRA = process.env.BENCH_PGSPLIT_EXTRA ?? '';
 const JOBS = Math.min(CLIENTS, 2);
-// pgsplit routes (reads to replicas, the default); pgsplit-relay is routing.enabled: false, bytes relayed to the primary.
-// direct-tls and pgsplit-tls (client TLS and server_tls require, routing on) run -S simple only, with sslmode=require.
-const TARGETS = ['direct', 'pgsplit', 'pgsplit-relay', 'pgbouncer', 'pgpool-II', 'direct-tls', 'pgsplit-tls'] as const;
-const TLS_WORKLOAD = '-S simple';
-const isPgsplit = (t: TargetName): boolean => t === 'pgsplit' || t === 'pgsplit-relay' || t === 'pgsplit-tls';
-type TargetName = (typeof TARGETS)[number];
+/** pgsplit's pool, as its defaults have it; spelled out so that the figures say what they measured. */
+const POOL_SIZE = 20;
+const PGSPLIT_YAML = [/^pool:/m.test(PGSPLIT_EXTRA) ? '' : `pool: { mode: transaction, size: ${POOL_SIZE} }`, PGSPLIT_EXTRA].filter(Boolean).join('\n');
 
-interface Row {
-  workload: string;
-  target: TargetName;
-  tps: number | null;
-  latency_ms: number | null;
-  transactions: number | null;
-  failed: number | null;
-  aborted: boolean;
-  vs_direct: number | null;
-  vs_pgbouncer: number | null;
-  error: string | null;
-}
-
-interface Target {
-  name: TargetName;
-  version: string;
-  notes?: string[];
-  endpoint: Endpoint;
-  /** Run only these workloads (by name); all when absent. */
-  workloads?: string[];
-  stop(): Promise<void>;
-}
+// `tls` and `cpu` ride on -S simple.
+const matrixWorkloads: Workload[] = WORKLOADS.filter((w) => ONLY.has(w.key as CaseName) || (w.key === 'simple' && (ONLY.has('tls') || ONLY.has('cpu'))));
+const matrixTargets = TARGETS.filter((t) => TARGET_SET.has(t) && (!t.endsWith('-tls') || ONLY.has('tls')));
+const latencyTargets: TargetName[] = ['direct', 'pgsplit', 'pgsplit-relay', 'pgbouncer', 'pgpool-II'].filter((t) => TARGET_SET.has(t as TargetName)) as TargetName[];
 
 // Cleanups run in reverse order, once, on normal exit, on error and on Ctrl-C/SIGTERM.
 const cleanups: Array<() => Promise<void>> = [];
@@ -72,16 +112,6 @@ function cleanupAll(): Promise<void> {
 }
 
 let interrupted = false;
-onShutdownSignal((sig) => {
-  if (interrupted) return;
-  interrupted = true;
-  say(`\nbench: ${sig}: stopping pgbench, the poolers and the cluster...`);
-  killRunningTools();
-  void cleanupAll().then(() => {
-    say('bench: cleaned up.');
-    process.exit(128 + (os.constants.signals[sig] ?? 2));
-  });
-});
 
 async function ensureBuilt(): Promise<string | null> {
   if (fs.existsSync(path.join(REPO_ROOT, 'dist/cli.js'))) return null;
@@ -100,42 +130,71 @@ async function resetForTpcb(psql: string, ep: Endpoint): Promise<void> {
   if (r.code !== 0) say(`  (vacuum before TPC-B failed: ${r.stderr.trim()})`);
 }
 
-const fmt = (n: number | null, digits: number): string => (n === null ? '-' : n.toFixed(digits));
+/** Starts each named target; the ones that cannot run are listed in `skipped` with the reason. */
+async function startTargets(names: TargetName[], ctx: TargetContext, sizing: TargetSizing, skipped: Array<{ target: string; case: string; reason: string }>, caseName: string): Promise<Target[]> {
+  const live: Target[] = [];
+  for (const name of names) {
+    if (interrupted) break;
+    try {
+      const t = await startTarget(name, ctx, sizing);
+      cleanups.push(() => t.stop());
+      live.push(t);
+      say(`bench: ${name} (${t.version}) on port ${t.endpoint.port}${t.pid ? `, pid ${t.pid}` : ''}`);
+    } catch (err) {
+      const reason = (err as Error).message.split('\n')[0]!;
+      skipped.push({ target: name, case: caseName, reason });
+      say(`bench: skipping ${name} for ${caseName}: ${reason}`);
+    }
+  }
+  return live;
+}
 
-function printTable(rows: Row[]): void {
-  const head = ['workload', 'target', 'TPS', 'avg lat ms', 'vs direct', 'vs pgbouncer', 'failed', 'note'];
-  const body = rows.map((r) => [
-    r.workload,
-    r.target,
-    fmt(r.tps, 0),
-    fmt(r.latency_ms, 3),
-    fmt(r.vs_direct, 2),
-    isPgsplit(r.target) ? fmt(r.vs_pgbouncer, 2) : '',
-    r.failed === null ? '-' : String(r.failed),
-    r.aborted ? `ABORTED: ${r.error ?? ''}`.slice(0, 90) : r.error && r.tps === null ? r.error.slice(0, 90) : '',
-  ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const right = new Set([2, 3, 4, 5, 6]);
-  const line = (cells: string[]): string =>
-    cells.map((c, i) => (i === cells.length - 1 ? c : right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
-  say(line(head));
-  say(widths.map((w, i) => (i === widths.length - 1 ? '----' : '-'.repeat(w))).join('  '));
-  let last = '';
-  for (let i = 0; i < body.length; i++) {
-    if (last && rows[i]!.workload !== last) say('');
-    last = rows[i]!.workload;
-    say(line(body[i]!));
+async function stopTargets(ts: Target[]): Promise<void> {
+  // stop() is idempotent, so the cleanups registered for them stay harmless.
+  for (const t of ts) await t.stop().catch((err: unknown) => say(`bench: stopping ${t.name}: ${(err as Error).message}`));
+}
+
+async function routedUnits(adminPort: number): Promise<{ replica: number; primary: number } | null> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    const routed = { replica: 0, primary: 0 };
+    for (const m of text.matchAll(/^pgsplit_statements_routed_total\{([^}]*)\} (\S+)$/gm)) {
+      const target = /target="(\w+)"/.exec(m[1]!)?.[1];
+      if (target === 'replica' || target === 'primary') routed[target] += Number(m[2]);
+    }
+    return routed;
+  } catch (err) {
+    say(`bench: could not read pgsplit's routing metrics: ${(err as Error).message}`);
+    return null;
   }
 }
 
 async function main(): Promise<void> {
   const started = Date.now();
+  // The idle case holds IDLE_CLIENTS sockets in this process (and as many in the proxy, which inherits the limit).
+  const needFiles = ONLY.has('idle') ? IDLE_CLIENTS + 1_000 : ONLY.has('c1000') ? STORM_CLIENTS + 500 : 0;
+  if (needFiles) {
+    const re = reexecWithOpenFiles(needFiles, Math.max(65_536, needFiles));
+    if (re.child) process.exit(await re.child);
+    if (re.warning) say(`bench: warning: ${re.warning}`);
+  }
+  onShutdownSignal((sig) => {
+    if (interrupted) return;
+    interrupted = true;
+    say(`\nbench: ${sig}: stopping pgbench, the poolers and the cluster...`);
+    killRunningTools();
+    void cleanupAll().then(() => {
+      say('bench: cleaned up.');
+      process.exit(128 + (os.constants.signals[sig] ?? 2));
+    });
+  });
+
   const binDir = findPgBinDir();
   if (!binDir) {
     say('bench: the PostgreSQL server binaries were not found; install them (apt-get install postgresql) or set PGSPLIT_PG_BINDIR.');
     process.exit(1);
   }
-  say(`bench: ${CLIENTS} clients, ${JOBS} threads, ${ROUNDS} interleaved rounds of ${SECONDS}s per target and workload (median reported) after a ${WARMUP_SECONDS}s warm-up, scale ${SCALE}; ${os.cpus().length} CPUs`);
+  say(`bench: cases ${[...ONLY].join(',')}; ${CLIENTS} clients, ${JOBS} threads, ${ROUNDS} interleaved rounds of ${SECONDS}s per target and workload (median reported) after a ${WARMUP_SECONDS}s warm-up, scale ${SCALE}; ${os.cpus().length} CPUs`);
   const loadStart = os.loadavg()[0]!;
   // Anything else busy on the machine skews every ratio; say so rather than let it pass silently.
   if (loadStart > os.cpus().length / 2) say(`bench: warning: load average is ${loadStart.toFixed(2)} before starting; other work will distort the figures`);
@@ -161,160 +220,185 @@ async function main(): Promise<void> {
   await pgbenchInit(pgbenchBin, direct, SCALE);
   say(`bench: initialized in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
 
-  let pgsplitAdmin: number | null = null;
-  const starters: Record<TargetName, () => Promise<Target>> = {
-    direct: async () => ({ name: 'direct', version: pgbenchVersion.replace(/^pgbench \(PostgreSQL\)/, 'PostgreSQL'), endpoint: direct, stop: async () => {} }),
-    pgsplit: async () => {
-      if (buildError) throw new PoolerUnavailable(buildError);
-      const p = await spawnProxy(info, { logLevel: 'warn', extra: 'routing: { enabled: true }' });
-      pgsplitAdmin = p.adminPort;
-      return { name: 'pgsplit', version: 'pgsplit 0.1.0 (own process, routing on)', endpoint: { ...direct, host: '127.0.0.1', port: p.port }, stop: () => p.stop() };
-    },
-    'pgsplit-relay': async () => {
-      if (buildError) throw new PoolerUnavailable(buildError);
-      const p = await spawnProxy(info, { logLevel: 'warn', extra: 'routing: { enabled: false }' });
-      return { name: 'pgsplit-relay', version: 'pgsplit 0.1.0 (own process, routing off)', endpoint: { ...direct, host: '127.0.0.1', port: p.port }, stop: () => p.stop() };
-    },
-    pgbouncer: async () => {
-      const p = await startPgbouncer({ server: direct, clients: CLIENTS });
-      return { name: 'pgbouncer', version: p.version, notes: p.notes, endpoint: { ...direct, host: '127.0.0.1', port: p.port }, stop: p.stop };
-    },
-    'pgpool-II': async () => {
-      const p = await startPgpool({ server: direct, clients: CLIENTS });
-      return { name: 'pgpool-II', version: p.version, endpoint: { ...direct, host: '127.0.0.1', port: p.port }, stop: p.stop };
-    },
-    // TLS's cost: PostgreSQL's own (the cluster runs with ssl = on), and pgsplit's with TLS on both sides.
-    'direct-tls': async () => ({ name: 'direct-tls', version: 'PostgreSQL, sslmode=require', endpoint: { ...direct, sslmode: 'require' }, workloads: [TLS_WORKLOAD], stop: async () => {} }),
-    'pgsplit-tls': async () => {
-      if (buildError) throw new PoolerUnavailable(buildError);
-      if (!info.tls) throw new PoolerUnavailable('the cluster has no test certificates');
-      const p = await spawnProxy(info, {
-        logLevel: 'warn',
-        extra: `routing: { enabled: true }\ntls: { mode: require, cert: "${info.tls.cert}", key: "${info.tls.key}" }\nserver_tls: { mode: require }`,
-      });
-      return {
-        name: 'pgsplit-tls',
-        version: 'pgsplit 0.1.0 (own process, routing on, tls.mode require, server_tls require)',
-        endpoint: { ...direct, host: '127.0.0.1', port: p.port, sslmode: 'require' },
-        workloads: [TLS_WORKLOAD],
-        stop: () => p.stop(),
-      };
-    },
-  };
-
-  const results = new Map<string, PgbenchResult>(); // key: `${workload}|${target}`
-  const skipped: Array<{ target: TargetName; reason: string }> = [];
-  const versions: Partial<Record<TargetName, string>> = {};
+  const scramSecret = process.env.BENCH_PGBOUNCER_PLAIN_PASSWORD ? null : await storedSecret(info, info.app.user);
+  const ctx: TargetContext = { info, direct, pgVersion: pgbenchVersion.replace(/^pgbench \(PostgreSQL\)/, 'PostgreSQL'), buildError, scramSecret, pgsplitExtra: PGSPLIT_YAML };
+  const skipped: Array<{ target: string; case: string; reason: string }> = [];
+  const versions: Record<string, string> = {};
   const notes: string[] = [];
-
-  // Every target runs side by side and the runs interleave (round-robin, rotating who goes first), so that
-  // background load drifting during the run hits all targets alike; each figure is the median of the rounds.
-  const live: Target[] = [];
-  for (const name of TARGETS) {
-    if (interrupted) return;
-    try {
-      const target = await starters[name]();
-      cleanups.push(() => target.stop());
-      live.push(target);
-      versions[name] = target.version;
-      notes.push(...(target.notes ?? []));
-      say(`bench: ${name} (${target.version}) on port ${target.endpoint.port}`);
-    } catch (err) {
-      const reason = (err as Error).message;
-      skipped.push({ target: name, reason });
-      say(`bench: skipping ${name}: ${reason}`);
-    }
-  }
-  const median = (xs: number[]): number => {
-    const v = [...xs].sort((a, b) => a - b);
-    return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
-  };
-  for (const w of WORKLOADS) {
-    const runs = new Map<TargetName, PgbenchResult[]>();
-    const here = live.filter((t) => !t.workloads || t.workloads.includes(w.name));
-    for (let round = 0; round < ROUNDS; round++) {
-      for (let k = 0; k < here.length; k++) {
-        if (interrupted) return;
-        const target = here[(k + round) % here.length]!;
-        const runOnce = async (seconds: number): Promise<PgbenchResult> => {
-          if (!w.select) await resetForTpcb(psqlBin, direct);
-          return pgbench(pgbenchBin, target.endpoint, { workload: w, clients: CLIENTS, jobs: JOBS, seconds });
-        };
-        if (round === 0 && WARMUP_SECONDS > 0) {
-          const warm = await runOnce(WARMUP_SECONDS);
-          if (!warm.ok && !interrupted) say(`  warm-up ${w.name} via ${target.name}: ${warm.error ?? `exit ${warm.exitCode}`}`);
-        }
-        const r = await runOnce(SECONDS);
-        if (interrupted) return;
-        runs.set(target.name, [...(runs.get(target.name) ?? []), r]);
-        const flag = r.aborted ? `  ABORTED: ${r.error ?? ''}` : r.failed ? `  failed=${r.failed}` : '';
-        say(`  ${w.name.padEnd(12)} ${target.name.padEnd(13)} round ${round + 1}  ${fmt(r.tps, 0).padStart(8)} tps  ${fmt(r.latencyMs, 3).padStart(7)} ms${flag}`);
-      }
-    }
-    for (const [name, rs] of runs) {
-      const good = rs.filter((r) => r.ok && r.tps);
-      const pick = good.length === rs.length ? { ...rs[0]!, tps: median(good.map((r) => r.tps!)), latencyMs: median(good.map((r) => r.latencyMs ?? 0)), transactions: good.reduce((a, r) => a + (r.transactions ?? 0), 0), failed: good.reduce((a, r) => a + (r.failed ?? 0), 0) } : rs.find((r) => !r.ok)!;
-      results.set(`${w.name}|${name}`, pick);
-    }
-  }
-
-  // Where the routing pgsplit sent its units, over the whole run (all workloads).
+  let matrix: MatrixResults = new Map();
+  const latency: LatencyCase[] = [];
+  const idle: IdleCase[] = [];
+  const storm: StormCase[] = [];
+  const stormNotes: string[] = [];
   let routed: { replica: number; primary: number } | null = null;
-  if (pgsplitAdmin !== null) {
-    try {
-      const text = await (await fetch(`http://127.0.0.1:${pgsplitAdmin}/metrics`)).text();
-      routed = { replica: 0, primary: 0 };
-      for (const m of text.matchAll(/^pgsplit_statements_routed_total\{([^}]*)\} (\S+)$/gm)) {
-        const target = /target="(\w+)"/.exec(m[1]!)?.[1];
-        if (target === 'replica' || target === 'primary') routed[target] += Number(m[2]);
-      }
-    } catch (err) {
-      say(`bench: could not read pgsplit's routing metrics: ${(err as Error).message}`);
-    }
-  }
-
-  const rows: Row[] = [];
-  const tpsOf = (w: Workload, t: TargetName): number | null => {
-    const r = results.get(`${w.name}|${t}`);
-    return r && r.ok && r.tps ? r.tps : null;
+  const phaseTimes: Record<string, number> = {};
+  const phase = async (name: string, fn: () => Promise<void>): Promise<void> => {
+    if (interrupted) return;
+    const t = Date.now();
+    await fn();
+    phaseTimes[name] = Math.round((Date.now() - t) / 1000);
   };
-  const ratio = (a: number | null, b: number | null): number | null => (a !== null && b ? a / b : null);
-  for (const w of WORKLOADS) {
-    for (const t of TARGETS) {
-      const r = results.get(`${w.name}|${t}`);
-      if (!r) continue;
-      const tps = r.tps;
-      rows.push({
-        workload: w.name,
-        target: t,
-        tps,
-        latency_ms: r.latencyMs,
-        transactions: r.transactions,
-        failed: r.failed,
-        aborted: r.aborted,
-        vs_direct: r.ok ? ratio(tps, tpsOf(w, 'direct')) : null,
-        vs_pgbouncer: isPgsplit(t) && r.ok ? ratio(tps, tpsOf(w, 'pgbouncer')) : null,
-        error: r.ok ? null : r.error ?? `pgbench exited with ${r.exitCode}`,
-      });
+
+  // 1. The pgbench matrix (and the CPU columns), then one-client latency, against the same targets.
+  const needMain = matrixWorkloads.length > 0 || ONLY.has('latency');
+  if (needMain) {
+    const names = [...new Set([...(matrixWorkloads.length ? matrixTargets : []), ...(ONLY.has('latency') ? latencyTargets : [])])];
+    const live = await startTargets(TARGETS.filter((t) => names.includes(t)), ctx, { clients: CLIENTS }, skipped, 'pgbench');
+    for (const t of live) {
+      versions[t.name] = t.version;
+      notes.push(...(t.notes ?? []));
     }
+    await phase('matrix', async () => {
+      if (!matrixWorkloads.length) return;
+      matrix = await runMatrix({
+        pgbenchBin,
+        workloads: matrixWorkloads,
+        targets: live.filter((t) => matrixTargets.includes(t.name)),
+        clients: CLIENTS,
+        jobs: JOBS,
+        seconds: SECONDS,
+        rounds: ROUNDS,
+        warmupSeconds: WARMUP_SECONDS,
+        beforeTpcb: () => resetForTpcb(psqlBin, direct),
+        interrupted: () => interrupted,
+        say,
+      });
+    });
+    await phase('latency', async () => {
+      if (!ONLY.has('latency')) return;
+      for (const t of live.filter((x) => latencyTargets.includes(x.name))) {
+        if (interrupted) return;
+        const c = await oneClientLatency(pgbenchBin, t, LATENCY_SECONDS);
+        latency.push(c);
+        say(`  latency      ${t.name.padEnd(13)} p50 ${us(c.stats?.p50Ms).padStart(5)} µs  p99 ${us(c.stats?.p99Ms).padStart(5)} µs${c.ok ? '' : `  fails: ${short(c.error)}`}`);
+      }
+    });
+    const routing = live.find((t) => t.name === 'pgsplit');
+    if (routing?.adminPort) routed = await routedUnits(routing.adminPort);
+    await stopTargets(live);
   }
 
-  say('');
-  say(`pgbench ${CLIENTS} clients / ${JOBS} threads / median of ${ROUNDS} x ${SECONDS}s, scale ${SCALE}, ${os.cpus().length} CPUs; TPS excludes connection time`);
-  printTable(rows);
-  for (const s of skipped) say(`skipped ${s.target}: ${s.reason}`);
-  for (const n of notes) say(`note: ${n}`);
-  const sel = WORKLOADS[0]!;
-  const summary = ratio(tpsOf(sel, 'pgsplit'), tpsOf(sel, 'pgbouncer'));
+  // 2. Idle clients: fresh pgsplit and pgbouncer that accept that many clients.
+  await phase('idle', async () => {
+    if (!ONLY.has('idle')) return;
+    const sizing: TargetSizing = { clients: POOL_SIZE, poolSize: POOL_SIZE, maxClientConn: IDLE_CLIENTS + 100, logLevel: 'error' };
+    for (const name of ['pgsplit', 'pgbouncer'] as const) {
+      if (interrupted) return;
+      const [t] = await startTargets([name], ctx, sizing, skipped, 'idle');
+      if (!t) continue;
+      try {
+        say(`  idle         ${name}: opening ${IDLE_CLIENTS} clients (32 logins at a time, at most ${IDLE_SECONDS}s) ...`);
+        const c = await idleClients(t, {
+          count: IDLE_CLIENTS,
+          concurrency: 32,
+          openDeadlineMs: IDLE_SECONDS * 1000,
+          holdMs: 3_000,
+          nodes: info.nodes,
+          superuser: info.superuser,
+          progress: (l) => say(`  idle         ${name}: ${l}`),
+        });
+        idle.push(c);
+        say(`  idle         ${name}: ${c.connected}/${c.wanted} connected, RSS ${mb(c.rssBeforeBytes)} -> ${mb(c.rssWithClientsBytes)} MB${c.bytesPerClient === null ? '' : `, ${(c.bytesPerClient / 1024).toFixed(1)} KB/client`}${c.failure ? `; fails: ${short(c.failure, 160)}` : ''}`);
+      } catch (err) {
+        const msg = (err as Error).message;
+        idle.push({ target: name, wanted: IDLE_CLIENTS, connected: 0, failure: msg, openSeconds: 0, loginsPerSecond: null, rssBeforeBytes: null, rssWithClientsBytes: null, bytesPerClient: null, serverConnections: [] });
+        say(`  idle         ${name}: fails: ${msg}`);
+      } finally {
+        await stopTargets([t]);
+      }
+    }
+  });
+
+  // 3. Many clients against a PostgreSQL with few connection slots. Last: it restarts the nodes.
+  await phase('c1000', async () => {
+    if (!ONLY.has('c1000')) return;
+    say(`  c1000        restarting every node with max_connections = ${STORM_MAX_CONNECTIONS} ...`);
+    try {
+      await restartWithSetting(cluster, 'max_connections', String(STORM_MAX_CONNECTIONS));
+    } catch (err) {
+      const reason = `could not restart the cluster with max_connections = ${STORM_MAX_CONNECTIONS}: ${(err as Error).message.split('\n')[0]}`;
+      skipped.push({ target: 'all', case: 'c1000', reason });
+      say(`  c1000        ${reason}`);
+      return;
+    }
+    const sizing: TargetSizing = { clients: STORM_CLIENTS, poolSize: POOL_SIZE, maxClientConn: STORM_CLIENTS > 1000 ? STORM_CLIENTS + 100 : undefined, logLevel: 'error' };
+    for (const name of ['direct', 'pgsplit', 'pgbouncer'] as const) {
+      if (interrupted) return;
+      // pgbouncer must take 1,000 clients (its max_client_conn default is 100); pgsplit's default (1,000) is kept.
+      const [t] = await startTargets([name], ctx, name === 'pgbouncer' ? { ...sizing, maxClientConn: STORM_CLIENTS + 100 } : sizing, skipped, 'c1000');
+      if (!t) continue;
+      try {
+        const c = await manyClients(pgbenchBin, t, { clients: STORM_CLIENTS, seconds: STORM_SECONDS + STORM_CONNECT_SECONDS, nodes: info.nodes, superuser: info.superuser });
+        storm.push(c);
+        say(`  c1000        ${name.padEnd(13)} ${c.works ? 'works' : 'fails'}  ${fmt(c.tps, 0).padStart(7)} tps  p50 ${fmt(c.stats?.p50Ms, 1)} ms  p99 ${fmt(c.stats?.p99Ms, 1)} ms  server conns ${conns(c.serverConnections)}${c.reason ? `  ${short(c.reason, 140)}` : ''}`);
+      } catch (err) {
+        const reason = (err as Error).message.split('\n')[0]!;
+        storm.push({ target: name, works: false, reason, tps: null, connectionMs: null, stats: null, serverConnections: [] });
+        say(`  c1000        ${name.padEnd(13)} fails  ${short(reason, 140)}`);
+      } finally {
+        await stopTargets([t]);
+      }
+    }
+    stormNotes.push('pgpool-II is not run here: it needs a process (num_init_children) per concurrent client');
+  });
+
+  // Report (not after Ctrl-C: half a run's figures would only mislead).
+  if (interrupted) return;
   const loadEnd = os.loadavg()[0]!;
+  say('');
+  let matrixRows: Array<Record<string, unknown>> = [];
+  if (matrix.size) {
+    matrixRows = printMatrix(matrix, matrixWorkloads, { clients: CLIENTS, jobs: JOBS, rounds: ROUNDS, seconds: SECONDS, scale: SCALE });
+    say('');
+  }
+  if (latency.length) {
+    printLatency(latency, LATENCY_SECONDS);
+    say('');
+  }
+  if (idle.length) {
+    printIdle(idle, IDLE_CLIENTS);
+    say('');
+  }
+  if (storm.length) {
+    printStorm(storm, { clients: STORM_CLIENTS, seconds: STORM_SECONDS + STORM_CONNECT_SECONDS, maxConnections: STORM_MAX_CONNECTIONS, poolSize: POOL_SIZE }, stormNotes);
+    say('');
+  }
+  for (const s of skipped) say(`skipped ${s.target} (${s.case}): ${s.reason}`);
+  for (const n of new Set(notes)) say(`note: ${n}`);
   say(`load average (1 min): ${loadStart.toFixed(2)} at start, ${loadEnd.toFixed(2)} at end (includes the benchmark itself)`);
   say('');
-  const relaySummary = ratio(tpsOf(sel, 'pgsplit-relay'), tpsOf(sel, 'pgbouncer'));
-  if (routed) say(`pgsplit (routing) units on replicas: ${routed.replica} of ${routed.replica + routed.primary} (${(100 * routed.replica / Math.max(1, routed.replica + routed.primary)).toFixed(1)}%, all workloads)`);
-  say(`pgsplit/pgbouncer -S simple: ${summary === null ? 'n/a' : summary.toFixed(2)} with routing, ${relaySummary === null ? 'n/a' : relaySummary.toFixed(2)} relay`);
-  const tlsSummary = ratio(tpsOf(sel, 'pgsplit-tls'), tpsOf(sel, 'pgsplit'));
-  const directTlsSummary = ratio(tpsOf(sel, 'direct-tls'), tpsOf(sel, 'direct'));
-  say(`TLS cost, -S simple: pgsplit with TLS on both sides / plaintext pgsplit ${tlsSummary === null ? 'n/a' : tlsSummary.toFixed(2)}; PostgreSQL direct with TLS / plaintext ${directTlsSummary === null ? 'n/a' : directTlsSummary.toFixed(2)}`);
+
+  // Summary: pgsplit against pgbouncer, the issue's targets in brackets.
+  const cell = (w: string, t: string) => {
+    const r = matrix.get(`${w}|${t}`);
+    return r && r.ok ? r : null;
+  };
+  const tpsRatio = (w: string, t = 'pgsplit') => ratio(cell(w, t)?.tps, cell(w, 'pgbouncer')?.tps);
+  const summary = {
+    tps_vs_pgbouncer: Object.fromEntries(WORKLOADS.map((w) => [w.name, tpsRatio(w.name)])),
+    relay_tps_vs_pgbouncer_select_simple: tpsRatio('-S simple', 'pgsplit-relay'),
+    cpu_per_select_vs_pgbouncer: Object.fromEntries(WORKLOADS.filter((w) => w.select && !w.connect).map((w) => [w.name, ratio(cell(w.name, 'pgsplit')?.cpuPerTx, cell(w.name, 'pgbouncer')?.cpuPerTx)])),
+    logins_per_second: Object.fromEntries(TARGETS.map((t): [string, number | null] => [t, cell('-C -S simple', t)?.tps ?? null]).filter(([, v]) => v !== null)),
+    latency_p50_added_vs_direct_us: Object.fromEntries(latency.filter((c) => c.stats).map((c) => [c.target, 1000 * (c.stats!.p50Ms - (latency.find((d) => d.target === 'direct')?.stats?.p50Ms ?? NaN))])),
+    routed_units: routed,
+    tls_vs_plaintext_select_simple: { pgsplit: ratio(cell('-S simple', 'pgsplit-tls')?.tps, cell('-S simple', 'pgsplit')?.tps), direct: ratio(cell('-S simple', 'direct-tls')?.tps, cell('-S simple', 'direct')?.tps) },
+  };
+  const r2 = (x: number | null | undefined): string => fmt(x, 2);
+  if (matrix.size) {
+    say(`pgsplit/pgbouncer TPS [target >= 1.0]: ${WORKLOADS.filter((w) => matrix.has(`${w.name}|pgsplit`)).map((w) => `${w.name} ${r2(summary.tps_vs_pgbouncer[w.name])}`).join(', ')}; relay -S simple ${r2(summary.relay_tps_vs_pgbouncer_select_simple)}`);
+    const cpu = Object.entries(summary.cpu_per_select_vs_pgbouncer).filter(([, v]) => v !== null);
+    if (cpu.length) say(`pgsplit/pgbouncer proxy CPU per -S transaction [target <= 1.3]: ${cpu.map(([k, v]) => `${k} ${r2(v)}`).join(', ')}`);
+    const logins = Object.entries(summary.logins_per_second);
+    if (logins.length) say(`logins per second (pgbench -C -S, SCRAM, ${CLIENTS} clients): ${logins.map(([k, v]) => `${k} ${fmt(v, 0)}`).join(', ')}`);
+    if (routed) say(`pgsplit (routing) units on replicas: ${routed.replica} of ${routed.replica + routed.primary} (${(100 * routed.replica / Math.max(1, routed.replica + routed.primary)).toFixed(1)}%, all workloads)`);
+    if (ONLY.has('tls')) say(`TLS cost, -S simple: pgsplit with TLS on both sides / plaintext pgsplit ${r2(summary.tls_vs_plaintext_select_simple.pgsplit)}; PostgreSQL direct with TLS / plaintext ${r2(summary.tls_vs_plaintext_select_simple.direct)}`);
+  }
+  if (latency.length) {
+    const p = (t: string) => latency.find((c) => c.target === t)?.stats?.p50Ms ?? null;
+    say(`one-client p50: direct ${us(p('direct'))} µs, pgsplit ${us(p('pgsplit'))} µs (+${us((p('pgsplit') ?? NaN) - (p('direct') ?? NaN))}), pgbouncer ${us(p('pgbouncer'))} µs (+${us((p('pgbouncer') ?? NaN) - (p('direct') ?? NaN))}); pgsplit/pgbouncer ${r2(ratio(p('pgsplit'), p('pgbouncer')))}`);
+  }
+  for (const c of idle) say(`${IDLE_CLIENTS} idle clients via ${c.target} [pgsplit target <= 250 MB]: ${c.failure ? `fails (${short(c.failure, 100)}); ` : ''}${c.connected} connected, RSS ${mb(c.rssWithClientsBytes)} MB, ${c.bytesPerClient === null ? '-' : (c.bytesPerClient / 1024).toFixed(1)} KB/client`);
+  for (const c of storm) say(`${STORM_CLIENTS} clients, max_connections ${STORM_MAX_CONNECTIONS}, via ${c.target}: ${c.works ? `works, p50 ${fmt(c.stats?.p50Ms, 1)} ms, p99 ${fmt(c.stats?.p99Ms, 1)} ms` : `fails: ${short(c.reason, 120)}`}`);
 
   const outFile = path.join(REPO_ROOT, '.tmp/bench.json');
   fs.mkdirSync(path.dirname(outFile), { recursive: true });
@@ -324,19 +408,23 @@ async function main(): Promise<void> {
       {
         date: new Date().toISOString(),
         duration_seconds: Math.round((Date.now() - started) / 1000),
+        phase_seconds: phaseTimes,
         machine: { load_average_start: loadStart, load_average_end: loadEnd, cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model ?? null, node: process.version, platform: `${os.platform()} ${os.release()}` },
-        params: { clients: CLIENTS, jobs: JOBS, seconds: SECONDS, rounds: ROUNDS, warmup_seconds: WARMUP_SECONDS, scale: SCALE },
+        params: { cases: [...ONLY], targets: [...TARGET_SET], clients: CLIENTS, jobs: JOBS, seconds: SECONDS, rounds: ROUNDS, warmup_seconds: WARMUP_SECONDS, scale: SCALE, latency_seconds: LATENCY_SECONDS, idle_clients: IDLE_CLIENTS, storm_clients: STORM_CLIENTS, storm_seconds: STORM_SECONDS, storm_max_connections: STORM_MAX_CONNECTIONS, pgsplit_extra: PGSPLIT_YAML },
         versions,
-        results: rows,
+        results: matrixRows,
+        latency: latency.map((c) => ({ target: c.target, ok: c.ok, error: c.error, avg_ms: c.avgMs, ...c.stats })),
+        idle: idle.map((c) => ({ target: c.target, wanted: c.wanted, connected: c.connected, failure: c.failure, open_seconds: c.openSeconds, logins_per_second: c.loginsPerSecond, rss_before_bytes: c.rssBeforeBytes, rss_with_clients_bytes: c.rssWithClientsBytes, bytes_per_client: c.bytesPerClient, max_server_connections: c.serverConnections })),
+        many_clients: storm.map((c) => ({ target: c.target, works: c.works, reason: c.reason, tps: c.tps, connection_ms: c.connectionMs, ...c.stats, max_server_connections: c.serverConnections, pgbench_output_tail: c.output ?? null })),
         skipped,
-        notes,
-        summary: { pgsplit_vs_pgbouncer_select_simple: summary, pgsplit_relay_vs_pgbouncer_select_simple: relaySummary, routed_units: routed, pgsplit_tls_vs_plaintext_select_simple: tlsSummary, direct_tls_vs_plaintext_select_simple: directTlsSummary },
+        notes: [...new Set(notes), ...stormNotes],
+        summary,
       },
       null,
       2,
     )}\n`,
   );
-  say(`bench: wrote ${path.relative(process.cwd(), outFile) || outFile} (${Math.round((Date.now() - started) / 1000)}s in total)`);
+  say(`bench: wrote ${path.relative(process.cwd(), outFile) || outFile} (${Math.round((Date.now() - started) / 1000)}s in total: ${Object.entries(phaseTimes).map(([k, v]) => `${k} ${v}s`).join(', ')})`);
 }
 
 main()

@@ -14,21 +14,28 @@ export interface Endpoint {
 export interface Workload {
   /** Label used in the table, e.g. "-S simple". */
   name: string;
+  /** What BENCH_ONLY calls it. */
+  key: string;
   select: boolean;
   mode: 'simple' | 'extended' | 'prepared';
+  /** pgbench -C: a new connection (and login) for every transaction. */
+  connect?: boolean;
 }
 
 export const WORKLOADS: Workload[] = [
-  { name: '-S simple', select: true, mode: 'simple' },
-  { name: '-S extended', select: true, mode: 'extended' },
-  { name: '-S prepared', select: true, mode: 'prepared' },
-  { name: 'tpcb simple', select: false, mode: 'simple' },
+  { name: '-S simple', key: 'simple', select: true, mode: 'simple' },
+  { name: '-S extended', key: 'extended', select: true, mode: 'extended' },
+  { name: '-S prepared', key: 'prepared', select: true, mode: 'prepared' },
+  { name: 'tpcb simple', key: 'tpcb', select: false, mode: 'simple' },
+  { name: '-C -S simple', key: 'connect', select: true, mode: 'simple', connect: true },
 ];
 
 export interface PgbenchResult {
   ok: boolean;
   tps: number | null;
   latencyMs: number | null;
+  /** pgbench's "average connection time" (-C) or "initial connection time", in ms. */
+  connectionMs: number | null;
   transactions: number | null;
   failed: number | null;
   aborted: boolean;
@@ -45,7 +52,8 @@ const num = (re: RegExp, text: string): number | null => {
 
 export function parsePgbench(stdout: string, stderr: string, exitCode: number): PgbenchResult {
   const text = `${stdout}\n${stderr}`;
-  const tps = num(/^tps = ([\d.]+) \(without initial connection time\)/m, text);
+  // Without -C: "(without initial connection time)"; with -C: "(including reconnection times)".
+  const tps = num(/^tps = ([\d.]+) \((?:without initial connection time|including reconnection times)\)/m, text);
   const aborted = /Run was aborted|aborted in command|client \d+ aborted/.test(text) || exitCode === 2;
   const errLine =
     text
@@ -56,6 +64,7 @@ export function parsePgbench(stdout: string, stderr: string, exitCode: number): 
     ok: exitCode === 0 && tps !== null && !aborted,
     tps,
     latencyMs: num(/^latency average = ([\d.]+) ms/m, text),
+    connectionMs: num(/^(?:average|initial) connection time = ([\d.]+) ms/m, text),
     transactions: num(/^number of transactions actually processed: (\d+)/m, text),
     failed: num(/^number of failed transactions: (\d+)/m, text),
     aborted,
@@ -70,6 +79,10 @@ export interface PgbenchRun {
   clients: number;
   jobs: number;
   seconds: number;
+  /** Write per-transaction logs (pgbench -l) to files named `${logPrefix}.<pid>[.<thread>]`. */
+  logPrefix?: string;
+  /** Give up after this long (default: seconds + 60 s). */
+  timeoutMs?: number;
 }
 
 export async function pgbench(bin: string, ep: Endpoint, r: PgbenchRun): Promise<PgbenchResult> {
@@ -78,12 +91,15 @@ export async function pgbench(bin: string, ep: Endpoint, r: PgbenchRun): Promise
     '--no-vacuum',
     '-M', r.workload.mode,
     ...(r.workload.select ? ['-S'] : []),
+    ...(r.workload.connect ? ['-C'] : []),
+    ...(r.logPrefix ? ['-l', `--log-prefix=${r.logPrefix}`] : []),
     '-c', String(r.clients), '-j', String(r.jobs), '-T', String(r.seconds),
     ep.database,
   ];
-  const res = await run(bin, args, { env: { PGPASSWORD: ep.password, PGAPPNAME: 'pgbench', PGSSLMODE: ep.sslmode ?? 'disable' }, timeoutMs: (r.seconds + 60) * 1000 });
+  const timeoutMs = r.timeoutMs ?? (r.seconds + 60) * 1000;
+  const res = await run(bin, args, { env: { PGPASSWORD: ep.password, PGAPPNAME: 'pgbench', PGSSLMODE: ep.sslmode ?? 'disable' }, timeoutMs });
   if (res.timedOut) {
-    return { ok: false, tps: null, latencyMs: null, transactions: null, failed: null, aborted: true, error: `pgbench did not finish within ${r.seconds + 60}s`, exitCode: 124, output: res.stdout + res.stderr };
+    return { ok: false, tps: null, latencyMs: null, connectionMs: null, transactions: null, failed: null, aborted: true, error: `pgbench did not finish within ${Math.round(timeoutMs / 1000)}s`, exitCode: 124, output: res.stdout + res.stderr };
   }
   return parsePgbench(res.stdout, res.stderr, res.code);
 }

@@ -14,18 +14,38 @@ export interface Pooler {
   notes: string[];
   port: number;
   dir: string;
+  /** The process we started (runuser when we are root; the pooler is then its child): CPU and RSS are read for its process tree. */
+  pid: number;
   stop(): Promise<void>;
 }
 
 export interface PoolerOptions {
   /** Where the pooler sends traffic: the primary, reached as the app user with its password. */
   server: Endpoint;
-  /** pgbench -c; pools are sized so that no client waits for a server connection. */
+  /** pgbench -c; pools are sized so that no client waits for a server connection (unless poolSize says otherwise). */
   clients: number;
+  /** Server connections per pool (pgbouncer default_pool_size); default `clients`. */
+  poolSize?: number;
+  /** Client connections the pooler accepts (pgbouncer max_client_conn); default 1000. */
+  maxClientConn?: number;
+  /**
+   * The user's SCRAM secret exactly as pg_authid holds it (what auth_query would return): pgbouncer then checks
+   * logins without a PBKDF2 of its own and logs in to PostgreSQL with the client's SCRAM keys. Without it the
+   * auth_file holds the plain password and every login costs pgbouncer a PBKDF2 (4096 rounds).
+   */
+  scramSecret?: string;
 }
 
 /** Thrown when a pooler is not installed or cannot be started; the message is the reason to print. */
 export class PoolerUnavailable extends Error {}
+
+/**
+ * The command line that starts a pooler: as SERVICE_USER when we are root, with the soft open-file limit raised to
+ * the hard one first (runuser's pam_limits drops it to PID 1's, 1024 here, and 10,000 idle clients need more).
+ */
+function serviceCommand(file: string, args: string[]): [string, string[]] {
+  return asServiceUser('sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', file, ...args]);
+}
 
 /** Temp dir the service user can read and write (PostgreSQL's user when we are root). */
 function serviceDir(prefix: string): string {
@@ -98,7 +118,7 @@ export async function startPgbouncer(o: PoolerOptions): Promise<Pooler> {
   let svc: Service | null = null;
   try {
     const q = (s: string) => `"${s.replace(/"/g, '""')}"`;
-    writeFile(dir, 'userlist.txt', `${q(o.server.user)} ${q(o.server.password)}\n`);
+    writeFile(dir, 'userlist.txt', `${q(o.server.user)} ${q(o.scramSecret ?? o.server.password)}\n`);
     const ini = writeFile(
       dir,
       'pgbouncer.ini',
@@ -115,8 +135,8 @@ export async function startPgbouncer(o: PoolerOptions): Promise<Pooler> {
         'auth_type = scram-sha-256',
         `auth_file = ${path.join(dir, 'userlist.txt')}`,
         'pool_mode = transaction',
-        `default_pool_size = ${Math.max(o.clients, 1)}`,
-        'max_client_conn = 1000',
+        `default_pool_size = ${Math.max(o.poolSize ?? o.clients, 1)}`,
+        `max_client_conn = ${o.maxClientConn ?? 1000}`,
         'ignore_startup_parameters = extra_float_digits',
         ...(preparedSupport ? ['max_prepared_statements = 200'] : []),
         'log_connections = 0',
@@ -125,11 +145,11 @@ export async function startPgbouncer(o: PoolerOptions): Promise<Pooler> {
         '',
       ].join('\n'),
     );
-    const [file, args] = asServiceUser(bin, [ini]);
+    const [file, args] = serviceCommand(bin, [ini]);
     svc = startService(file, args, { cwd: dir });
     await waitUsable('pgbouncer', svc, port, o.server);
     // SIGTERM: immediate shutdown (SIGINT would wait for clients).
-    return { name: 'pgbouncer', version, notes, port, dir, stop: cleanup(svc, dir, 'SIGTERM') };
+    return { name: 'pgbouncer', version, notes, port, dir, pid: svc.child.pid!, stop: cleanup(svc, dir, 'SIGTERM') };
   } catch (err) {
     await cleanup(svc, dir, 'SIGTERM')();
     if (err instanceof PoolerUnavailable) throw err;
@@ -205,11 +225,11 @@ export async function startPgpool(o: PoolerOptions): Promise<Pooler> {
         '',
       ].join('\n'),
     );
-    const [file, args] = asServiceUser(bin, ['-n', '-f', conf, '-F', pcp, '-a', hba]);
+    const [file, args] = serviceCommand(bin, ['-n', '-f', conf, '-F', pcp, '-a', hba]);
     svc = startService(file, args, { cwd: dir });
     await waitUsable('pgpool-II', svc, port, o.server);
     // SIGINT: fast shutdown (SIGTERM is "smart" and waits for clients).
-    return { name: 'pgpool-II', version, notes: [], port, dir, stop: cleanup(svc, dir, 'SIGINT') };
+    return { name: 'pgpool-II', version, notes: [], port, dir, pid: svc.child.pid!, stop: cleanup(svc, dir, 'SIGINT') };
   } catch (err) {
     await cleanup(svc, dir, 'SIGINT')();
     if (err instanceof PoolerUnavailable) throw err;
