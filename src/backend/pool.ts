@@ -126,6 +126,8 @@ export class ServerPool implements LinkOwner {
     this.active--;
     link.owner = this;
     link.mode = 'relay';
+    // A session may have paused its reads (its client read slowly): idle here, it must still see a close.
+    link.conn.socket.resume();
     if (link.closed) {
       this.grow();
       return;

@@ -182,6 +182,8 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   private adopt(link: ServerLink): ServerLink {
     link.owner = this;
     link.mode = 'relay';
+    // Its reads may have been paused for a client that read slowly; this session's own client decides from now on.
+    link.conn.socket.resume();
     this.links.set(link.node, link);
     return link;
   }

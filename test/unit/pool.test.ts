@@ -10,6 +10,13 @@ import { createLogger } from '../../src/util/logger.js';
 class FakeSocket extends EventEmitter {
   destroyed = false;
   ended = 0;
+  paused = false;
+  pause(): void {
+    this.paused = true;
+  }
+  resume(): void {
+    this.paused = false;
+  }
   write(): boolean {
     return true;
   }
@@ -145,6 +152,18 @@ describe('ServerPool', () => {
     // The last one reached its lifetime; min_idle opens a fresh one.
     expect(opened.filter((o) => !o.destroyed)).toHaveLength(1);
     expect(opened).toHaveLength(4);
+  });
+
+  it('reads again from a connection its last session paused (a client that read slowly), so the next session is answered', async () => {
+    const pool = new ServerPool('pg1', 'app', 'db', open, () => ({ ...settings, size: 1 }), log);
+    const [a, b] = [waiter(), waiter()];
+    pool.acquire(a.w);
+    await flush();
+    a.got[0].conn.socket.pause();
+    pool.acquire(b.w);
+    pool.release(a.got[0], true);
+    expect(b.got).toEqual(a.got);
+    expect(opened[0].paused).toBe(false);
   });
 
   it('tells the first waiting client why a connection could not be opened', async () => {
