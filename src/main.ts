@@ -23,8 +23,7 @@ import { FunctionCatalog, VOLATILE_FUNCTIONS_SQL, volatileFunctionNames } from '
 import { loadVolatileFunctions } from './health/volatile-functions.js';
 import { Pools, type PoolSettings } from './backend/pool.js';
 import { registerPoolMetrics } from './metrics/pool-metrics.js';
-import { connectServer } from './backend/connect.js';
-import { errors } from './errors.js';
+import { openServer } from './frontend/open-server.js';
 
 export interface Pgsplit {
   listenPort: number;
@@ -175,29 +174,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
   };
   // Pooled server connections start with only the user and database: each client's own parameters are settings (see SessionState).
   const pools = new Pools(
-    async (node, user, database) => {
-      const n = topology.node(node);
-      if (!n) throw errors.backendConnect(node, 'the node is no longer in the configuration');
-      let conn;
-      try {
-        conn = await connectServer({
-          node,
-          host: n.host,
-          port: n.port,
-          user,
-          password: settings.users.get(user) ?? null,
-          params: new Map([['user', user], ['database', database]]),
-          connectTimeout: config.backend.connect_timeout,
-          ...settings.nodeConnect.get(node),
-        });
-      } catch (err) {
-        stats.backendFailed(node);
-        throw err;
-      }
-      stats.backendOpened(node);
-      conn.socket.once('close', () => stats.backendClosed(node));
-      return { conn, host: n.host, port: n.port };
-    },
+    (node, user, database) => openServer({ topology, stats, settings: () => settings }, node, user, new Map([['user', user], ['database', database]])),
     () => poolSettings(config),
     log,
   );

@@ -4,7 +4,7 @@ import type { Logger } from '../util/logger.js';
 import { errors, ProxyError } from '../errors.js';
 import { backendKeyData, errorResponse, negotiateProtocolVersion, readyForQuery } from '../protocol/backend-messages.js';
 import { decodeStartupPacket } from '../protocol/startup.js';
-import { connectServer, ServerStartupError, type NodeConnectSettings } from '../backend/connect.js';
+import { ServerStartupError, type NodeConnectSettings } from '../backend/connect.js';
 import type { NodeState, Topology } from '../topology/topology.js';
 import { authenticateClient, type AuthMethod } from './auth.js';
 import { ClientGone, HandshakeReader, LoginTimeout } from './handshake-reader.js';
@@ -24,6 +24,7 @@ import type { RoutingSettings } from './session.js';
 import type { LsnTracker } from '../health/lsn-tracker.js';
 import type { Pools } from '../backend/pool.js';
 import { checkout, lowercased, parameterStatusFrames } from './pooled-login.js';
+import { openServer } from './open-server.js';
 import { startupSettings } from './startup-settings.js';
 
 /** Bounds on what one client can make the proxy hold or wait for (limits.* in the config). */
@@ -182,31 +183,6 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
       throw errors.noPrimary(`no node is known to be out of recovery${s.holdTimeout > 0 ? ` after waiting ${s.holdTimeout} ms` : ''}; ${seen.join('; ')}`);
     }
     // Every server the session uses gets the same user, database and startup parameters.
-    const connect = async (nodeName: string) => {
-      const node = ctx.topology.node(nodeName);
-      if (!node) throw errors.backendConnect(nodeName, 'the node is no longer in the configuration');
-      let conn;
-      try {
-        conn = await connectServer({
-          node: node.name,
-          host: node.host,
-          port: node.port,
-          user,
-          password: password ?? null,
-          params: params!,
-          connectTimeout: ctx.settings().backendConnectTimeout,
-          ...ctx.settings().nodeConnect.get(node.name),
-        });
-      } catch (err) {
-        ctx.stats.backendFailed(node.name);
-        throw err;
-      }
-      ctx.stats.backendOpened(node.name);
-      // From here until a session adopts it the socket has no other error listener.
-      conn.socket.on('error', () => {});
-      conn.socket.once('close', () => ctx.stats.backendClosed(node.name));
-      return conn;
-    };
     const onEnd = (done: Session | RelaySession) => {
       ctx.sessions.delete(done);
       ctx.cancels.unregister(done.key.pid);
@@ -219,7 +195,7 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
     let greeting: Buffer[];
     if (routing === null) {
       // The relay forwards bytes unchanged: it keeps a server connection of its own, opened with the client's parameters.
-      const server = await connect(primary.name);
+      const { conn: server } = await openServer(ctx, primary.name, user, params);
       if (gone()) {
         server.socket.destroy();
         return;

@@ -33,7 +33,6 @@ export function refuseUnit(u: Unit): void {
   u.parts = [REFUSED];
   u.needs = [];
   u.parses = [];
-  u.closes = [];
   u.effects = u.commits = u.mayWrite = u.opensTransaction = false;
   u.local = null;
 }

@@ -1,22 +1,5 @@
-// Decoders of the extended-protocol messages routing needs, and the replies the proxy gives to statements it answers itself.
-import { BodyReader, MessageWriter } from '../protocol/writer.js';
-
-export function decodeParse(body: Buffer): { name: string; query: string } {
-  const r = new BodyReader(body);
-  return { name: r.cstring(), query: r.cstring() };
-}
-
-export function decodeBind(body: Buffer): { portal: string; statement: string } {
-  const r = new BodyReader(body);
-  return { portal: r.cstring(), statement: r.cstring() };
-}
-
-/** Describe/Close of a prepared statement ('S'): its name; of a portal ('P'): null. */
-export function decodeDescribe(body: Buffer): string | null {
-  return body[0] === 0x53 ? new BodyReader(body.subarray(1)).cstring() : null;
-}
-
-export const decodeClose = decodeDescribe;
+// Joining a unit's frames, and the replies the proxy gives to statements it answers itself.
+import { MessageWriter } from '../protocol/writer.js';
 
 /** One buffer for several whole messages; a view when they are consecutive in the same read buffer. */
 export function joinFrames(frames: Buffer[]): Buffer {

@@ -25,9 +25,8 @@ export interface Unit {
   local: Buffer | null;
   /** Statement names the unit needs prepared on its server ('' = the unnamed one); NONE until used. */
   needs: string[];
-  /** Named statements the unit Parses / Closes; NONE until used. */
+  /** Named statements the unit Parses (server-side names, with their Parse messages); NONE until used. */
   parses: [string, Buffer][];
-  closes: string[];
   unnamedParse: Buffer | null;
   link: ServerLink | null;
   retryable: boolean;
@@ -61,7 +60,7 @@ export function push<T>(list: T[], item: T): T[] {
 
 export function newUnit(): Unit {
   return {
-    frames: [], owned: false, ownedFrames: 0, parts: [], sync: false, opensTransaction: false, effects: false, commits: false, mayWrite: false, maxLagMs: null, local: null, needs: NONE, parses: NONE, closes: NONE,
+    frames: [], owned: false, ownedFrames: 0, parts: [], sync: false, opensTransaction: false, effects: false, commits: false, mayWrite: false, maxLagMs: null, local: null, needs: NONE, parses: NONE,
     unnamedParse: null, link: null, retryable: false, retried: false, forcePrimary: false, reason: '', bytes: 0, split: false, refusal: null, notOnlyParses: false,
   };
 }

@@ -253,3 +253,28 @@ export async function usingAllNodes<T>(info: ClusterInfo, fn: (clients: pg.Clien
     await Promise.all(clients.map((c) => c.end().catch(() => {})));
   }
 }
+
+/**
+ * A fresh database `db` owned by the app user, initialised by `init` (pgbench -i -s 1 on the primary), once every
+ * replica has replayed it (connecting is part of what is retried: a replica may not have CREATE DATABASE yet).
+ */
+export async function pgbenchDatabase(info: ClusterInfo, db: string, init: () => Promise<RunResult>): Promise<void> {
+  await using(directClient(info.nodes[0]!, info), async (c) => {
+    await c.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+    await c.query(`CREATE DATABASE ${db} OWNER ${info.app.user}`);
+  });
+  const r = await init();
+  if (r.code !== 0) throw new Error(`pgbench -i failed: ${r.stderr}`);
+  for (const node of info.nodes.slice(1)) {
+    await eventually(
+      `${node.name} to replay pgbench_accounts`,
+      () =>
+        using(directClient(node, info, { user: info.app.user, password: info.app.password, database: db }), async (c) => {
+          if (!(await c.query("SELECT to_regclass('pgbench_history') IS NOT NULL AS ok")).rows[0].ok) return undefined;
+          return (await c.query('SELECT count(*)::int AS n FROM pgbench_accounts')).rows[0].n === 100_000 ? true : undefined;
+        }).catch(() => undefined),
+      30_000,
+      200,
+    );
+  }
+}

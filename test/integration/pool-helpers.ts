@@ -5,7 +5,7 @@ import { startPgsplit } from '../../src/main.js';
 import { createLogger, silentLogger } from '../../src/util/logger.js';
 import type { ClusterInfo } from '../harness/cluster.js';
 import { adminAuthHeaders, configYamlFor, type RunningProxy } from '../harness/proxy.js';
-import { directClient, eventually, metricValue, using } from './helpers.js';
+import { directClient, eventually, metricValue, proxyClient, using } from './helpers.js';
 
 /** Keys of the pool: section, written into the YAML as given (durations as strings, e.g. '300ms'). */
 export interface PoolKeys {
@@ -202,25 +202,9 @@ export async function dropDatabase(info: ClusterInfo, name: string): Promise<voi
   await using(directClient(info.nodes[0]!, info), (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).catch(() => {});
 }
 
-/** A node-postgres client through the proxy that never crashes the worker on 'error'. */
-export async function connectThrough(proxy: RunningProxy, info: ClusterInfo, o: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
-  const c = new pg.Client({
-    host: '127.0.0.1',
-    port: proxy.listenPort,
-    user: info.app.user,
-    password: info.app.password,
-    database: info.app.database,
-    connectionTimeoutMillis: 30_000,
-    ...o,
-  });
-  c.on('error', () => {});
-  try {
-    await c.connect();
-  } catch (err) {
-    await c.end().catch(() => {});
-    throw err;
-  }
-  return c;
+/** A node-postgres client through the proxy, with a connect timeout long enough for a busy pool. */
+export function connectThrough(proxy: RunningProxy, info: ClusterInfo, o: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
+  return proxyClient(proxy, info, { connectionTimeoutMillis: 30_000, ...o });
 }
 
 /**

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { attachCluster } from '../harness/cluster.js';
 import type { RunningProxy } from '../harness/proxy.js';
 import { describeMsg, fe, RawClient, type Msg } from './cut-helpers.js';
-import { directClient, endQuietly, eventually, run, using, type RunResult } from './helpers.js';
+import { directClient, endQuietly, eventually, run, using, type RunResult, pgbenchDatabase } from './helpers.js';
 import { Churn, connectThrough, dataRowValues, feMore, parameterTypes, rowDescriptionNames, sampleBackends, startPoolProxy } from './pool-helpers.js';
 
 const info = inject('cluster');
@@ -57,24 +57,7 @@ describe('pgbench with 16 clients on pool.size 3', () => {
 
   beforeAll(async () => {
     directs = await Promise.all(cluster.nodes.map((n) => directClient(n, info)));
-    await using(directClient(primary, info), async (c) => {
-      await c.query(`DROP DATABASE IF EXISTS ${benchDb} WITH (FORCE)`);
-      await c.query(`CREATE DATABASE ${benchDb} OWNER ${info.app.user}`);
-    });
-    const init = await pgbench(['-i', '-s', '1', '-q'], primary.port, 120_000);
-    expect(init.code, init.stderr).toBe(0);
-    for (let i = 1; i < cluster.nodes.length; i++) {
-      await eventually(
-        `${cluster.nodes[i]!.name} to replay pgbench_accounts`,
-        () =>
-          using(appOn(i, benchDb), async (c) => {
-            if (!(await c.query("SELECT to_regclass('pgbench_history') IS NOT NULL AS ok")).rows[0].ok) return undefined;
-            return (await c.query('SELECT count(*)::int AS n FROM pgbench_accounts')).rows[0].n === 100_000 ? true : undefined;
-          }).catch(() => undefined),
-        30_000,
-        200,
-      );
-    }
+    await pgbenchDatabase(info, benchDb, () => pgbench(['-i', '-s', '1', '-q'], primary.port, 120_000));
   });
 
   afterAll(async () => {

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { attachCluster } from '../harness/cluster.js';
 import { startProxy, type RunningProxy } from '../harness/proxy.js';
-import { directClient, eventually, proxyClient, run, using, type RunResult } from './helpers.js';
+import { directClient, eventually, proxyClient, run, using, type RunResult, pgbenchDatabase } from './helpers.js';
 
 // These tests pin down where each kind of statement runs, so a read straight after a write must be free to go to a
 // replica: read-your-writes (which sends such a read to the primary until a replica has the write) is tested on its own.
@@ -149,27 +149,8 @@ describe('pgbench -M prepared -S through a routed proxy', () => {
   }
 
   beforeAll(async () => {
-    await using(directClient(primary, info), async (c) => {
-      await c.query(`DROP DATABASE IF EXISTS ${benchDb} WITH (FORCE)`);
-      await c.query(`CREATE DATABASE ${benchDb} OWNER ${info.app.user}`);
-    });
     // Initialised straight on the primary: this test is about where the -S reads go.
-    const init = await pgbench(['-i', '-s', '1', '-q'], primary.port, 120_000);
-    expect(init.code, init.stderr).toBe(0);
-    for (let i = 1; i < cluster.nodes.length; i++) {
-      // The replica may not have replayed CREATE DATABASE yet: connecting is part of what is retried.
-      await eventually(
-        `${cluster.nodes[i]!.name} to replay pgbench_accounts`,
-        () =>
-          using(appOn(i, benchDb), async (c) => {
-            const t = await c.query("SELECT to_regclass('pgbench_accounts') IS NOT NULL AS ok");
-            if (!t.rows[0].ok) return undefined;
-            return (await c.query('SELECT count(*)::int AS n FROM pgbench_accounts')).rows[0].n === 100_000 ? true : undefined;
-          }).catch(() => undefined),
-        30_000,
-        200,
-      );
-    }
+    await pgbenchDatabase(info, benchDb, () => pgbench(['-i', '-s', '1', '-q'], primary.port, 120_000));
     bench = await startProxy(info, { extra: ROUTING });
   });
 
