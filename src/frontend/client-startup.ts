@@ -20,7 +20,7 @@ import type { Classifier } from '../router/classifier.js';
 import type { RouteHint } from '../router/route.js';
 import { parseTagList } from '../router/variable-set.js';
 import { parseDuration } from '../config/units.js';
-import type { RoutingSettings } from './session.js';
+import type { RoutingSettings, SessionContext } from './session.js';
 import type { LsnTracker } from '../health/lsn-tracker.js';
 import type { Pools } from '../backend/pool.js';
 import { checkout, lowercased, parameterStatusFrames } from './pooled-login.js';
@@ -93,6 +93,24 @@ export interface FrontendContext {
 }
 
 const NO = Buffer.from('N');
+
+// One context for every routing session of a listener (a copy per session would cost each idle client memory).
+const sessionContexts = new WeakMap<FrontendContext, SessionContext>();
+function sessionContext(ctx: FrontendContext): SessionContext {
+  let c = sessionContexts.get(ctx);
+  if (c === undefined) {
+    // A reload that turns routing off leaves running sessions with the routing settings they had.
+    let routing = ctx.settings().routing!;
+    c = {
+      ...ctx,
+      routing: () => (routing = ctx.settings().routing ?? routing),
+      limits: () => ctx.settings().limits,
+      maxPreparedPerServer: () => ctx.settings().pool.maxPreparedStatements,
+    };
+    sessionContexts.set(ctx, c);
+  }
+  return c;
+}
 const discard = () => {};
 
 export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): Promise<void> {
@@ -211,15 +229,6 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
         link.pool?.release(link, true);
         return;
       }
-      const pool = s.pool;
-      const sessionCtx = {
-        ...ctx,
-        routing: () => ctx.settings().routing ?? routing,
-        limits,
-        database,
-        poolMode: pool.userModes.get(user) ?? pool.mode,
-        maxPreparedPerServer: () => ctx.settings().pool.maxPreparedStatements,
-      };
       let entries;
       try {
         entries = startupSettings(params, lowercased(link.initialParameters));
@@ -227,7 +236,8 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
         link.pool?.release(link, true);
         throw err;
       }
-      const routed = new Session(socket, slot, link, entries, { pid: 0, secret: 0 }, user, sessionCtx, onEnd, startupRouting);
+      const startup = { ...startupRouting, database, poolMode: s.pool.userModes.get(user) ?? s.pool.mode };
+      const routed = new Session(socket, slot, link, entries, { pid: 0, secret: 0 }, user, sessionContext(ctx), onEnd, startup);
       let parameters: ReadonlyMap<string, string>;
       try {
         parameters = await routed.login();

@@ -17,11 +17,15 @@ interface Statement {
 }
 
 const SYNC = MessageWriter.message(F.Sync, () => {});
+// Never written to: a session swaps in maps of its own before its first named statement.
+const NO_NAMED = new Map<string, Statement>();
+const NO_SERVER_NAMES = new Map<string, { st: Statement; names: number }>();
 
 export class PreparedStatements {
-  private readonly named = new Map<string, Statement>();
+  // Shared empty maps until the session prepares something (most sessions never do; thousands may be idle).
+  private named: Map<string, Statement> = NO_NAMED;
   /** The same statements by server-side name, with how many of the client's names stand for each. */
-  private readonly byServerName = new Map<string, { st: Statement; names: number }>();
+  private byServerName: Map<string, { st: Statement; names: number }> = NO_SERVER_NAMES;
   private unnamed: { parse: Buffer; cls: Classification } | null = null;
 
   constructor(
@@ -62,6 +66,10 @@ export class PreparedStatements {
       const server = statementRegistry.acquire(body, nameEnd, (n) => renameStatement(frame, n));
       this.forget(name);
       const st = { server, cls };
+      if (this.named === NO_NAMED) {
+        this.named = new Map();
+        this.byServerName = new Map();
+      }
       this.named.set(name, st);
       const entry = this.byServerName.get(server.name);
       if (entry) entry.names++;

@@ -38,7 +38,7 @@ export class SessionState {
   /** The startup parameters, as entries. */
   private startup: { key: string; sql: string }[] = [];
   /** SQL-level PREPAREd names (pooled sessions keep their server while there are some). */
-  private readonly sqlPrepared = new Set<string>();
+  private sqlPrepared: Set<string> | null = null;
   /** Savepoints of the open transaction, with how many txEntries were made before each. */
   private savepoints: { name: string; made: number }[] = [];
   /** State that lives only on the primary connection (temp tables, advisory locks, LISTEN, …), and 'replay-failed'. */
@@ -70,14 +70,14 @@ export class SessionState {
         if (s.unpin) this.unpin(s.unpin);
         if (s.unpin === 'deallocate-all' || s.unpin === 'discard-all') {
           droppedStatements = true;
-          this.sqlPrepared.clear();
+          this.sqlPrepared = null;
         }
         if (this.pooled && s.kind === 'prepare' && s.prepareName) {
-          this.sqlPrepared.add(s.prepareName);
+          (this.sqlPrepared ??= new Set()).add(s.prepareName);
           this.pins.add('sql-prepared');
         } else if (this.pooled && s.kind === 'deallocate' && s.deallocateName) {
-          this.sqlPrepared.delete(s.deallocateName);
-          if (this.sqlPrepared.size === 0) this.pins.delete('sql-prepared');
+          this.sqlPrepared?.delete(s.deallocateName);
+          if (!this.sqlPrepared?.size) this.pins.delete('sql-prepared');
         }
         if (s.intercept) continue;
         if (s.kind === 'savepoint') {

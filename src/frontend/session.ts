@@ -57,10 +57,6 @@ export interface SessionContext {
   routing(): RoutingSettings;
   limits(): ClientLimits;
   pools: Pools;
-  /** The database the client logged in to (pools are per node, user and database). */
-  database: string;
-  /** transaction: server connections go back to their pool whenever the session is idle; session: they stay until it ends. */
-  poolMode: 'transaction' | 'session';
   /** pool.max_prepared_statements: prepared statements kept per server connection. */
   maxPreparedPerServer(): number;
 }
@@ -74,7 +70,20 @@ const EMPTY = Buffer.alloc(0);
 const PARSE_COMPLETE = localReply.parseComplete();
 const statusChar = (s: number): 'I' | 'T' | 'E' => (s === IDLE ? 'I' : s === FAILED ? 'E' : 'T');
 
+/** What a client asked for at login that shapes its session. */
+export interface SessionStartup {
+  hint: RouteHint;
+  readTags: readonly string[] | null;
+  maxLagMs?: number | null;
+  /** The database the client logged in to (pools are per node, user and database). */
+  database: string;
+  /** transaction: server connections go back to their pool whenever the session is idle; session: they stay until it ends. */
+  poolMode: 'transaction' | 'session';
+}
+
 export class Session implements Cancellable, LinkOwner, PgsplitSettings {
+  private readonly database: string;
+  private readonly poolMode: 'transaction' | 'session';
   txStatus = 0x49;
   /** The session's connection to the primary while it holds one (in transaction pooling, only while something runs there). */
   private home: ServerLink | null = null;
@@ -90,7 +99,8 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   private awaitingResume = false;
   /** Server connections the session holds now, by node. */
   private readonly links = new Map<string, ServerLink>();
-  private readonly replicaDown = new Map<string, number>();
+  /** Replicas this session leaves alone until the time given (made on first need). */
+  private replicaDown: Map<string, number> | null = null;
   private readonly inflight: Unit[] = [];
   private readonly queue: Unit[] = [];
   private batch: Unit | null = null;
@@ -147,13 +157,15 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     readonly user: string,
     private readonly ctx: SessionContext,
     private readonly onEnd: (s: Session) => void,
-    startup: { hint: RouteHint; readTags: readonly string[] | null; maxLagMs?: number | null } = { hint: 'auto', readTags: null },
+    startup: SessionStartup,
   ) {
+    this.database = startup.database;
+    this.poolMode = startup.poolMode;
     this.hint = startup.hint;
     this.readTags = startup.readTags;
     this.maxLagMs = startup.maxLagMs ?? null;
     this.prepared = new PreparedStatements(ctx.classifier, () => ctx.limits().maxPreparedStatements);
-    this.state = new SessionState(ctx.poolMode === 'transaction');
+    this.state = new SessionState(startup.poolMode === 'transaction');
     this.state.setStartup(startupSettings);
     this.home = this.adopt(first);
     const sink: FrameSink = { onFrameHeader() {}, onFrame: (type, body, frame) => this.onClientMessage(type, body, frame) };
@@ -200,7 +212,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
 
   /** Transaction pooling: hand back every server connection the session does not need between its units. */
   private releaseIdle(): void {
-    if (this.ctx.poolMode !== 'transaction' || this.closed || this.links.size === 0) return;
+    if (this.poolMode !== 'transaction' || this.closed || this.links.size === 0) return;
     if (this.txStatus !== IDLE || this.sticky !== null || this.state.pins.size > 0 || this.cut !== null) return;
     for (const link of this.links.values()) {
       if (link.busy || this.inflight.some((u) => u.link === link)) continue;
@@ -546,9 +558,10 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     }
     const tags = this.readTagsInEffect(settings);
     let candidates: readonly NodeState[] = topology.replicas();
-    if (this.replicaDown.size > 0) {
+    const down = this.replicaDown;
+    if (down !== null && down.size > 0) {
       const now = Date.now();
-      candidates = candidates.filter((n) => (this.replicaDown.get(n.name) ?? 0) <= now);
+      candidates = candidates.filter((n) => (down.get(n.name) ?? 0) <= now);
     }
     const primary = topology.primary;
     if (settings.primaryReads === 'include' && primary) candidates = [...candidates, { ...primary, lagSeconds: 0, tags, delayed: false }];
@@ -604,7 +617,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       this.waitingOn = null;
       if (this.closed) return;
       // Reads use other nodes (or the primary) for a while.
-      this.replicaDown.set(node, Date.now() + REPLICA_RETRY_AFTER);
+      (this.replicaDown ??= new Map()).set(node, Date.now() + REPLICA_RETRY_AFTER);
       this.readLinkChecked = -1;
       this.ctx.log.warn({ pid: this.key.pid, node, err: err.message }, 'no connection to a replica; reads use other nodes for a while');
       this.pump();
@@ -615,7 +628,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     this.pools ??= new Map();
     let pool = this.pools.get(node);
     if (pool === undefined || pool.retired) {
-      pool = this.ctx.pools.get(node, this.user, this.ctx.database);
+      pool = this.ctx.pools.get(node, this.user, this.database);
       this.pools.set(node, pool);
     }
     return pool;
@@ -931,7 +944,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
       return;
     }
     // A replica went away: a held autocommit read is retried on the primary; anything else fails cleanly.
-    this.replicaDown.set(link.node, Date.now() + REPLICA_RETRY_AFTER);
+    (this.replicaDown ??= new Map()).set(link.node, Date.now() + REPLICA_RETRY_AFTER);
     const heldTransaction = this.sticky === link && this.txStatus !== 0x49;
     if (this.sticky === link) this.sticky = null;
     if (this.copyLink === link) this.copyLink = null;

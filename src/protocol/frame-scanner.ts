@@ -50,7 +50,8 @@ const EMPTY = Buffer.alloc(0);
 export class FrameScanner {
   /** Complete frames seen so far (all types). */
   frames = 0;
-  private readonly header = Buffer.alloc(5);
+  /** A header split across chunks is put together here (made on first need: most connections never need it). */
+  private header: Buffer | null = null;
   private headerFill = 0;
   private inBody = false;
   private remaining = 0;
@@ -101,13 +102,14 @@ export class FrameScanner {
         i += 5;
       } else {
         const take = Math.min(5 - this.headerFill, n - i);
-        chunk.copy(this.header, this.headerFill, i, i + take);
+        const header = (this.header ??= Buffer.alloc(5));
+        chunk.copy(header, this.headerFill, i, i + take);
         this.headerFill += take;
         i += take;
         if (this.headerFill < 5) return;
         this.headerFill = 0;
-        this.type = this.header[0];
-        length = this.header.readInt32BE(1);
+        this.type = header[0];
+        length = header.readInt32BE(1);
       }
       if (length < 4) throw new FrameError(`invalid message length ${length} for message type 0x${this.type.toString(16)}`, 'invalid', this.type, length);
       const bodyLength = length - 4;
@@ -176,6 +178,9 @@ export function frameModes(spec: Record<string, number>): Uint8Array {
 }
 
 /** Collects every frame whole; for the short handshake phases where each message is decoded. */
+const ALL = new Uint8Array(256).fill(COLLECT);
+
+/** Every type COLLECT (shared: scanners only read their modes). */
 export function collectAll(): Uint8Array {
-  return new Uint8Array(256).fill(COLLECT);
+  return ALL;
 }

@@ -34,7 +34,8 @@ export class ReadSlot {
 
   /** `adaptive`: start small and grow only for a connection whose reads fill the buffer (clients). */
   constructor(private readonly adaptive = false) {
-    this.buf = Buffer.allocUnsafe(adaptive ? SMALL : SIZE);
+    // Not from Node's shared 8 kB slabs: a long-lived small buffer would keep a whole slab of short-lived ones alive.
+    this.buf = adaptive ? Buffer.allocUnsafeSlow(SMALL) : Buffer.allocUnsafe(SIZE);
   }
 
   private sized(): Buffer {
@@ -44,7 +45,7 @@ export class ReadSlot {
     } else if (n <= SMALL) {
       if (++this.smallReads >= SHRINK_AFTER) {
         this.smallReads = 0;
-        this.buf = Buffer.allocUnsafe(SMALL);
+        this.buf = Buffer.allocUnsafeSlow(SMALL);
       }
     } else this.smallReads = 0;
     return this.buf;
@@ -52,7 +53,7 @@ export class ReadSlot {
 
   /** The last chunk is now referenced by a pending write: read into a fresh buffer from now on. */
   detach(): void {
-    if (!this.fresh) this.buf = Buffer.allocUnsafe(this.buf.length);
+    if (!this.fresh) this.buf = Buffer.allocUnsafeSlow(this.buf.length);
   }
 
   /**
