@@ -16,7 +16,8 @@ import { sendCancel } from '../backend/connect.js';
 import { UNKNOWN_SETTINGS, type ServerLink, type LinkOwner } from '../backend/server-link.js';
 import type { Pools, PoolWaiter, ServerPool } from '../backend/pool.js';
 import type { Classifier } from '../router/classifier.js';
-import { routeUnit, type LoadBalance, type RouteHint } from '../router/route.js';
+import type { LoadBalance, RouteHint } from '../router/route.js';
+import { placeUnit } from '../router/placement.js';
 import { chooseRead, meetsNeeds, readWeight, type PrimaryReadReason } from '../router/read-choice.js';
 import type { NodeState, Topology } from '../topology/topology.js';
 import type { LsnTracker } from '../health/lsn-tracker.js';
@@ -476,45 +477,51 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   }
 
   private chooseLink(u: Unit): ServerLink | null {
-    if (u.forcePrimary && this.inflight.length === 0) return this.primary();
-    if (this.sticky) {
-      u.reason = 'transaction';
-      return this.sticky;
-    }
-    if (this.inflight.length > 0) {
-      const tail = this.inflight[this.inflight.length - 1];
-      const link = tail.link!;
-      // Pipelining is kept on the primary (any statement may run there); a replica unit goes alone.
-      if (link === this.home || tail.opensTransaction) {
-        u.reason = link === this.home ? 'pipelined' : 'transaction';
-        return link;
+    const tail = this.inflight.length > 0 ? this.inflight[this.inflight.length - 1] : null;
+    const p = placeUnit({
+      forcePrimary: u.forcePrimary,
+      sticky: this.sticky !== null,
+      inFlight: tail === null ? null : { onPrimary: tail.link === this.home, opensTransaction: tail.opensTransaction },
+      discarding: this.discardUntilSync,
+      cut: this.cut !== null,
+      inTransaction: this.txStatus !== IDLE,
+      parts: u.parts,
+      split: u.split,
+      pinned: this.state.pins.size > 0,
+      hint: this.hint,
+    });
+    switch (p.to) {
+      case 'wait':
+        return null;
+      case 'sticky':
+        u.reason = p.reason;
+        return this.sticky;
+      case 'behind':
+        u.reason = p.reason;
+        return tail!.link;
+      case 'discard':
+        // The rest of a batch whose error was already sent: nothing runs; its Sync gets ReadyForQuery.
+        u.local = u.sync ? readyForQuery(statusChar(this.txStatus)) : EMPTY;
+        if (u.sync) this.discardUntilSync = false;
+        return null;
+      case 'cut': {
+        const r = failedTransactionReply(u, this.cut!.error);
+        this.cut!.error = null;
+        u.local = r.reply;
+        if (r.discard) this.discardUntilSync = true;
+        if (r.ended) {
+          this.cut = null;
+          this.txStatus = IDLE;
+        }
+        return null;
       }
-      return null;
+      case 'primary':
+        // A retry keeps the reason it was given (retry-25006, replica-lost, replay-failed).
+        if (p.reason !== 'retry') u.reason = p.reason;
+        return this.primary();
+      case 'replica':
+        u.reason = p.reason;
     }
-    if (this.discardUntilSync) {
-      // The rest of a batch whose error was already sent: nothing runs; its Sync gets ReadyForQuery.
-      u.local = u.sync ? readyForQuery(statusChar(this.txStatus)) : EMPTY;
-      if (u.sync) this.discardUntilSync = false;
-      return null;
-    }
-    if (this.cut !== null) {
-      const r = failedTransactionReply(u, this.cut.error);
-      this.cut.error = null;
-      u.local = r.reply;
-      if (r.discard) this.discardUntilSync = true;
-      if (r.ended) {
-        this.cut = null;
-        this.txStatus = IDLE;
-      }
-      return null;
-    }
-    if (this.txStatus !== 0x49) {
-      u.reason = 'transaction';
-      return this.sticky ?? this.primary();
-    }
-    const d = routeUnit(u.parts, { pinned: this.state.pins.size > 0, hint: this.hint });
-    u.reason = d.reason;
-    if (d.target === 'primary' || u.split) return this.primary();
     const r = this.replicaFor(u);
     if (r === 'wait') return null;
     if (typeof r === 'string') {
