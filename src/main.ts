@@ -13,8 +13,7 @@ import type { FrontendSettings } from './frontend/client-startup.js';
 import { prepareScramKeys } from './frontend/auth.js';
 import { loadTls, type TlsState } from './tls/load.js';
 import { monitorTlsOptions } from './tls/backend-tls.js';
-import type { Session } from './frontend/session.js';
-import type { RelaySession } from './frontend/relay-session.js';
+import type { ClientSession } from './frontend/client-session.js';
 import { createMetrics } from './metrics/registry.js';
 import { AdminServer } from './admin/server.js';
 import { initParser } from './router/parser.js';
@@ -123,7 +122,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
   monitor.afterRound(() => failover.onRound());
   const stats = new ProxyStats();
   const cancels = new CancelRegistry();
-  const sessions = new Set<Session | RelaySession>();
+  const sessions = new Set<ClientSession>();
   let settings = frontendSettings(config, tlsState);
   await initParser();
   const classifier = Classifier.fromConfig(config.routing);
@@ -250,7 +249,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
 
   const pinnedClients = () => {
     let n = 0;
-    for (const s of sessions) if ('pinned' in s && s.pinned) n++;
+    for (const s of sessions) if (s.pinned) n++;
     return n;
   };
 

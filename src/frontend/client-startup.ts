@@ -14,6 +14,7 @@ import { closeSocket } from '../util/close-socket.js';
 import type { CancelRegistry } from './cancel-registry.js';
 import { Session } from './session.js';
 import { RelaySession } from './relay-session.js';
+import type { ClientSession } from './client-session.js';
 import { adoptAccepted, ReadSlot } from '../util/read-slot.js';
 import type { ProxyStats } from './stats.js';
 import type { Classifier } from '../router/classifier.js';
@@ -80,7 +81,7 @@ export interface FrontendContext {
   stats: ProxyStats;
   cancels: CancelRegistry;
   log: Logger;
-  sessions: Set<Session | RelaySession>;
+  sessions: Set<ClientSession>;
   classifier: Classifier;
   /** WAL positions for read-your-writes. */
   lsn: LsnTracker;
@@ -201,7 +202,7 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
       throw errors.noPrimary(`no node is known to be out of recovery${s.holdTimeout > 0 ? ` after waiting ${s.holdTimeout} ms` : ''}; ${seen.join('; ')}`);
     }
     // Every server the session uses gets the same user, database and startup parameters.
-    const onEnd = (done: Session | RelaySession) => {
+    const onEnd = (done: ClientSession) => {
       ctx.sessions.delete(done);
       ctx.cancels.unregister(done.key.pid);
       ctx.stats.clientConnections--;
@@ -209,7 +210,7 @@ export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): 
     const routing = s.routing;
     const limits = () => ctx.settings().limits;
     const database = params.get('database')!;
-    let session: Session | RelaySession;
+    let session: ClientSession;
     let greeting: Buffer[];
     if (routing === null) {
       // The relay forwards bytes unchanged: it keeps a server connection of its own, opened with the client's parameters.

@@ -8,9 +8,10 @@ import { COLLECT, FrameScanner, frameModes, NOTICE, type FrameSink } from '../pr
 import { encodeCancelRequest } from '../protocol/startup.js';
 import { terminate } from '../protocol/frontend-messages.js';
 import { sendCancel, type ServerConnection } from '../backend/connect.js';
-import type { Cancellable, CancelRegistry } from './cancel-registry.js';
+import type { CancelRegistry } from './cancel-registry.js';
 import { relayWrite, type ReadSlot } from '../util/read-slot.js';
 import type { ProxyStats } from './stats.js';
+import type { ClientSession } from './client-session.js';
 import type { ClientLimits } from './client-startup.js';
 import { FrameError } from '../protocol/frame-scanner.js';
 import { closeSocket } from '../util/close-socket.js';
@@ -30,7 +31,10 @@ const OWES_READY = frameModes({ Q: 1, S: 1, F: 1 });
 // Server messages the proxy reads: ReadyForQuery for the transaction status, ErrorResponse for FATALs.
 const SERVER_MODES = frameModes({ Z: COLLECT, E: COLLECT });
 
-export class RelaySession implements Cancellable {
+export class RelaySession implements ClientSession {
+  /** The relay's server connection is its own for the whole session: nothing to pin. */
+  readonly pinned = false;
+
   /** Transaction status from the last ReadyForQuery: I idle, T in a transaction, E failed transaction. */
   txStatus = 0x49;
   /** ReadyForQuery messages still owed by the server for what the client has sent. */

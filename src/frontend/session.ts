@@ -7,7 +7,7 @@
 import type net from 'node:net';
 import type { Logger } from '../util/logger.js';
 import { errors, ProxyError } from '../errors.js';
-import { F } from '../protocol/codes.js';
+import { F, TX } from '../protocol/codes.js';
 import { errorResponse, readyForQuery } from '../protocol/backend-messages.js';
 import { collectAll, FrameScanner, type FrameSink } from '../protocol/frame-scanner.js';
 import { encodeCancelRequest } from '../protocol/startup.js';
@@ -21,7 +21,8 @@ import { placeUnit } from '../router/placement.js';
 import { chooseRead, meetsNeeds, readWeight, type PrimaryReadReason } from '../router/read-choice.js';
 import type { NodeState, Topology } from '../topology/topology.js';
 import type { LsnTracker } from '../health/lsn-tracker.js';
-import type { Cancellable, CancelRegistry } from './cancel-registry.js';
+import type { CancelRegistry } from './cancel-registry.js';
+import type { ClientSession } from './client-session.js';
 import { relayWrite, type ReadSlot } from '../util/read-slot.js';
 import type { ProxyStats } from './stats.js';
 import { joinFrames, localReply } from './unit-messages.js';
@@ -63,8 +64,8 @@ export interface SessionContext {
 }
 
 const REPLICA_RETRY_AFTER = 5000;
-const IDLE = 0x49;
-const FAILED = 0x45;
+const IDLE = TX.Idle;
+const FAILED = TX.Failed;
 // A batch that grows this large before its Sync/Flush is sent on in pieces, so the proxy never holds it whole.
 const MAX_BATCH_PIECE = 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
@@ -82,10 +83,10 @@ export interface SessionStartup {
   poolMode: 'transaction' | 'session';
 }
 
-export class Session implements Cancellable, LinkOwner, PgsplitSettings {
+export class Session implements ClientSession, LinkOwner, PgsplitSettings {
   private readonly database: string;
   private readonly poolMode: 'transaction' | 'session';
-  txStatus = 0x49;
+  txStatus: number = IDLE;
   /** The session's connection to the primary while it holds one (in transaction pooling, only while something runs there). */
   private home: ServerLink | null = null;
   /** A pool the session waits on for a connection (primary or replica), and for which node. */
@@ -179,7 +180,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
   }
 
   get idle(): boolean {
-    return this.inflight.length === 0 && this.queue.length === 0 && this.batch === null && this.txStatus === 0x49;
+    return this.inflight.length === 0 && this.queue.length === 0 && this.batch === null && this.txStatus === IDLE;
   }
 
   setReadTags(tags: readonly string[] | null): void {
@@ -668,11 +669,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
           const i = this.inflight.indexOf(u);
           if (i >= 0) this.inflight.splice(i, 1);
           if (this.sticky === link && !u.sync) this.sticky = null;
-          u.link = null;
-          u.retryable = false;
-          u.reason = 'replay-failed';
-          this.requeue(u);
-          this.dispatchFirstToPrimary();
+          this.retryOnPrimary(u, 'replay-failed');
           return;
         }
         this.write(u, link);
@@ -742,12 +739,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     if (readOnlyRefusal && u.retryable && !u.retried) {
       this.ctx.stats.readOnlyRetries++;
       u.retried = true;
-      u.retryable = false;
-      u.reason = 'retry-25006';
-      this.requeue(u);
-      if (!u.owned) own(u);
-      u.link = null;
-      this.dispatchFirstToPrimary();
+      this.retryOnPrimary(u, 'retry-25006');
       return;
     }
     const before = this.txStatus;
@@ -755,26 +747,26 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     if (link === this.home) {
       // Read-your-writes: a write that committed (autocommit, or the end of a transaction that wrote) gets a
       // ticket for the WAL position that covers it; until it is known the session reads on the primary.
-      if (status === 0x49) {
+      if (status === IDLE) {
         if ((u.mayWrite || this.txMayWrite) && !failed && this.ctx.routing().consistency === 'read-your-writes') this.writeTicket = this.ctx.lsn.ticket();
         this.txMayWrite = false;
       } else if (u.mayWrite) this.txMayWrite = true;
     }
-    if (status === 0x49) {
+    if (status === IDLE) {
       if (this.sticky === link && u.sync) this.sticky = null;
     } else this.sticky = link;
     if (failed && (u.parses.length > 0 || u.needs.length > 0 || u.unnamedParse !== null)) this.prepared.unsureOn(u, link);
     else if (!failed && u.parses.length > 0) this.prepared.validated(u);
-    if (!failed && u.effects && this.state.applyEffects(u.parts, before !== 0x49 || status !== 0x49, link)) {
+    if (!failed && u.effects && this.state.applyEffects(u.parts, before !== IDLE || status !== IDLE, link)) {
       // DEALLOCATE ALL / DISCARD ALL dropped every prepared statement of that server, the client's among them.
       link.prepared.clear();
       link.unsure = null;
       link.unnamed = null;
       this.prepared.clear();
     }
-    if (before !== 0x49 && status === 0x49) {
+    if (before !== IDLE && status === IDLE) {
       // The transaction ended: its settings hold only if it committed.
-      if (before === 0x54 && !failed && u.commits) this.state.commitTransaction(link);
+      if (before === TX.InTransaction && !failed && u.commits) this.state.commitTransaction(link);
       else this.state.abortTransaction();
     }
     if (this.asyncOutput.length > 0 && (this.inflight.length === 0 || this.inflight[0].link === this.home)) this.flushAsyncOutput();
@@ -792,9 +784,17 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     for (const chunk of out) this.client.write(chunk);
   }
 
-  private dispatchFirstToPrimary(): void {
-    const u = this.queue[0];
+  /**
+   * The one way a unit that went to a replica runs again on the primary, before anything queued after it: the
+   * replica refused it as read-only (25006), was lost under it, or could not take the session's state.
+   */
+  private retryOnPrimary(u: Unit, reason: string): void {
+    u.link = null;
+    u.retryable = false;
+    u.reason = reason;
     u.forcePrimary = true;
+    if (!u.owned) own(u);
+    this.requeue(u);
     const p = this.primary();
     if (p !== null) {
       this.queuedBytes -= u.bytes;
@@ -952,7 +952,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     }
     // A replica went away: a held autocommit read is retried on the primary; anything else fails cleanly.
     (this.replicaDown ??= new Map()).set(link.node, Date.now() + REPLICA_RETRY_AFTER);
-    const heldTransaction = this.sticky === link && this.txStatus !== 0x49;
+    const heldTransaction = this.sticky === link && this.txStatus !== IDLE;
     if (this.sticky === link) this.sticky = null;
     if (this.copyLink === link) this.copyLink = null;
     const lost = this.inflight.filter((u) => u.link === link);
@@ -964,11 +964,7 @@ export class Session implements Cancellable, LinkOwner, PgsplitSettings {
     this.inflight.splice(0, this.inflight.length, ...this.inflight.filter((u) => u.link !== link));
     const head = lost[0];
     if (head.retryable && mode === 'hold' && lost.length === 1) {
-      head.retryable = false;
-      head.link = null;
-      head.reason = 'replica-lost';
-      this.requeue(head);
-      this.dispatchFirstToPrimary();
+      this.retryOnPrimary(head, 'replica-lost');
       return;
     }
     this.answerLost(lost, link.node, false);

@@ -18,6 +18,13 @@ export const B = {
   CopyInResponse: 0x47, // 'G'
 } as const;
 
+// Transaction status in ReadyForQuery.
+export const TX = {
+  Idle: 0x49, // 'I'
+  InTransaction: 0x54, // 'T'
+  Failed: 0x45, // 'E'
+} as const;
+
 // Frontend (client → server) message types.
 export const F = {
   Query: 0x51, // 'Q'
