@@ -18,15 +18,16 @@ import type { Pools, PoolWaiter, ServerPool } from '../backend/pool.js';
 import type { Classifier } from '../router/classifier.js';
 import type { LoadBalance, RouteHint } from '../router/route.js';
 import { placeUnit } from '../router/placement.js';
-import { chooseRead, meetsNeeds, readWeight, type PrimaryReadReason } from '../router/read-choice.js';
-import type { NodeState, Topology } from '../topology/topology.js';
+import { ReplicaChoice } from './replica-choice.js';
+import type { PrimaryReadReason } from '../router/read-choice.js';
+import type { Topology } from '../topology/topology.js';
 import type { LsnTracker } from '../health/lsn-tracker.js';
 import type { CancelRegistry } from './cancel-registry.js';
 import type { ClientSession } from './client-session.js';
 import { relayWrite, type ReadSlot } from '../util/read-slot.js';
 import type { ProxyStats } from './stats.js';
 import { joinFrames, localReply } from './unit-messages.js';
-import { addFrame, addPart, newUnit, NONE, NOT_ROUTED, own, type Unit } from './unit.js';
+import { addFrame, addPart, newUnit, NOT_ROUTED, own, type Unit } from './unit.js';
 import { SessionState } from './session-state.js';
 import { PreparedStatements } from './prepared-statements.js';
 import { intercept, interceptBatch, type PgsplitSettings } from './intercept.js';
@@ -102,7 +103,6 @@ export class Session implements ClientSession, LinkOwner, PgsplitSettings {
   /** Server connections the session holds now, by node. */
   private readonly links = new Map<string, ServerLink>();
   /** Replicas this session leaves alone until the time given (made on first need). */
-  private replicaDown: Map<string, number> | null = null;
   private readonly inflight: Unit[] = [];
   private readonly queue: Unit[] = [];
   private batch: Unit | null = null;
@@ -114,10 +114,7 @@ export class Session implements ClientSession, LinkOwner, PgsplitSettings {
   private terminating = false;
   private drainRequested = false;
   /** The replica this session reads from (kept while usable; its connection comes from the pool for each read). */
-  private readNode: string | null = null;
-  /** Topology version and settings under which readNode was last found usable. */
-  private readLinkChecked = -1;
-  private readLinkSettings: RoutingSettings | null = null;
+  private readonly replicas: ReplicaChoice;
   /** Settings and pins that must hold on every server the session uses. */
   private readonly state: SessionState;
   private readonly prepared: PreparedStatements;
@@ -168,6 +165,7 @@ export class Session implements ClientSession, LinkOwner, PgsplitSettings {
     this.maxLagMs = startup.maxLagMs ?? null;
     this.prepared = new PreparedStatements(ctx.classifier, () => ctx.limits().maxPreparedStatements);
     this.state = new SessionState(startup.poolMode === 'transaction');
+    this.replicas = new ReplicaChoice(ctx.topology, ctx.lsn, ctx.stats);
     this.state.setStartup(startupSettings);
     this.home = this.adopt(first);
     const sink: FrameSink = { onFrameHeader() {}, onFrame: (type, body, frame) => this.onClientMessage(type, body, frame) };
@@ -185,7 +183,7 @@ export class Session implements ClientSession, LinkOwner, PgsplitSettings {
 
   setReadTags(tags: readonly string[] | null): void {
     this.readTags = tags;
-    this.readLinkChecked = -1; // the current replica may not carry the new tags
+    this.replicas.invalidate(); // the current replica may not carry the new tags
   }
 
   readTagsInEffect(settings: RoutingSettings = this.ctx.routing()): readonly string[] {
@@ -547,7 +545,6 @@ export class Session implements ClientSession, LinkOwner, PgsplitSettings {
    */
   private replicaFor(u: Unit): ServerLink | 'wait' | PrimaryReadReason {
     const settings = this.ctx.routing();
-    const topology = this.ctx.topology;
     let lsn: number | null = null;
     // A /* pgsplit:replica */ hint asks for a replica knowingly: it is not held back for the session's own writes.
     if (this.writeTicket !== 0 && settings.consistency === 'read-your-writes' && !u.parts.some((p) => p.hint === 'replica')) {
@@ -556,41 +553,9 @@ export class Session implements ClientSession, LinkOwner, PgsplitSettings {
       if (lsn === null) return 'read-your-writes';
     }
     const maxLagMs = u.maxLagMs === null ? this.maxLagMs : this.maxLagMs === null ? u.maxLagMs : Math.min(u.maxLagMs, this.maxLagMs);
-    const mine = this.readNode;
-    const primaryName = topology.primary?.name ?? null;
-    if (mine !== null && this.readLinkChecked === topology.version && this.readLinkSettings === settings) {
-      // Nothing changed since it was checked (the usual case): skip the search.
-      if ((lsn === null && maxLagMs === null) || mine === primaryName) return this.readConnection(mine, primaryName);
-      const node = topology.node(mine);
-      if (node && meetsNeeds(node, { tags: NONE, lsn, maxLagMs }, this.replayLsn)) return this.readConnection(mine, primaryName);
-    }
-    const tags = this.readTagsInEffect(settings);
-    let candidates: readonly NodeState[] = topology.replicas();
-    const down = this.replicaDown;
-    if (down !== null && down.size > 0) {
-      const now = Date.now();
-      candidates = candidates.filter((n) => (down.get(n.name) ?? 0) <= now);
-    }
-    const primary = topology.primary;
-    if (settings.primaryReads === 'include' && primary) candidates = [...candidates, { ...primary, lagSeconds: 0, tags, delayed: false }];
-    const choice = chooseRead(candidates, { tags, lsn, maxLagMs }, {
-      preferred: mine,
-      bannedCount: topology.bannedReplicas().filter((n) => readWeight(n, tags) > 0).length,
-      replayLsn: this.replayLsn,
-      strategy: settings.loadBalance,
-      turn: this.ctx.stats.replicaTurn,
-      connections: this.ctx.stats.backendConnections,
-    });
-    if (choice.node === null) {
-      if (choice.reason === 'read-your-writes' && lsn !== null) this.ctx.lsn.want(lsn, choice.waitingFor);
-      return choice.reason;
-    }
-    const pick = choice.node;
-    if (pick.name !== mine) this.ctx.stats.replicaTurn++;
-    this.readNode = pick.name;
-    this.readLinkChecked = topology.version;
-    this.readLinkSettings = settings;
-    return this.readConnection(pick.name, primaryName);
+    const node = this.replicas.choose(settings, { tags: this.readTagsInEffect(settings), lsn, maxLagMs });
+    if (node === null) return this.replicas.reason;
+    return this.readConnection(node, this.ctx.topology.primary?.name ?? null);
   }
 
   /** The connection to read on from `node` (the primary's own when it is the primary), or 'wait' while the pool finds one. */
@@ -625,8 +590,7 @@ export class Session implements ClientSession, LinkOwner, PgsplitSettings {
       this.waitingOn = null;
       if (this.closed) return;
       // Reads use other nodes (or the primary) for a while.
-      (this.replicaDown ??= new Map()).set(node, Date.now() + REPLICA_RETRY_AFTER);
-      this.readLinkChecked = -1;
+      this.replicas.leaveAlone(node, REPLICA_RETRY_AFTER);
       this.ctx.log.warn({ pid: this.key.pid, node, err: err.message }, 'no connection to a replica; reads use other nodes for a while');
       this.pump();
     },
@@ -642,8 +606,6 @@ export class Session implements ClientSession, LinkOwner, PgsplitSettings {
     return pool;
   }
 
-  /** Replay LSN of a node as far as read-your-writes knows (the primary has everything). */
-  private readonly replayLsn = (name: string): number | null => (name === this.ctx.topology.primary?.name ? Number.MAX_VALUE : this.ctx.lsn.replayLsn(name));
 
   private dispatch(u: Unit, link: ServerLink): void {
     u.link = link;
@@ -951,7 +913,7 @@ export class Session implements ClientSession, LinkOwner, PgsplitSettings {
       return;
     }
     // A replica went away: a held autocommit read is retried on the primary; anything else fails cleanly.
-    (this.replicaDown ??= new Map()).set(link.node, Date.now() + REPLICA_RETRY_AFTER);
+    this.replicas.leaveAlone(link.node, REPLICA_RETRY_AFTER);
     const heldTransaction = this.sticky === link && this.txStatus !== IDLE;
     if (this.sticky === link) this.sticky = null;
     if (this.copyLink === link) this.copyLink = null;
