@@ -1,9 +1,15 @@
 // The `pgsplit` command line: `pgsplit --config FILE` runs the proxy; signals reload (SIGHUP) and drain (SIGTERM).
 import { ConfigError, loadConfig } from './config/load.js';
+import type { Config } from './config/schema.js';
 import { createLogger } from './util/logger.js';
 import { startPgsplit } from './main.js';
 import { runRouteCommand } from './router/explain.js';
 import { runSwitchoverCommand } from './admin/switchover-command.js';
+import cluster from 'node:cluster';
+import os from 'node:os';
+import { resolveWorkers } from './workers/shares.js';
+import { startCoordinator } from './workers/coordinator.js';
+import { runWorker } from './workers/worker.js';
 
 const USAGE = `usage: pgsplit --config FILE        run the proxy (or set PGSPLIT_CONFIG)
        pgsplit route --sql "STATEMENT"  where a fresh session would send it (JSON); --jsonl reads stdin
@@ -28,6 +34,16 @@ function parseArgs(argv: string[]): { config?: string; help?: boolean; version?:
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // A worker forked by the coordinator (workers: N) gets its config over IPC, not from the command line.
+  if (cluster.isWorker) {
+    try {
+      await runWorker();
+    } catch (err) {
+      console.error(`pgsplit worker ${process.env.PGSPLIT_WORKER_INDEX ?? '?'}: ${(err as Error).message}`);
+      process.exit(1);
+    }
+    return;
+  }
   if (argv[0] === 'switchover') {
     process.exitCode = await runSwitchoverCommand(argv.slice(1), { stdout: process.stdout, stderr: process.stderr });
     return;
@@ -56,7 +72,7 @@ export async function main(argv: string[]): Promise<void> {
     console.error(`pgsplit: no config file given\n${USAGE}`);
     process.exit(2);
   }
-  let config;
+  let config: Config;
   try {
     config = loadConfig(file);
   } catch (err) {
@@ -68,9 +84,11 @@ export async function main(argv: string[]): Promise<void> {
   // escapes is a bug in one of them. Logging it and going on costs that one session; exiting would cost all.
   process.on('uncaughtException', (err) => log.error({ err: err.stack ?? String(err) }, 'uncaught exception (a bug); pgsplit keeps running'));
   process.on('unhandledRejection', (err) => log.error({ err: (err as Error)?.stack ?? String(err) }, 'unhandled promise rejection (a bug); pgsplit keeps running'));
-  let proxy;
+  const workers = resolveWorkers(config, os.availableParallelism());
+  if (workers.reducedBy) log.warn({ workers: workers.count, bound: workers.reducedBy }, `workers: fewer worker processes than asked for, so that each has a share of ${workers.reducedBy}`);
+  let proxy: { reload(next: Config): string[]; close(): Promise<void> };
   try {
-    proxy = await startPgsplit(config, { logger: log });
+    proxy = workers.count > 1 ? await startCoordinator(config, workers.count, log) : await startPgsplit(config, { logger: log });
   } catch (err) {
     log.fatal({ err: (err as Error).message }, 'pgsplit failed to start');
     await new Promise((r) => setTimeout(r, 50));

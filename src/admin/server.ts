@@ -12,6 +12,8 @@ export interface AdminContext {
   topology: Topology;
   /** Everything GET /status shows; the server masks its secrets (and drops the user list unless the reader is authenticated). */
   status(): unknown;
+  /** Called before /metrics and /status are answered (a coordinator gathers its workers' counters); never rejects. */
+  refresh?(): Promise<void>;
   /** Planned promotion of a replica; rejects with SwitchoverRefused when it cannot be done. */
   switchover?(to: string): Promise<unknown>;
   /** admin.auth; without a token or user/password every mutating request is refused (403). */
@@ -191,6 +193,7 @@ export class AdminServer {
     }
     switch (path) {
       case '/metrics':
+        await this.ctx.refresh?.();
         send(res, 200, this.ctx.registry.contentType, await this.ctx.registry.metrics());
         return;
       case '/health':
@@ -203,6 +206,7 @@ export class AdminServer {
         return;
       }
       case '/status':
+        await this.ctx.refresh?.();
         send(res, 200, 'application/json', JSON.stringify(redact(this.ctx.status(), { showUsers: authenticated }), null, 2) + '\n');
         return;
       default:
@@ -215,7 +219,10 @@ export class AdminServer {
       send(res, 405, 'text/plain', `method ${req.method} not allowed on the metrics port\n`, { allow: 'GET, HEAD' });
       return;
     }
-    if (path === '/metrics') send(res, 200, this.ctx.registry.contentType, await this.ctx.registry.metrics());
+    if (path === '/metrics') {
+      await this.ctx.refresh?.();
+      send(res, 200, this.ctx.registry.contentType, await this.ctx.registry.metrics());
+    }
     else if (path === '/health') send(res, 200, 'text/plain', 'ok\n');
     else send(res, 404, 'text/plain', 'not found; this port serves only /metrics and /health\n');
   }

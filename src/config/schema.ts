@@ -58,6 +58,14 @@ const int = (min: number, max: number, expected = `an integer ${min}..${max}`) =
 
 const port = () => int(0, 65535);
 
+/** workers: "auto" (one per core) or a count; resolved to a number by resolveWorkers(). */
+const workerCount = () =>
+  leaf('"auto" or a number of worker processes from 1 to 64', (v) => {
+    if (v === 'auto') return 'auto' as const;
+    const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+    return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 64 ? n : INVALID;
+  });
+
 const bool = () => leaf('true or false', (v) => (v === true || v === 'true' ? true : v === false || v === 'false' ? false : INVALID));
 
 const oneOf = <T extends string>(values: readonly T[]) =>
@@ -285,6 +293,8 @@ export const configSchema = section({
     strict: bool().default(false),
     synchronous_commit: oneOf(SYNCHRONOUS_COMMIT).default('on'),
   }).default({}),
+  /** Processes that serve clients (they share listen.port); one coordinator keeps the monitor, failover and admin. 1 = one process does everything. */
+  workers: workerCount().default(1),
   shutdown: section({ drain_timeout: duration(true).default('30s') }).default({}),
   log: section({ level: oneOf(LOG_LEVELS).default('info') }).default({}),
 }).superRefine((c, ctx) => {

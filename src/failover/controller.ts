@@ -73,6 +73,8 @@ export class FailoverController {
     private readonly settings: () => MonitorSettings,
     private readonly config: () => FailoverConfig,
     private readonly log: Logger,
+    /** Resolves once every process serving clients holds new writes too (workers learn of the pause over IPC). */
+    private readonly writesPaused: () => Promise<void> = () => Promise.resolve(),
   ) {}
 
   /** After each probe round. Never throws; slow work runs in the background, one step at a time. */
@@ -166,6 +168,7 @@ export class FailoverController {
     const event: FailoverEvent = { at: new Date().toISOString(), kind: 'switchover', reason: `switchover to ${to} requested`, old_primary: old.name, new_primary: to, duration_ms: 0, promoted_receive_lsn: null, repointed: [] };
     this.log.warn({ old_primary: old.name, new_primary: to }, 'switchover: holding new writes');
     this.topology.pauseWrites();
+    await this.writesPaused();
     const deadline = started + cfg.switchoverTimeoutMs;
     const s = this.settings();
     try {

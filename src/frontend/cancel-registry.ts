@@ -6,14 +6,40 @@ export interface Cancellable {
   cancel(): void;
 }
 
+/** With workers, a key's pid carries its owner: bits 24..30 hold the worker index + 1, the low 24 bits a number. */
+const OWNER_SHIFT = 24;
+const LOCAL_MASK = (1 << OWNER_SHIFT) - 1;
+
+/** The worker whose session a pid belongs to, or null for a pid of a single-process pgsplit (or a forged one). */
+export function pidOwner(pid: number): number | null {
+  const o = Math.floor(pid / (1 << OWNER_SHIFT)) - 1;
+  return o >= 0 && o < 127 ? o : null;
+}
+
+export interface CancelRegistryOptions {
+  /** This worker's index: every pid it hands out says so (pidOwner). */
+  owner?: number;
+  /** A cancel whose pid belongs to another worker goes there (through the coordinator). */
+  forward?(owner: number, pid: number, secret: number): void;
+}
+
 export class CancelRegistry {
-  private next = randomInt(1, 1 << 30);
+  private next: number;
   private readonly sessions = new Map<number, { secret: number; target: Cancellable }>();
 
+  constructor(private readonly options: CancelRegistryOptions = {}) {
+    this.next = options.owner === undefined ? randomInt(1, 1 << 30) : randomInt(1, LOCAL_MASK);
+  }
+
+  private nextPid(pid: number): number {
+    return this.options.owner === undefined ? (pid % 0x7ffffffe) + 1 : (pid & LOCAL_MASK) === LOCAL_MASK ? pid - LOCAL_MASK + 1 : pid + 1;
+  }
+
   register(target: Cancellable): { pid: number; secret: number } {
-    let pid = this.next;
-    while (this.sessions.has(pid)) pid = (pid % 0x7ffffffe) + 1;
-    this.next = (pid % 0x7ffffffe) + 1;
+    const owner = this.options.owner;
+    let pid = owner === undefined ? this.next : (owner + 1) * (1 << OWNER_SHIFT) + (this.next & LOCAL_MASK || 1);
+    while (this.sessions.has(pid)) pid = this.nextPid(pid);
+    this.next = this.nextPid(pid);
     const secret = randomInt(-0x80000000, 0x7fffffff);
     this.sessions.set(pid, { secret, target });
     return { pid, secret };
@@ -25,6 +51,14 @@ export class CancelRegistry {
 
   /** Returns whether the key matched a live session (the client is never told, as in PostgreSQL). */
   cancel(pid: number, secret: number): boolean {
+    const owner = this.options.owner;
+    if (owner !== undefined) {
+      const to = pidOwner(pid);
+      if (to !== null && to !== owner) {
+        this.options.forward?.(to, pid, secret);
+        return false;
+      }
+    }
     const s = this.sessions.get(pid);
     if (!s) return false;
     const a = Buffer.alloc(4);

@@ -22,7 +22,7 @@ import type { RouteHint } from '../router/route.js';
 import { parseTagList } from '../router/variable-set.js';
 import { parseDuration } from '../config/units.js';
 import type { RoutingSettings, SessionContext } from './session.js';
-import type { LsnTracker } from '../health/lsn-tracker.js';
+import type { WalPositions } from '../health/wal-positions.js';
 import type { Pools } from '../backend/pool.js';
 import { checkout, lowercased, parameterStatusFrames } from './pooled-login.js';
 import { openServer } from './open-server.js';
@@ -84,7 +84,7 @@ export interface FrontendContext {
   sessions: Set<ClientSession>;
   classifier: Classifier;
   /** WAL positions for read-your-writes. */
-  lsn: LsnTracker;
+  lsn: WalPositions;
   /** A client connected to this database; resolves once its functions are in the routing catalog. */
   noteDatabase(name: string): Promise<void>;
   /** While draining, new clients are refused. */

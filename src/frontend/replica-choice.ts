@@ -1,7 +1,7 @@
 // Which replica a session reads from: it keeps the one it was given while that one stays usable, and looks again when the topology or settings change.
 import { chooseRead, meetsNeeds, readWeight, type PrimaryReadReason } from '../router/read-choice.js';
 import type { NodeState, Topology } from '../topology/topology.js';
-import type { LsnTracker } from '../health/lsn-tracker.js';
+import type { WalPositions } from '../health/wal-positions.js';
 import type { ProxyStats } from './stats.js';
 import type { RoutingSettings } from './session.js';
 import { NONE } from './unit.js';
@@ -27,7 +27,7 @@ export class ReplicaChoice {
 
   constructor(
     private readonly topology: Topology,
-    private readonly lsn: LsnTracker,
+    private readonly lsn: WalPositions,
     private readonly stats: ProxyStats,
   ) {}
 

@@ -21,7 +21,7 @@ import { placeUnit } from '../router/placement.js';
 import { ReplicaChoice } from './replica-choice.js';
 import type { PrimaryReadReason } from '../router/read-choice.js';
 import type { Topology } from '../topology/topology.js';
-import type { LsnTracker } from '../health/lsn-tracker.js';
+import type { WalPositions } from '../health/wal-positions.js';
 import type { CancelRegistry } from './cancel-registry.js';
 import type { ClientSession } from './client-session.js';
 import { relayWrite, type ReadSlot } from '../util/read-slot.js';
@@ -56,7 +56,7 @@ export interface SessionContext {
   log: Logger;
   topology: Topology;
   classifier: Classifier;
-  lsn: LsnTracker;
+  lsn: WalPositions;
   routing(): RoutingSettings;
   limits(): ClientLimits;
   pools: Pools;

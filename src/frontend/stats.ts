@@ -13,6 +13,8 @@ export class ProxyStats {
   messagesFromClients = 0;
   messagesFromServers = 0;
   cancelRequests = 0;
+  /** Cancel requests that reached a worker other than the session's (workers: N) and were passed on to it. */
+  cancelsForwarded = 0;
   /** Autocommit reads a replica refused as read-only (25006) and the primary then ran. */
   readOnlyRetries = 0;
   /** Reads that went to the primary because no replica could take them, in all and by reason. */

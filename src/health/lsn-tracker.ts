@@ -11,6 +11,7 @@ import type pg from 'pg';
 import type { Logger } from '../util/logger.js';
 import type { Topology } from '../topology/topology.js';
 import { parseLsn } from '../topology/lsn.js';
+import type { WalPositions } from './wal-positions.js';
 import { monitorClient, type MonitorSettings } from './monitor-client.js';
 
 /** Minimum time between two polls of one node (each is a ~0.1 ms query). */
@@ -106,7 +107,7 @@ class NodePoller {
   }
 }
 
-export class LsnTracker {
+export class LsnTracker implements WalPositions {
   private issued = 0;
   private readonly answers: Answer[] = [];
   private primaryPoller: { node: string; host: string; port: number; poller: NodePoller } | null = null;
@@ -116,6 +117,9 @@ export class LsnTracker {
   private closed = false;
   /** Polls sent, for metrics. */
   primaryPolls = 0;
+  /** A coordinator passes answers on to its workers: tickets up to `upTo` are covered by `lsn`. */
+  onAnswer: ((upTo: number, lsn: number) => void) | null = null;
+  onReplayed: ((node: string, lsn: number) => void) | null = null;
   replicaPolls = 0;
 
   constructor(
@@ -170,7 +174,10 @@ export class LsnTracker {
         const name = n.name;
         const poller = new NodePoller(n.host, n.port, 'SELECT pg_last_wal_replay_lsn()::text', this.settings,
           (l) => {
-            if (l !== null && l > (this.replayed.get(name) ?? -1)) this.replayed.set(name, l);
+            if (l !== null && l > (this.replayed.get(name) ?? -1)) {
+              this.replayed.set(name, l);
+              this.onReplayed?.(name, l);
+            }
           },
           (err) => this.log.debug({ node: name, err: err.message }, 'replay LSN poll failed'));
         poller.onStart = () => {
@@ -210,6 +217,7 @@ export class LsnTracker {
     if (a.length > 0 && a[a.length - 1].upTo >= upTo) return;
     a.push({ upTo, lsn });
     if (a.length > KEEP_ANSWERS) a.splice(0, a.length - KEEP_ANSWERS);
+    this.onAnswer?.(upTo, lsn);
   }
 
   close(): void {

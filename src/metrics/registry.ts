@@ -2,14 +2,15 @@
 import client from 'prom-client';
 import type { ProxyStats } from '../frontend/stats.js';
 import type { Topology } from '../topology/topology.js';
-import type { Classifier } from '../router/classifier.js';
+import type { ClassifierCounters } from '../workers/frontend-snapshot.js';
 import type { LsnTracker } from '../health/lsn-tracker.js';
 import type { FailoverController } from '../failover/controller.js';
 
 export function createMetrics(
-  stats: ProxyStats,
+  /** Read at every scrape (a coordinator replaces its workers' totals between scrapes). */
+  stats: () => ProxyStats,
   topology: Topology,
-  classifier?: Classifier,
+  classifier?: ClassifierCounters,
   lsn?: LsnTracker,
   failover?: FailoverController,
   replicationMode?: () => string,
@@ -34,13 +35,14 @@ export function createMetrics(
     help: 'Client connections currently open (authenticated sessions).',
     registers: [registry],
     collect() {
-      this.set(stats.clientConnections);
+      this.set(stats().clientConnections);
     },
   });
-  counter('pgsplit_client_connections_total', 'Client sessions started since the proxy started.', () => stats.clientConnectionsTotal);
-  counter('pgsplit_client_connections_refused_total', 'Client connections refused because max_client_connections was reached.', () => stats.clientConnectionsRefused);
-  counter('pgsplit_auth_failures_total', 'Client authentication failures (wrong password or unknown user).', () => stats.authFailures);
-  counter('pgsplit_cancel_requests_total', 'Cancel requests forwarded to servers (from clients, or for clients that vanished mid-query).', () => stats.cancelRequests);
+  counter('pgsplit_client_connections_total', 'Client sessions started since the proxy started.', () => stats().clientConnectionsTotal);
+  counter('pgsplit_client_connections_refused_total', 'Client connections refused because max_client_connections was reached.', () => stats().clientConnectionsRefused);
+  counter('pgsplit_auth_failures_total', 'Client authentication failures (wrong password or unknown user).', () => stats().authFailures);
+  counter('pgsplit_cancel_requests_total', 'Cancel requests forwarded to servers (from clients, or for clients that vanished mid-query).', () => stats().cancelRequests);
+  counter('pgsplit_cancel_requests_forwarded_total', "Cancel requests that reached another worker than the session's (workers: N) and were passed on to the right one.", () => stats().cancelsForwarded);
 
   new client.Counter({
     name: 'pgsplit_bytes_total',
@@ -49,8 +51,8 @@ export function createMetrics(
     registers: [registry],
     collect() {
       this.reset();
-      this.inc({ direction: 'client_to_server' }, stats.bytesFromClients);
-      this.inc({ direction: 'server_to_client' }, stats.bytesFromServers);
+      this.inc({ direction: 'client_to_server' }, stats().bytesFromClients);
+      this.inc({ direction: 'server_to_client' }, stats().bytesFromServers);
     },
   });
   new client.Counter({
@@ -60,8 +62,8 @@ export function createMetrics(
     registers: [registry],
     collect() {
       this.reset();
-      this.inc({ direction: 'client_to_server' }, stats.messagesFromClients);
-      this.inc({ direction: 'server_to_client' }, stats.messagesFromServers);
+      this.inc({ direction: 'client_to_server' }, stats().messagesFromClients);
+      this.inc({ direction: 'server_to_client' }, stats().messagesFromServers);
     },
   });
   new client.Gauge({
@@ -71,7 +73,7 @@ export function createMetrics(
     registers: [registry],
     collect() {
       this.reset();
-      for (const n of topology.all()) this.set({ node: n.name }, stats.backendConnections.get(n.name) ?? 0);
+      for (const n of topology.all()) this.set({ node: n.name }, stats().backendConnections.get(n.name) ?? 0);
     },
   });
   new client.Counter({
@@ -81,7 +83,7 @@ export function createMetrics(
     registers: [registry],
     collect() {
       this.reset();
-      for (const n of topology.all()) this.inc({ node: n.name }, stats.backendConnectFailures.get(n.name) ?? 0);
+      for (const n of topology.all()) this.inc({ node: n.name }, stats().backendConnectFailures.get(n.name) ?? 0);
     },
   });
   new client.Gauge({
@@ -123,11 +125,11 @@ export function createMetrics(
     registers: [registry],
     collect() {
       this.reset();
-      for (const target of ['primary', 'replica'] as const) for (const [reason, n] of stats.routes[target]) this.inc({ target, reason }, n);
+      for (const target of ['primary', 'replica'] as const) for (const [reason, n] of stats().routes[target]) this.inc({ target, reason }, n);
     },
   });
-  counter('pgsplit_read_only_retries_total', 'Autocommit statements a replica refused as read-only (25006) that the primary then ran.', () => stats.readOnlyRetries);
-  counter('pgsplit_reads_refused_total', 'Reads refused with 57P03 because no replica could take them (routing.primary_reads: never).', () => stats.readsRefused);
+  counter('pgsplit_read_only_retries_total', 'Autocommit statements a replica refused as read-only (25006) that the primary then ran.', () => stats().readOnlyRetries);
+  counter('pgsplit_reads_refused_total', 'Reads refused with 57P03 because no replica could take them (routing.primary_reads: never).', () => stats().readsRefused);
   new client.Counter({
     name: 'pgsplit_reads_on_primary_total',
     help: 'Reads sent to the primary instead of a replica, by reason: no-replica, replica-lag (all banned), read-your-writes (no replica has the session\'s last write yet), max-lag.',
@@ -135,7 +137,7 @@ export function createMetrics(
     registers: [registry],
     collect() {
       this.reset();
-      for (const [reason, n] of stats.readsOnPrimaryBy) this.inc({ reason }, n);
+      for (const [reason, n] of stats().readsOnPrimaryBy) this.inc({ reason }, n);
     },
   });
   const perReplica = (name: string, help: string, read: (n: ReturnType<Topology['all']>[number]) => number | null) =>

@@ -69,7 +69,16 @@ export interface StandbyState {
 export interface TopologyEvents {
   change: [];
   primary: [name: string | null, previous: string | null];
+  pause: [];
   resume: [];
+}
+
+/** Everything routing reads from a Topology, as plain data: what a coordinator sends its workers. */
+export interface TopologySnapshot {
+  nodes: NodeState[];
+  primary: string | null;
+  fenced: string[];
+  writesPaused: boolean;
 }
 
 export function initialNodeState(a: NodeAddress): NodeState {
@@ -172,6 +181,7 @@ export class Topology extends EventEmitter<TopologyEvents> {
   pauseWrites(): void {
     this.writesPaused = true;
     this.version++;
+    this.emit('pause');
   }
 
   resumeWrites(): void {
@@ -199,5 +209,23 @@ export class Topology extends EventEmitter<TopologyEvents> {
     this.version++;
     this.emit('primary', name, previous);
     this.emit('change');
+  }
+
+  snapshot(): TopologySnapshot {
+    return { nodes: this.all(), primary: this.primaryName, fenced: [...this.fenced], writesPaused: this.writesPaused };
+  }
+
+  /** A worker's topology follows the coordinator's: it takes each snapshot whole and never decides anything itself. */
+  follow(s: TopologySnapshot): void {
+    this.nodes = new Map(s.nodes.map((n) => [n.name, n]));
+    this.fenced = new Set(s.fenced);
+    this.replicasCache = null;
+    this.version++;
+    if (s.writesPaused && !this.writesPaused) this.pauseWrites();
+    // setPrimary emits 'primary' and 'change' only when the primary changed.
+    const changed = s.primary !== this.primaryName;
+    this.setPrimary(s.primary);
+    if (!changed) this.emit('change');
+    if (!s.writesPaused) this.resumeWrites();
   }
 }

@@ -66,6 +66,7 @@ describe('parseConfig defaults and conversions', () => {
       },
       failover: { enabled: true, failure_threshold: 3, hold_timeout: 10_000, promote_timeout: 30_000, hook_command: '', rejoin_command: '', demote_command: '', switchover_timeout: 30_000, hook_timeout: 30_000 },
       replication: { mode: 'async', strict: false, synchronous_commit: 'on' },
+      workers: 1,
       shutdown: { drain_timeout: 30000 },
       log: { level: 'info' },
     });
@@ -140,7 +141,7 @@ describe('validation errors', () => {
     expect(errorsOf(`${MIN}lisen: {}\nlisten: { prot: 1 }\nmonitor: { intervall: 1s }`)).toEqual([
       'listen.prot: unknown key (allowed: host, port, max_client_connections)',
       'monitor.intervall: unknown key (allowed: user, password, database, interval, connect_timeout, probe_timeout)',
-      'lisen: unknown key (allowed: listen, admin, tls, server_tls, limits, pool, auth, users, nodes, monitor, backend, routing, failover, replication, shutdown, log)',
+      'lisen: unknown key (allowed: listen, admin, tls, server_tls, limits, pool, auth, users, nodes, monitor, backend, routing, failover, replication, workers, shutdown, log)',
     ]);
     expect(errorsOf('users: [{ name: a, password: b, role: x }]\nnodes: [{ name: a, host: h, role: primary }]')).toEqual([
       'users[0].role: unknown key (allowed: name, password, read_tags, pool_mode)',
@@ -309,5 +310,16 @@ describe('loadConfig', () => {
   it('reports a missing file as a ConfigError naming it', () => {
     expect(() => loadConfig('/nonexistent/pgsplit.yaml')).toThrow(ConfigError);
     expect(() => loadConfig('/nonexistent/pgsplit.yaml')).toThrow('config: /nonexistent/pgsplit.yaml: cannot read config file: file not found');
+  });
+});
+
+describe('workers', () => {
+  it('takes auto or a count from 1 to 64, and refuses anything else with what it expected', () => {
+    expect(parseConfig(`${MIN}workers: auto\n`, {}).workers).toBe('auto');
+    expect(parseConfig(`${MIN}workers: 4\n`, {}).workers).toBe(4);
+    expect(parseConfig(`${MIN}workers: "2"\n`, {}).workers).toBe(2);
+    for (const bad of ['0', '65', '1.5', 'all', '-1']) {
+      expect(errorsOf(`${MIN}workers: ${bad}\n`)).toEqual([`workers: expected "auto" or a number of worker processes from 1 to 64, got ${bad === 'all' ? '"all"' : bad}`]);
+    }
   });
 });

@@ -1,0 +1,139 @@
+// The deciding half of pgsplit: topology, monitor, read-your-writes LSN polls, failover and the function catalog from the primary.
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../util/logger.js';
+import { Topology } from '../topology/topology.js';
+import { Monitor } from '../health/monitor.js';
+import { LsnTracker } from '../health/lsn-tracker.js';
+import { FailoverController } from '../failover/controller.js';
+import { loadTls, type TlsState } from '../tls/load.js';
+import { monitorTlsOptions } from '../tls/backend-tls.js';
+import { VOLATILE_FUNCTIONS_SQL, volatileFunctionNames } from '../router/functions.js';
+import { loadVolatileFunctions } from '../health/volatile-functions.js';
+
+export interface ControlHooks {
+  /** After a switchover holds new writes: resolves once every process serving clients holds them too. */
+  writesPaused?(): Promise<void>;
+}
+
+export class Control {
+  readonly topology: Topology;
+  readonly monitor: Monitor;
+  readonly lsn: LsnTracker;
+  readonly failover: FailoverController;
+  private tlsState: TlsState;
+  private volatileKey = '';
+  private volatileNames: string[] = [];
+  private readonly catalogListeners: ((names: readonly string[]) => void)[] = [];
+  private catalogTimer: NodeJS.Timeout | null = null;
+  // pg_proc is per database, so the list is the union over the databases clients connect to
+  // (a name volatile in one database goes to the primary in all: safe, never wrong).
+  private readonly databases: Set<string>;
+  private readonly pendingDatabases = new Map<string, Promise<void>>();
+
+  constructor(private config: Config, private readonly log: Logger, hooks: ControlHooks = {}) {
+    this.tlsState = loadTls(config, null);
+    this.databases = new Set([config.monitor.database]);
+    const topology = (this.topology = new Topology(config.nodes));
+    this.monitor = new Monitor(topology, this.monitorSettings(config.monitor), log, () => ({
+      bytes: this.config.routing.max_replica_lag.bytes,
+      timeMs: this.config.routing.max_replica_lag.time,
+      unbanAfterMs: this.config.routing.unban_after,
+    }), () => this.config.failover.failure_threshold);
+    this.lsn = new LsnTracker(topology, () => this.monitorSettings(this.config.monitor), log);
+    this.failover = new FailoverController(topology, () => this.monitorSettings(this.config.monitor), () => {
+      const c = this.config;
+      return {
+        enabled: c.failover.enabled,
+        failureThreshold: c.failover.failure_threshold,
+        promoteTimeoutMs: c.failover.promote_timeout,
+        hookCommand: c.failover.hook_command,
+        rejoinCommand: c.failover.rejoin_command,
+        demoteCommand: c.failover.demote_command,
+        switchoverTimeoutMs: c.failover.switchover_timeout,
+        hookTimeoutMs: c.failover.hook_timeout,
+        mode: c.replication.mode,
+        strict: c.replication.strict,
+        synchronousCommit: c.replication.synchronous_commit,
+      };
+    }, log, hooks.writesPaused);
+    this.monitor.afterRound(() => this.failover.onRound());
+    topology.on('primary', (name) => {
+      if (name) void this.refreshCatalog();
+    });
+  }
+
+  // pgsplit's own connections to the nodes speak TLS as server_tls / nodes[].tls say (read live: a reload applies).
+  private monitorSettings(m: Config['monitor']) {
+    const tls = (host: string, port: number) => {
+      const n = this.config.nodes.find((x) => x.host === host && x.port === port);
+      const t = n ? this.tlsState.nodes.get(n.name) : undefined;
+      if (t?.error) throw new Error(t.error);
+      return monitorTlsOptions(t?.tls ?? null, host);
+    };
+    return { ...m, tls };
+  }
+
+  /** One probe round first, so the first client already finds the primary if there is one. */
+  async start(): Promise<void> {
+    await this.monitor.probeAll();
+    this.monitor.start();
+    await this.refreshCatalog();
+    this.catalogTimer = setInterval(() => void this.refreshCatalog(), 60_000);
+    this.catalogTimer.unref();
+  }
+
+  get volatile(): readonly string[] {
+    return this.volatileNames;
+  }
+
+  onCatalog(listener: (names: readonly string[]) => void): void {
+    this.catalogListeners.push(listener);
+  }
+
+  // User functions the primary marks VOLATILE go to the primary; refreshed every minute, on a new primary and
+  // when clients use a new database.
+  private async refreshCatalog(): Promise<void> {
+    const p = this.topology.primary;
+    if (!p) return;
+    try {
+      const rows = [];
+      for (const database of this.databases) rows.push(...(await loadVolatileFunctions(p.host, p.port, { ...this.monitorSettings(this.config.monitor), database }, VOLATILE_FUNCTIONS_SQL)));
+      const names = volatileFunctionNames(rows);
+      const key = names.slice().sort().join(',');
+      if (key !== this.volatileKey) {
+        this.volatileKey = key;
+        this.volatileNames = names;
+        for (const l of this.catalogListeners) l(names);
+        this.log.info({ volatile_functions: names.length }, 'function catalog loaded from the primary');
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not load VOLATILE functions from the primary; keeping the previous list');
+    }
+  }
+
+  /** A client connected to this database: its functions join the catalog (at most 1,000 databases are followed). */
+  noteDatabase(name: string): Promise<void> {
+    if (this.databases.has(name) || this.databases.size >= 1000) return this.pendingDatabases.get(name) ?? Promise.resolve();
+    this.databases.add(name);
+    const p = this.refreshCatalog().finally(() => this.pendingDatabases.delete(name));
+    this.pendingDatabases.set(name, p);
+    return p;
+  }
+
+  reload(next: Config): void {
+    const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+    const prev = this.config;
+    this.config = next;
+    // The frontend logs a TLS file that cannot be loaded; here the previous files are simply kept too.
+    this.tlsState = loadTls(next, this.tlsState);
+    if (!same(next.monitor, prev.monitor)) this.monitor.setSettings(this.monitorSettings(next.monitor));
+    if (!same(next.nodes, prev.nodes)) this.topology.setAddresses(next.nodes);
+    this.log.level = next.log.level;
+  }
+
+  stop(): void {
+    if (this.catalogTimer) clearInterval(this.catalogTimer);
+    this.monitor.stop();
+    this.lsn.close();
+  }
+}

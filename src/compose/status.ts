@@ -1,0 +1,64 @@
+// The document GET /status serves: nodes, pools, clients, failover and replication, from the control half and the frontends' totals.
+import type { Config } from '../config/schema.js';
+import { redactConfig } from '../config/load.js';
+import type { Control } from './control.js';
+import type { FrontendTotals } from '../workers/frontend-snapshot.js';
+
+export function statusDocument(config: Config, control: Control, totals: FrontendTotals, startedAt: number, extra: Record<string, unknown> = {}) {
+  const { topology, failover } = control;
+  const stats = totals.stats;
+  return {
+    version: '0.1.0',
+    uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
+    primary: topology.primary?.name ?? null,
+    client_connections: stats.clientConnections,
+    pinned_clients: totals.pinnedClients,
+    pools: totals.pools,
+    ...extra,
+    nodes: topology.all().map((n) => ({
+      name: n.name,
+      host: n.host,
+      port: n.port,
+      role: n.name === topology.primary?.name ? 'primary' : n.role,
+      fenced: topology.fenced.has(n.name),
+      receiver_status: n.receiverStatus,
+      streams_from: n.senderHost === null ? null : `${n.senderHost}:${n.senderPort}`,
+      up: n.up,
+      consecutive_failures: n.failures,
+      last_probe_at: n.lastProbeAt ? new Date(n.lastProbeAt).toISOString() : null,
+      last_error: n.lastError,
+      current_lsn: n.currentLsn,
+      receive_lsn: n.receiveLsn,
+      replay_lsn: n.replayLsn,
+      replay_timestamp: n.replayTimestamp,
+      timeline: n.timeline,
+      server_version: n.serverVersion,
+      replay_paused: n.replayPaused,
+      lag_bytes: n.lagBytes,
+      lag_seconds: n.lagSeconds,
+      banned: n.banned,
+      ban_reason: n.banReason,
+      banned_since: n.banned && n.banSince ? new Date(n.banSince).toISOString() : null,
+      weight: n.weight ?? 1,
+      tags: n.tags ?? [],
+      delayed: n.delayed ?? false,
+      backend_connections: stats.backendConnections.get(n.name) ?? 0,
+    })),
+    fenced: [...topology.fenced],
+    failover: {
+      enabled: config.failover.enabled,
+      phase: failover.phase,
+      reason: failover.phaseReason || null,
+      failovers: failover.failovers,
+      events: failover.events,
+    },
+    replication: {
+      mode: config.replication.mode,
+      strict: config.replication.strict,
+      synchronous_standby_names: failover.sync.names,
+      synchronous_standbys: failover.sync.members,
+      degraded: failover.sync.degraded,
+    },
+    config: redactConfig(config),
+  };
+}

@@ -1,0 +1,306 @@
+// The coordinator of a multi-worker pgsplit: it decides (monitor, failover, LSN polls, admin) and forks, feeds and restarts the workers that serve clients.
+import cluster, { type Worker } from 'node:cluster';
+import client from 'prom-client';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../util/logger.js';
+import type { Topology } from '../topology/topology.js';
+import { Control } from '../compose/control.js';
+import { startAdmin, type AdminPlane } from '../compose/admin.js';
+import { statusDocument } from '../compose/status.js';
+import { liveConfig } from '../main.js';
+import { workerConfig } from './shares.js';
+import { isMessage, type FromWorker, type ToWorker } from './messages.js';
+import { foldSnapshots, retiredPart, sumSnapshots, type FrontendSnapshot, type FrontendTotals } from './frontend-snapshot.js';
+
+/** A worker that does not answer a snapshot or ping within this long is left out (its last snapshot stands in). */
+const ANSWER_MS = 1000;
+/** A crashed worker is restarted after this long, doubled while it keeps crashing within a minute (at most 10 s). */
+const RESTART_MIN_MS = 200;
+const RESTART_MAX_MS = 10_000;
+/** Read-your-writes tickets a worker may have waiting for an answer; older ones are dropped (a later answer covers them). */
+const MAX_PENDING_TICKETS = 4096;
+const STARTUP_MS = 30_000;
+
+interface Slot {
+  index: number;
+  worker: Worker | null;
+  pid: number | null;
+  startedAt: number;
+  restarts: number;
+  restartDelay: number;
+  listening: boolean;
+  last: FrontendSnapshot | null;
+  /** Worker ticket k was taken after coordinator ticket t: an answer covering t covers k. */
+  tickets: { k: number; t: number }[];
+}
+
+export interface Coordinator {
+  listenPort: number;
+  adminPort: number | null;
+  metricsPort: number | null;
+  topology: Topology;
+  workerPids(): number[];
+  reload(next: Config): string[];
+  close(drainTimeoutMs?: number): Promise<void>;
+}
+
+export async function startCoordinator(initial: Config, count: number, log: Logger): Promise<Coordinator> {
+  let config = initial;
+  const startedAt = Date.now();
+  process.title = 'pgsplit: coordinator';
+  const slots: Slot[] = Array.from({ length: count }, (_, index) => ({ index, worker: null, pid: null, startedAt: 0, restarts: 0, restartDelay: RESTART_MIN_MS, listening: false, last: null, tickets: [] }));
+  let retired: FrontendSnapshot[] = [];
+  let stopping = false;
+  let nextId = 1;
+  const waiting = new Map<number, (m: FromWorker | null) => void>();
+  const live = () => slots.filter((s): s is Slot & { worker: Worker } => s.worker !== null && s.listening);
+  const sendTo = (s: Slot, m: ToWorker) => {
+    if (s.worker?.isConnected()) s.worker.send(m);
+  };
+  const broadcast = (m: ToWorker) => {
+    for (const s of slots) if (s.listening) sendTo(s, m);
+  };
+  /** Ask every listening worker; each answer (or null after ANSWER_MS) comes back in slot order. */
+  const askAll = (make: (id: number) => ToWorker): Promise<(FromWorker | null)[]> =>
+    Promise.all(live().map((s) => new Promise<FromWorker | null>((resolve) => {
+      const id = nextId++;
+      const timer = setTimeout(() => {
+        waiting.delete(id);
+        resolve(null);
+      }, ANSWER_MS);
+      waiting.set(id, (m) => {
+        clearTimeout(timer);
+        waiting.delete(id);
+        resolve(m);
+      });
+      sendTo(s, make(id));
+    })));
+
+  // Every process that serves clients holds new writes before a switchover goes on (IPC is in order: a pong follows the pause).
+  const barrier = async () => {
+    const answers = await askAll((id) => ({ t: 'ping', id }));
+    const missing = answers.filter((a) => a === null).length;
+    if (missing > 0) log.warn({ workers: missing }, 'switchover: some workers did not confirm that they hold writes');
+  };
+  const control = new Control(config, log, { writesPaused: barrier });
+  const { topology, lsn } = control;
+
+  // The workers follow the coordinator's topology: every change goes out whole, at most once per turn of the event loop.
+  let feedScheduled = false;
+  const feed = () => broadcast({ t: 'topology', topology: topology.snapshot() });
+  const scheduleFeed = () => {
+    if (feedScheduled) return;
+    feedScheduled = true;
+    setImmediate(() => {
+      feedScheduled = false;
+      feed();
+    });
+  };
+  topology.on('change', scheduleFeed);
+  topology.on('resume', scheduleFeed);
+  // A pause goes out at once: the barrier's pings must follow it.
+  topology.on('pause', feed);
+  control.onCatalog((volatile) => broadcast({ t: 'catalog', volatile: [...volatile] }));
+  lsn.onAnswer = (upTo, answer) => {
+    for (const s of slots) {
+      let k = -1;
+      while (s.tickets.length > 0 && s.tickets[0].t <= upTo) k = s.tickets.shift()!.k;
+      if (k >= 0) sendTo(s, { t: 'lsn', upTo: k, lsn: answer });
+    }
+  };
+  lsn.onReplayed = (node, at) => broadcast({ t: 'replayed', node, lsn: at });
+
+  let startupFailed: ((err: Error) => void) | null = null;
+  let listenPort = 0;
+
+  const onMessage = (s: Slot, raw: unknown) => {
+    if (!isMessage(raw)) return;
+    const m = raw as FromWorker;
+    switch (m.t) {
+      case 'ready':
+        sendTo(s, { t: 'start', index: s.index, count, config: workerConfig(config, s.index, count), topology: topology.snapshot(), volatile: [...control.volatile] });
+        break;
+      case 'listening':
+        s.listening = true;
+        listenPort = m.port;
+        // It may have missed changes between its start message and now.
+        sendTo(s, { t: 'topology', topology: topology.snapshot() });
+        break;
+      case 'ticket':
+        s.tickets.push({ k: m.k, t: lsn.ticket() });
+        if (s.tickets.length > MAX_PENDING_TICKETS) s.tickets.shift();
+        break;
+      case 'want': {
+        const nodes = m.nodes.map((n) => topology.node(n)).filter((n) => n !== undefined);
+        lsn.want(m.lsn, nodes);
+        break;
+      }
+      case 'cancel': {
+        const owner = slots[m.owner];
+        if (owner) sendTo(owner, { t: 'cancel', pid: m.pid, secret: m.secret });
+        break;
+      }
+      case 'database':
+        void control.noteDatabase(m.name).finally(() => sendTo(s, { t: 'database-done', name: m.name }));
+        break;
+      case 'snapshot':
+        s.last = m.snapshot;
+        waiting.get(m.id)?.(m);
+        break;
+      case 'pong':
+        waiting.get(m.id)?.(m);
+        break;
+    }
+  };
+
+  const fork = (s: Slot) => {
+    const w = cluster.fork({ PGSPLIT_WORKER_INDEX: String(s.index) });
+    s.worker = w;
+    s.pid = w.process.pid ?? null;
+    s.startedAt = Date.now();
+    s.listening = false;
+    s.tickets = [];
+    w.on('message', (m) => onMessage(s, m));
+    w.on('exit', (code, signal) => {
+      if (s.worker !== w) return;
+      if (s.last) retired.push(retiredPart(s.last));
+      // Bounded: many restarts fold into one snapshot of counters.
+      if (retired.length > 16) retired = [foldSnapshots(retired)];
+      s.worker = null;
+      s.listening = false;
+      s.last = null;
+      if (stopping) return;
+      if (startupFailed) {
+        startupFailed(new Error(`worker ${s.index} exited during startup (${signal ?? `code ${code}`}); see its log above`));
+        return;
+      }
+      const quick = Date.now() - s.startedAt < 60_000;
+      s.restartDelay = quick ? Math.min(RESTART_MAX_MS, s.restartDelay * 2) : RESTART_MIN_MS;
+      log.error({ worker: s.index, pid: s.pid, code, signal, restart_in_ms: s.restartDelay }, 'worker exited; its clients lost their connections; restarting it');
+      setTimeout(() => {
+        if (stopping) return;
+        s.restarts++;
+        fork(s);
+      }, s.restartDelay).unref();
+    });
+  };
+
+  await control.start();
+  // Workers are this same program (bin/pgsplit.js with the same arguments); cluster tells them apart.
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`workers did not start listening within ${STARTUP_MS / 1000}s`)), STARTUP_MS);
+      startupFailed = (err) => {
+        clearTimeout(timer);
+        reject(err);
+      };
+      const check = setInterval(() => {
+        if (slots.every((s) => s.listening)) {
+          clearInterval(check);
+          clearTimeout(timer);
+          resolve();
+        }
+      }, 10);
+      for (const s of slots) fork(s);
+    });
+  } catch (err) {
+    stopping = true;
+    for (const s of slots) s.worker?.kill('SIGKILL');
+    control.stop();
+    throw err;
+  } finally {
+    startupFailed = null;
+  }
+
+  let totals: FrontendTotals = sumSnapshots([]);
+  let refreshing: Promise<void> | null = null;
+  const refresh = (): Promise<void> =>
+    (refreshing ??= askAll((id) => ({ t: 'snapshot', id }))
+      .then(() => {
+        totals = sumSnapshots([...slots.flatMap((s) => (s.worker && s.last ? [s.last] : [])), ...retired]);
+      })
+      .finally(() => {
+        refreshing = null;
+      }));
+  await refresh();
+
+  const workersStatus = () =>
+    slots.map((s) => ({
+      index: s.index,
+      pid: s.worker ? s.pid : null,
+      running: s.worker !== null,
+      listening: s.listening,
+      started_at: s.worker ? new Date(s.startedAt).toISOString() : null,
+      restarts: s.restarts,
+      client_connections: s.worker && s.last ? s.last.stats.counters.clientConnections : 0,
+    }));
+  const extraMetrics = (registry: client.Registry) => {
+    new client.Gauge({
+      name: 'pgsplit_workers',
+      help: 'Worker processes serving clients (workers: N), by state (running: listening for clients).',
+      labelNames: ['state'],
+      registers: [registry],
+      collect() {
+        this.set({ state: 'running' }, live().length);
+        this.set({ state: 'configured' }, count);
+      },
+    });
+    new client.Counter({
+      name: 'pgsplit_worker_restarts_total',
+      help: 'Worker processes restarted after they exited unexpectedly.',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(slots.reduce((n, s) => n + s.restarts, 0));
+      },
+    });
+  };
+  let admin: AdminPlane;
+  try {
+    admin = await startAdmin({
+      config: () => config,
+      control,
+      totals: () => totals,
+      refresh,
+      extraMetrics,
+      status: () => statusDocument(config, control, totals, startedAt, { workers: workersStatus() }),
+    }, log);
+  } catch (err) {
+    stopping = true;
+    for (const s of slots) s.worker?.kill('SIGKILL');
+    control.stop();
+    throw err;
+  }
+  log.info({ listen: `${config.listen.host}:${listenPort}`, workers: count, admin: admin.adminPort ? `${config.admin.host}:${admin.adminPort}` : null, primary: topology.primary?.name ?? null }, 'pgsplit listening');
+
+  return {
+    listenPort,
+    adminPort: admin.adminPort,
+    metricsPort: admin.metricsPort,
+    topology,
+    workerPids: () => slots.flatMap((s) => (s.worker && s.pid !== null ? [s.pid] : [])),
+    reload(next: Config): string[] {
+      const { applied, refused } = liveConfig(config, next);
+      control.reload(applied);
+      config = applied;
+      for (const s of slots) sendTo(s, { t: 'reload', config: workerConfig(applied, s.index, count) });
+      return refused;
+    },
+    async close(drainTimeoutMs = config.shutdown.drain_timeout): Promise<void> {
+      stopping = true;
+      const exits = slots.filter((s) => s.worker).map((s) => new Promise<void>((resolve) => {
+        const w = s.worker!;
+        if (w.isDead()) return resolve();
+        w.once('exit', () => resolve());
+        sendTo(s, { t: 'drain', timeoutMs: drainTimeoutMs });
+      }));
+      const deadline = setTimeout(() => {
+        for (const s of slots) s.worker?.process.kill('SIGKILL');
+      }, drainTimeoutMs + 5000);
+      await Promise.all(exits);
+      clearTimeout(deadline);
+      control.stop();
+      await admin.close();
+    },
+  };
+}

@@ -1,0 +1,40 @@
+// The messages a coordinator and its workers exchange over the cluster IPC channel (JSON, in order per worker).
+import type { Config } from '../config/schema.js';
+import type { TopologySnapshot } from '../topology/topology.js';
+import type { FrontendSnapshot } from './frontend-snapshot.js';
+
+/** Coordinator → worker. */
+export type ToWorker =
+  /** The first message: who the worker is and the config it serves (with its share of the instance-wide bounds). */
+  | { t: 'start'; index: number; count: number; config: Config; topology: TopologySnapshot; volatile: string[] }
+  | { t: 'reload'; config: Config }
+  | { t: 'topology'; topology: TopologySnapshot }
+  /** The function catalog from the primary's pg_proc changed. */
+  | { t: 'catalog'; volatile: string[] }
+  /** A database a worker asked about is in the catalog now (or could not be loaded). */
+  | { t: 'database-done'; name: string }
+  /** The worker's read-your-writes tickets up to `upTo` are covered by this primary LSN. */
+  | { t: 'lsn'; upTo: number; lsn: number }
+  | { t: 'replayed'; node: string; lsn: number }
+  /** A cancel request for one of this worker's sessions arrived at another worker. */
+  | { t: 'cancel'; pid: number; secret: number }
+  /** Answer with a snapshot (for /metrics and /status) or a pong (every earlier message is applied). */
+  | { t: 'snapshot'; id: number }
+  | { t: 'ping'; id: number }
+  /** Stop taking clients, let sessions finish within timeoutMs, then exit. */
+  | { t: 'drain'; timeoutMs: number };
+
+/** Worker → coordinator. */
+export type FromWorker =
+  /** The worker listens for IPC messages now: send it 'start'. */
+  | { t: 'ready' }
+  | { t: 'listening'; port: number }
+  /** Read-your-writes: this worker's sessions took tickets up to k (their writes were acknowledged). */
+  | { t: 'ticket'; k: number }
+  | { t: 'want'; lsn: number; nodes: string[] }
+  | { t: 'cancel'; owner: number; pid: number; secret: number }
+  | { t: 'database'; name: string }
+  | { t: 'snapshot'; id: number; snapshot: FrontendSnapshot }
+  | { t: 'pong'; id: number };
+
+export const isMessage = (m: unknown): m is { t: string } => typeof m === 'object' && m !== null && typeof (m as { t: unknown }).t === 'string';
