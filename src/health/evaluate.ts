@@ -66,18 +66,22 @@ export interface PrimaryDecision {
 /**
  * Which node is the primary: the reachable node out of recovery. When several claim it, the current one
  * keeps the role (stability beats guessing); otherwise the one on the highest timeline, then config order.
+ * A fenced node (an old primary that came back, or one demoted by a switchover) is never chosen again: its
+ * WAL has diverged from the primary that replaced it, so taking it back would drop every commit made since.
+ * When the primary is lost and only fenced nodes claim the role, there is none until failover promotes a replica.
  */
-export function choosePrimary(nodes: readonly NodeState[], current: string | null, keepFailingFor = 1): PrimaryDecision {
+export function choosePrimary(nodes: readonly NodeState[], current: string | null, keepFailingFor = 1, fenced: ReadonlySet<string> = new Set()): PrimaryDecision {
   const claimants = nodes.filter((n) => n.up && n.role === 'primary');
   // A primary that failed a probe or two keeps its role (a blip must not stop writes); at the threshold it is lost.
   const cur = current === null ? undefined : nodes.find((n) => n.name === current);
   if (cur && !cur.up && cur.role === 'primary' && cur.failures < keepFailingFor) {
     return { primary: cur.name, conflicting: claimants.map((n) => n.name) };
   }
-  if (claimants.length === 0) return { primary: null, conflicting: [] };
   let chosen = claimants.find((n) => n.name === current);
   if (!chosen) {
-    chosen = claimants.reduce((best, n) => ((n.timeline ?? 0) > (best.timeline ?? 0) ? n : best), claimants[0]);
+    const eligible = claimants.filter((n) => !fenced.has(n.name));
+    if (eligible.length === 0) return { primary: null, conflicting: claimants.map((n) => n.name) };
+    chosen = eligible.reduce((best, n) => ((n.timeline ?? 0) > (best.timeline ?? 0) ? n : best), eligible[0]);
   }
   return { primary: chosen.name, conflicting: claimants.filter((n) => n !== chosen).map((n) => n.name) };
 }

@@ -145,7 +145,7 @@ export class Monitor {
       }),
     );
     const current = this.topology.primary?.name ?? null;
-    const decision = choosePrimary(this.topology.all(), current, this.keepFailingPrimary());
+    const decision = choosePrimary(this.topology.all(), current, this.keepFailingPrimary(), this.topology.fenced);
     const fenced = decision.conflicting.join(',');
     if (fenced !== [...this.topology.fenced].join(',')) {
       if (decision.conflicting.length > 0) this.log.warn({ primary: decision.primary, fenced: decision.conflicting }, 'another node claims to be primary; it is fenced (gets no traffic)');

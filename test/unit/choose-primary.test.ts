@@ -89,6 +89,16 @@ describe('choosePrimary: several claimants', () => {
     expect(choosePrimary([primary('pg1', 5), primary('pg2', 1), replica('pg3')], 'pg2', 3)).toEqual({ primary: 'pg2', conflicting: ['pg1'] });
   });
 
+  it('never takes a fenced node back when the primary is lost: there is none until failover promotes a replica', () => {
+    // pg1 was demoted by a switchover to pg2 (read-only, still out of recovery, so fenced); then pg2 died.
+    const fenced = new Set(['pg1']);
+    expect(choosePrimary([primary('pg1', 1), down('pg2'), replica('pg3')], 'pg2', 1, fenced)).toEqual({ primary: null, conflicting: ['pg1'] });
+    // An unfenced claimant is still chosen, and the fenced one stays conflicting.
+    expect(choosePrimary([primary('pg1', 1), down('pg2'), primary('pg3', 3)], 'pg2', 1, fenced)).toEqual({ primary: 'pg3', conflicting: ['pg1'] });
+    // Without a fence (say at startup) the claimant is the primary.
+    expect(choosePrimary([primary('pg1', 1), down('pg2'), replica('pg3')], 'pg2', 1)).toEqual({ primary: 'pg1', conflicting: [] });
+  });
+
   it('reports every other claimant as conflicting', () => {
     expect(choosePrimary([primary('pg1'), primary('pg2'), primary('pg3')], 'pg2')).toEqual({ primary: 'pg2', conflicting: ['pg1', 'pg3'] });
   });
