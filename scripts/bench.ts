@@ -1,4 +1,4 @@
-// `npm run bench`: pgsplit against PostgreSQL direct, pgbouncer and pgpool-II on one cluster in one run (TPS, proxy CPU, logins, latency, 1,000 clients, idle memory); prints tables with ratios, writes .tmp/bench.json.
+// `npm run bench`: pgsplit (one process, and with workers: 2) against PostgreSQL direct, pgbouncer and pgpool-II on one cluster in one run (TPS, proxy CPU, logins, latency, 1,000 clients, idle memory); prints tables with ratios, writes .tmp/bench.json.
 //
 // Cases, in the order they run (BENCH_ONLY=<comma list> runs a subset, e.g. BENCH_ONLY=simple,cpu,latency):
 //   simple, extended, prepared  pgbench -S in that protocol mode, BENCH_CLIENTS clients; TPS, and the proxy's CPU per
@@ -8,25 +8,29 @@
 //   tls                         -S simple with sslmode=require, direct and through pgsplit with TLS on both sides
 //   cpu                         the CPU columns (measured during the runs above; alone it means `simple`)
 //   latency                     one client (pgbench -c 1 -S, per-transaction logs): p50/p99 round trip per target
-//   idle                        BENCH_IDLE_CLIENTS (10,000) idle SCRAM-authenticated clients through pgsplit and pgbouncer:
-//                               RSS before and with them, bytes per client
+//   idle                        BENCH_IDLE_CLIENTS (10,000) idle SCRAM-authenticated clients through pgsplit, pgsplit-2w and
+//                               pgbouncer: RSS before and with them, bytes per client
 //   c1000                       BENCH_STORM_CLIENTS (1,000) pgbench clients (-j 4 -S) against PostgreSQL restarted with
-//                               max_connections = 100: works/fails for direct, pgsplit, pgbouncer; p50/p99 latency.
-//                               Runs last: it restarts every node of the bench's cluster with that setting.
-// pgsplit runs with its defaults spelled out (routing on, pool: transaction, size 20); the poolers run when installed
+//                               max_connections = 100: works/fails for direct, pgsplit, pgsplit-2w, pgbouncer; p50/p99
+//                               latency. Runs last: it restarts every node of the bench's cluster with that setting.
+// pgsplit runs with its defaults spelled out (routing on, pool: transaction, size 20, one process); pgsplit-2w is the same
+// with workers: 2 (a coordinator and two workers sharing the client port, the pool split between them), and the summary
+// gives its TPS over pgsplit's and pgbouncer's per workload: what the second worker buys. A proxy's CPU and RSS are
+// those of its whole process tree (pgsplit's coordinator and workers, a pooler's children). The poolers run when installed
 // (apt-get install pgbouncer pgpool2) and are skipped with the reason otherwise. A case that does not work through a
 // target is reported as "fails" with the reason; nothing here asserts a figure.
 //
 // Environment (defaults in brackets): BENCH_CLIENTS [8], BENCH_SECONDS [5] per run, BENCH_ROUNDS [3] interleaved
 // rounds (median reported), BENCH_WARMUP_SECONDS [2], BENCH_SCALE [10], BENCH_ONLY [all cases],
-// BENCH_TARGETS [all: direct,pgsplit,pgsplit-relay,pgbouncer,pgpool-II,direct-tls,pgsplit-tls] for the matrix and
-// latency cases, BENCH_LATENCY_SECONDS [5], BENCH_IDLE_CLIENTS [10000], BENCH_IDLE_SECONDS [120] (deadline for
+// BENCH_TARGETS [all: direct,pgsplit,pgsplit-2w,pgsplit-relay,pgbouncer,pgpool-II,direct-tls,pgsplit-tls] for the
+// matrix and latency cases, BENCH_LATENCY_SECONDS [5], BENCH_IDLE_CLIENTS [10000], BENCH_IDLE_SECONDS [120] (deadline for
 // opening them), BENCH_STORM_CLIENTS [1000], BENCH_STORM_SECONDS [10] + BENCH_STORM_CONNECT_SECONDS [10] (pgbench -T
 // counts the time its clients take to connect), BENCH_STORM_MAX_CONNECTIONS [100],
 // BENCH_PGBOUNCER_PLAIN_PASSWORD=1 (pgbouncer's auth_file gets the plain password instead of pg_authid's SCRAM secret),
-// BENCH_PGSPLIT_EXTRA (YAML appended to every pgsplit config, e.g. "workers: 2"; a `pool:` in it replaces the bench's).
-// A full run takes about 10 minutes on a 2-core machine (the matrix 8, the rest 2; about a minute more once pgsplit
-// serves the idle and 1,000-client cases rather than failing them early). The idle case needs ~idle+1000 open files:
+// BENCH_PGSPLIT_EXTRA (YAML appended to every pgsplit config, e.g. "log: { level: error }"; a `pool:` in it replaces the
+// bench's; a `workers:` in it sets pgsplit's and the others' workers, not pgsplit-2w's, which stays at 2).
+// A full run takes about 12 minutes on a 2-core machine (the matrix about 9.5, the rest 2.5; about a minute more once
+// pgsplit serves the idle and 1,000-client cases rather than failing them early). The idle case needs ~idle+1000 open files:
 // the bench re-executes itself under `ulimit -n` (up to the hard limit) when the soft limit is lower; pgbouncer and
 // pgpool-II get the hard limit too (runuser would leave them at 1024).
 import fs from 'node:fs';
@@ -36,7 +40,7 @@ import { clusterInfo, findPgBinDir, startCluster, type Cluster } from '../test/h
 import { REPO_ROOT } from '../test/harness/proxy.js';
 import { idleClients, manyClients, oneClientLatency, type IdleCase, type LatencyCase, type StormCase } from './lib/bench-cases.js';
 import { runMatrix, type MatrixResults } from './lib/bench-matrix.js';
-import { startTarget, storedSecret, TARGETS, type Target, type TargetContext, type TargetName, type TargetSizing } from './lib/bench-targets.js';
+import { startTarget, storedSecret, TARGETS, TWO_WORKERS, type Target, type TargetContext, type TargetName, type TargetSizing } from './lib/bench-targets.js';
 import { restartWithSetting } from './lib/cluster-settings.js';
 import { reexecWithOpenFiles } from './lib/nofile.js';
 import { pgbenchInit, WORKLOADS, type Endpoint, type Workload } from './lib/pgbench.js';
@@ -91,12 +95,14 @@ const PGSPLIT_EXTRA = process.env.BENCH_PGSPLIT_EXTRA ?? '';
 const JOBS = Math.min(CLIENTS, 2);
 /** pgsplit's pool, as its defaults have it; spelled out so that the figures say what they measured. */
 const POOL_SIZE = 20;
+/** The `pgsplit` target's workers, against which pgsplit-2w is compared (1 unless BENCH_PGSPLIT_EXTRA says otherwise). */
+const PGSPLIT_WORKERS = /^workers\s*:\s*(\S+)/m.exec(PGSPLIT_EXTRA)?.[1] ?? '1';
 const PGSPLIT_YAML = [/^pool:/m.test(PGSPLIT_EXTRA) ? '' : `pool: { mode: transaction, size: ${POOL_SIZE} }`, PGSPLIT_EXTRA].filter(Boolean).join('\n');
 
 // `tls` and `cpu` ride on -S simple.
 const matrixWorkloads: Workload[] = WORKLOADS.filter((w) => ONLY.has(w.key as CaseName) || (w.key === 'simple' && (ONLY.has('tls') || ONLY.has('cpu'))));
 const matrixTargets = TARGETS.filter((t) => TARGET_SET.has(t) && (!t.endsWith('-tls') || ONLY.has('tls')));
-const latencyTargets: TargetName[] = ['direct', 'pgsplit', 'pgsplit-relay', 'pgbouncer', 'pgpool-II'].filter((t) => TARGET_SET.has(t as TargetName)) as TargetName[];
+const latencyTargets: TargetName[] = ['direct', 'pgsplit', 'pgsplit-2w', 'pgsplit-relay', 'pgbouncer', 'pgpool-II'].filter((t) => TARGET_SET.has(t as TargetName)) as TargetName[];
 
 // Cleanups run in reverse order, once, on normal exit, on error and on Ctrl-C/SIGTERM.
 const cleanups: Array<() => Promise<void>> = [];
@@ -154,7 +160,14 @@ async function stopTargets(ts: Target[]): Promise<void> {
   for (const t of ts) await t.stop().catch((err: unknown) => say(`bench: stopping ${t.name}: ${(err as Error).message}`));
 }
 
-async function routedUnits(adminPort: number): Promise<{ replica: number; primary: number } | null> {
+interface PgsplitMetrics {
+  routed: { replica: number; primary: number };
+  /** pgsplit_worker_restarts_total (workers: N > 1; null without it): a restart mid-run loses clients and skews the figures. */
+  workerRestarts: number | null;
+}
+
+/** What a pgsplit's /metrics says (a coordinator's sums its workers'), or null. */
+async function pgsplitMetrics(adminPort: number): Promise<PgsplitMetrics | null> {
   try {
     const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
     const routed = { replica: 0, primary: 0 };
@@ -162,9 +175,10 @@ async function routedUnits(adminPort: number): Promise<{ replica: number; primar
       const target = /target="(\w+)"/.exec(m[1]!)?.[1];
       if (target === 'replica' || target === 'primary') routed[target] += Number(m[2]);
     }
-    return routed;
+    const restarts = /^pgsplit_worker_restarts_total (\S+)$/m.exec(text);
+    return { routed, workerRestarts: restarts ? Number(restarts[1]) : null };
   } catch (err) {
-    say(`bench: could not read pgsplit's routing metrics: ${(err as Error).message}`);
+    say(`bench: could not read pgsplit's metrics: ${(err as Error).message}`);
     return null;
   }
 }
@@ -231,6 +245,7 @@ async function main(): Promise<void> {
   const storm: StormCase[] = [];
   const stormNotes: string[] = [];
   let routed: { replica: number; primary: number } | null = null;
+  let routed2w: PgsplitMetrics | null = null;
   const phaseTimes: Record<string, number> = {};
   const phase = async (name: string, fn: () => Promise<void>): Promise<void> => {
     if (interrupted) return;
@@ -274,7 +289,9 @@ async function main(): Promise<void> {
       }
     });
     const routing = live.find((t) => t.name === 'pgsplit');
-    if (routing?.adminPort) routed = await routedUnits(routing.adminPort);
+    if (routing?.adminPort) routed = (await pgsplitMetrics(routing.adminPort))?.routed ?? null;
+    const twoWorkers = live.find((t) => t.name === 'pgsplit-2w');
+    if (twoWorkers?.adminPort) routed2w = await pgsplitMetrics(twoWorkers.adminPort);
     await stopTargets(live);
   }
 
@@ -282,7 +299,7 @@ async function main(): Promise<void> {
   await phase('idle', async () => {
     if (!ONLY.has('idle')) return;
     const sizing: TargetSizing = { clients: POOL_SIZE, poolSize: POOL_SIZE, maxClientConn: IDLE_CLIENTS + 100, logLevel: 'error' };
-    for (const name of ['pgsplit', 'pgbouncer'] as const) {
+    for (const name of ['pgsplit', 'pgsplit-2w', 'pgbouncer'] as const) {
       if (interrupted) return;
       const [t] = await startTargets([name], ctx, sizing, skipped, 'idle');
       if (!t) continue;
@@ -322,7 +339,7 @@ async function main(): Promise<void> {
       return;
     }
     const sizing: TargetSizing = { clients: STORM_CLIENTS, poolSize: POOL_SIZE, maxClientConn: STORM_CLIENTS > 1000 ? STORM_CLIENTS + 100 : undefined, logLevel: 'error' };
-    for (const name of ['direct', 'pgsplit', 'pgbouncer'] as const) {
+    for (const name of ['direct', 'pgsplit', 'pgsplit-2w', 'pgbouncer'] as const) {
       if (interrupted) return;
       // pgbouncer must take 1,000 clients (its max_client_conn default is 100); pgsplit's default (1,000) is kept.
       const [t] = await startTargets([name], ctx, name === 'pgbouncer' ? { ...sizing, maxClientConn: STORM_CLIENTS + 100 } : sizing, skipped, 'c1000');
@@ -381,6 +398,15 @@ async function main(): Promise<void> {
     logins_per_second: Object.fromEntries(TARGETS.map((t): [string, number | null] => [t, cell('-C -S simple', t)?.tps ?? null]).filter(([, v]) => v !== null)),
     latency_p50_added_vs_direct_us: Object.fromEntries(latency.filter((c) => c.stats).map((c) => [c.target, 1000 * (c.stats!.p50Ms - (latency.find((d) => d.target === 'direct')?.stats?.p50Ms ?? NaN))])),
     routed_units: routed,
+    // What the second worker buys: pgsplit-2w (workers: 2) against pgsplit (PGSPLIT_WORKERS) and pgbouncer, per workload.
+    two_workers: {
+      pgsplit_workers: PGSPLIT_WORKERS,
+      tps_vs_pgsplit: Object.fromEntries(WORKLOADS.map((w) => [w.name, ratio(cell(w.name, 'pgsplit-2w')?.tps, cell(w.name, 'pgsplit')?.tps)])),
+      tps_vs_pgbouncer: Object.fromEntries(WORKLOADS.map((w) => [w.name, tpsRatio(w.name, 'pgsplit-2w')])),
+      cpu_per_tx_vs_pgsplit: Object.fromEntries(WORKLOADS.map((w) => [w.name, ratio(cell(w.name, 'pgsplit-2w')?.cpuPerTx, cell(w.name, 'pgsplit')?.cpuPerTx)])),
+      routed_units: routed2w?.routed ?? null,
+      worker_restarts: routed2w?.workerRestarts ?? null,
+    },
     tls_vs_plaintext_select_simple: { pgsplit: ratio(cell('-S simple', 'pgsplit-tls')?.tps, cell('-S simple', 'pgsplit')?.tps), direct: ratio(cell('-S simple', 'direct-tls')?.tps, cell('-S simple', 'direct')?.tps) },
   };
   const r2 = (x: number | null | undefined): string => fmt(x, 2);
@@ -390,12 +416,21 @@ async function main(): Promise<void> {
     if (cpu.length) say(`pgsplit/pgbouncer proxy CPU per -S transaction [target <= 1.3]: ${cpu.map(([k, v]) => `${k} ${r2(v)}`).join(', ')}`);
     const logins = Object.entries(summary.logins_per_second);
     if (logins.length) say(`logins per second (pgbench -C -S, SCRAM, ${CLIENTS} clients): ${logins.map(([k, v]) => `${k} ${fmt(v, 0)}`).join(', ')}`);
-    if (routed) say(`pgsplit (routing) units on replicas: ${routed.replica} of ${routed.replica + routed.primary} (${(100 * routed.replica / Math.max(1, routed.replica + routed.primary)).toFixed(1)}%, all workloads)`);
+    const w2 = summary.two_workers;
+    const one = PGSPLIT_WORKERS === '1' ? '1 worker' : `workers: ${PGSPLIT_WORKERS}`;
+    for (const w of WORKLOADS.filter((x) => matrix.has(`${x.name}|pgsplit-2w`))) {
+      const c = w2.cpu_per_tx_vs_pgsplit[w.name];
+      say(`pgsplit-2w (${TWO_WORKERS} workers), ${w.name.padEnd(12)}: TPS / pgsplit (${one}) ${r2(w2.tps_vs_pgsplit[w.name])}, TPS / pgbouncer ${r2(w2.tps_vs_pgbouncer[w.name])}${c === null || c === undefined ? '' : `; CPU per transaction / pgsplit's ${r2(c)}`}`);
+    }
+    if (w2.worker_restarts) say(`warning: pgsplit-2w restarted ${w2.worker_restarts} worker(s) during the runs (pgsplit_worker_restarts_total): its clients lost their connections; its figures are suspect`);
+    const unitsOnReplicas = (name: string, r: { replica: number; primary: number }) => say(`${name} units on replicas: ${r.replica} of ${r.replica + r.primary} (${(100 * r.replica / Math.max(1, r.replica + r.primary)).toFixed(1)}%, all workloads)`);
+    if (routed) unitsOnReplicas('pgsplit (routing)', routed);
+    if (routed2w) unitsOnReplicas('pgsplit-2w', routed2w.routed);
     if (ONLY.has('tls')) say(`TLS cost, -S simple: pgsplit with TLS on both sides / plaintext pgsplit ${r2(summary.tls_vs_plaintext_select_simple.pgsplit)}; PostgreSQL direct with TLS / plaintext ${r2(summary.tls_vs_plaintext_select_simple.direct)}`);
   }
   if (latency.length) {
     const p = (t: string) => latency.find((c) => c.target === t)?.stats?.p50Ms ?? null;
-    say(`one-client p50: direct ${us(p('direct'))} µs, pgsplit ${us(p('pgsplit'))} µs (+${us((p('pgsplit') ?? NaN) - (p('direct') ?? NaN))}), pgbouncer ${us(p('pgbouncer'))} µs (+${us((p('pgbouncer') ?? NaN) - (p('direct') ?? NaN))}); pgsplit/pgbouncer ${r2(ratio(p('pgsplit'), p('pgbouncer')))}`);
+    say(`one-client p50: direct ${us(p('direct'))} µs, pgsplit ${us(p('pgsplit'))} µs (+${us((p('pgsplit') ?? NaN) - (p('direct') ?? NaN))}), pgsplit-2w ${us(p('pgsplit-2w'))} µs (+${us((p('pgsplit-2w') ?? NaN) - (p('direct') ?? NaN))}), pgbouncer ${us(p('pgbouncer'))} µs (+${us((p('pgbouncer') ?? NaN) - (p('direct') ?? NaN))}); pgsplit/pgbouncer ${r2(ratio(p('pgsplit'), p('pgbouncer')))}`);
   }
   for (const c of idle) say(`${IDLE_CLIENTS} idle clients via ${c.target} [pgsplit target <= 250 MB]: ${c.failure ? `fails (${short(c.failure, 100)}); ` : ''}${c.connected} connected, RSS ${mb(c.rssWithClientsBytes)} MB, ${c.bytesPerClient === null ? '-' : (c.bytesPerClient / 1024).toFixed(1)} KB/client`);
   for (const c of storm) say(`${STORM_CLIENTS} clients, max_connections ${STORM_MAX_CONNECTIONS}, via ${c.target}: ${c.works ? `works, p50 ${fmt(c.stats?.p50Ms, 1)} ms, p99 ${fmt(c.stats?.p99Ms, 1)} ms` : `fails: ${short(c.reason, 120)}`}`);

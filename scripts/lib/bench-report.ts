@@ -24,7 +24,7 @@ export interface StormParams {
   poolSize: number;
 }
 
-export const us = (ms: number | null | undefined): string => (ms === null || ms === undefined ? '-' : (ms * 1000).toFixed(0));
+export const us = (ms: number | null | undefined): string => (ms === null || ms === undefined || !Number.isFinite(ms) ? '-' : (ms * 1000).toFixed(0));
 export const conns = (xs: Array<number | null>): string => (xs.length ? `${xs[0] ?? '-'} / ${xs.slice(1).map((x) => x ?? '-').join(', ')}` : '-');
 /** One line of at most n characters; libpq's long "connection to server at … failed:" prefix becomes "connect:". */
 export const short = (s: string | null, n = 100): string =>

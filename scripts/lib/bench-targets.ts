@@ -5,11 +5,15 @@ import { spawnProxy } from '../../test/harness/proxy.js';
 import type { Endpoint } from './pgbench.js';
 import { PoolerUnavailable, startPgbouncer, startPgpool } from './poolers.js';
 
-// pgsplit routes (reads to replicas, the default); pgsplit-relay is routing.enabled: false, bytes relayed to the primary.
-// direct-tls and pgsplit-tls (client TLS and server_tls require, routing on) run -S simple only, with sslmode=require.
-export const TARGETS = ['direct', 'pgsplit', 'pgsplit-relay', 'pgbouncer', 'pgpool-II', 'direct-tls', 'pgsplit-tls'] as const;
+// pgsplit routes (reads to replicas, the default); pgsplit-2w is the same with workers: 2 (a coordinator and two worker
+// processes sharing the client port; pool.size is split between them); pgsplit-relay is routing.enabled: false, bytes
+// relayed to the primary. direct-tls and pgsplit-tls (client TLS and server_tls require, routing on) run -S simple only,
+// with sslmode=require.
+export const TARGETS = ['direct', 'pgsplit', 'pgsplit-2w', 'pgsplit-relay', 'pgbouncer', 'pgpool-II', 'direct-tls', 'pgsplit-tls'] as const;
 export type TargetName = (typeof TARGETS)[number];
-export const isPgsplit = (t: string): boolean => t === 'pgsplit' || t === 'pgsplit-relay' || t === 'pgsplit-tls';
+export const isPgsplit = (t: string): boolean => t === 'pgsplit' || t === 'pgsplit-2w' || t === 'pgsplit-relay' || t === 'pgsplit-tls';
+/** Worker processes of pgsplit-2w. */
+export const TWO_WORKERS = 2;
 export const TLS_WORKLOAD = '-S simple';
 
 export interface Target {
@@ -17,7 +21,7 @@ export interface Target {
   version: string;
   notes?: string[];
   endpoint: Endpoint;
-  /** The proxy's process (its tree's CPU and RSS are read); null for PostgreSQL direct. */
+  /** The proxy's process (its tree's CPU and RSS are read: pgsplit's coordinator and its workers); null for PostgreSQL direct. */
   pid: number | null;
   /** pgsplit's admin port, for its metrics. */
   adminPort?: number;
@@ -60,6 +64,11 @@ async function startPgsplit(ctx: TargetContext, s: TargetSizing, name: TargetNam
   return { name, version: `pgsplit 0.1.0 (own process, ${label})`, endpoint: { ...ctx.direct, host: '127.0.0.1', port: p.port, ...endpointExtra }, pid: p.child.pid ?? null, adminPort: p.adminPort, stop: () => p.stop() };
 }
 
+/** `extra` with `workers: n` instead of any top-level workers: line of its own (BENCH_PGSPLIT_EXTRA may set one; a key twice is a YAML error). */
+export function withWorkers(extra: string, n: number): string {
+  return [`workers: ${n}`, ...extra.split('\n').filter((l) => !/^workers\s*:/.test(l))].join('\n');
+}
+
 /** The user's password as pg_authid stores it on the primary (a SCRAM secret in this cluster), or null. */
 export async function storedSecret(info: ClusterInfo, user: string): Promise<string | null> {
   const primary = info.nodes[0]!;
@@ -84,6 +93,8 @@ export async function startTarget(name: TargetName, ctx: TargetContext, s: Targe
       return { name, version: ctx.pgVersion, endpoint: direct, pid: null, stop: async () => {} };
     case 'pgsplit':
       return startPgsplit(ctx, s, name, 'routing on, pool transaction/20', `routing: { enabled: true }\n${ctx.pgsplitExtra}`);
+    case 'pgsplit-2w':
+      return startPgsplit(ctx, s, name, `routing on, pool transaction/20 split over ${TWO_WORKERS} workers`, `routing: { enabled: true }\n${withWorkers(ctx.pgsplitExtra, TWO_WORKERS)}`);
     case 'pgsplit-relay':
       return startPgsplit(ctx, s, name, 'routing off', `routing: { enabled: false }\n${ctx.pgsplitExtra}`);
     case 'pgbouncer': {

@@ -20,6 +20,8 @@ interface Stat {
   ppid: number;
   /** utime + stime, in clock ticks. */
   ticks: number;
+  /** cutime + cstime: the CPU of its children that have exited and been waited for, in clock ticks. */
+  reapedTicks: number;
 }
 
 /** Fields of /proc/<pid>/stat; the command name (field 2) may hold spaces and parentheses, so split after its last ')'. */
@@ -33,22 +35,24 @@ function readStat(pid: number): Stat | null {
   const close = text.lastIndexOf(')');
   const comm = text.slice(text.indexOf('(') + 1, close);
   const rest = text.slice(close + 2).split(' ');
-  // rest[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
-  const ppid = Number(rest[1]);
-  const utime = Number(rest[11]);
-  const stime = Number(rest[12]);
-  if (!Number.isFinite(ppid) || !Number.isFinite(utime) || !Number.isFinite(stime)) return null;
-  return { pid, comm, ppid, ticks: utime + stime };
+  // rest[0] is field 3 (state): ppid is field 4, utime 14, stime 15, cutime 16, cstime 17.
+  const [ppid, utime, stime, cutime, cstime] = [1, 11, 12, 13, 14].map((i) => Number(rest[i]));
+  if (![ppid, utime, stime, cutime, cstime].every((n) => Number.isFinite(n))) return null;
+  return { pid, comm, ppid: ppid!, ticks: utime! + stime!, reapedTicks: cutime! + cstime! };
 }
 
-/** `pid` and every live descendant (a pooler started through runuser, pgpool-II's children, pgsplit's workers). */
-export function processTree(pid: number): number[] {
+/**
+ * `pid` and every live descendant (a pooler started through runuser, pgpool-II's children, pgsplit's workers: node:cluster
+ * forks them as children of the coordinator); null when /proc cannot be listed (e.g. EMFILE while a case holds thousands
+ * of sockets): `pid` alone would leave out the workers' CPU and memory, and a low figure would pass for a real one.
+ */
+export function processTree(pid: number): number[] | null {
   const children = new Map<number, number[]>();
   let names: string[];
   try {
     names = fs.readdirSync('/proc');
   } catch {
-    return [pid]; // e.g. EMFILE while a case holds thousands of sockets
+    return null;
   }
   for (const name of names) {
     if (!/^\d+$/.test(name)) continue;
@@ -68,15 +72,22 @@ export function processTree(pid: number): number[] {
   return out;
 }
 
-/** CPU seconds (user + system) used so far by `pid` and its live descendants; null if `pid` is gone. */
+/**
+ * CPU seconds (user + system) used so far by `pid` and its descendants, live or exited; null if `pid` is gone or its
+ * tree cannot be listed. An exited descendant counts through its parent's cutime/cstime once reaped (node reaps a
+ * worker it forked, and pgpool-II its children), so that a worker restarted between two readings neither drops its
+ * CPU from the difference nor makes it negative; a zombie not yet reaped still has its own /proc entry, and counts once.
+ */
 export function treeCpuSeconds(pid: number): number | null {
+  const tree = processTree(pid);
+  if (!tree) return null;
   let ticks = 0;
   let found = false;
-  for (const p of processTree(pid)) {
+  for (const p of tree) {
     const s = readStat(p);
     if (!s) continue;
     if (p === pid) found = true;
-    ticks += s.ticks;
+    ticks += s.ticks + s.reapedTicks;
   }
   return found ? ticks / clockTicksPerSecond() : null;
 }
@@ -92,13 +103,16 @@ function rssOf(pid: number): number | null {
 }
 
 /**
- * Summed RSS of `pid` and its live descendants, in bytes (shared pages count once per process); null if `pid` is gone.
+ * Summed RSS of `pid` and its live descendants (pgsplit's coordinator and workers), in bytes (shared pages count once
+ * per process); null if `pid` is gone or its tree cannot be listed.
  * A `runuser` wrapper (how services run when we are root) is left out: it is not the service's memory.
  */
 export function treeRssBytes(pid: number): number | null {
   if (!fs.existsSync(`/proc/${pid}`)) return null;
+  const tree = processTree(pid);
+  if (!tree) return null;
   let total = 0;
-  for (const p of processTree(pid)) {
+  for (const p of tree) {
     if (readStat(p)?.comm === 'runuser') continue;
     total += rssOf(p) ?? 0;
   }
