@@ -863,11 +863,18 @@ export class Session implements ClientSession, LinkOwner, PgsplitSettings {
       queueMicrotask(() => this.pump());
       return;
     }
-    this.holdTimer = setTimeout(() => {
-      this.holdTimer = null;
-      this.pump();
-    }, 50);
+    // A new primary wakes the session at once; the timer retries a primary that is known but could not be reached.
+    this.holdTimer = setTimeout(this.holdWake, 50);
+    this.ctx.topology.once('primary', this.holdWake);
   }
+
+  private readonly holdWake = (): void => {
+    if (this.holdTimer === null) return;
+    clearTimeout(this.holdTimer);
+    this.holdTimer = null;
+    this.ctx.topology.off('primary', this.holdWake);
+    if (!this.closed) this.pump();
+  };
 
   /** The unit in front of the queue cannot run: it gets `err` (as an ERROR: the session stays; the next statement tries again). */
   private failHead(err: ProxyError): void {
@@ -1050,7 +1057,11 @@ export class Session implements ClientSession, LinkOwner, PgsplitSettings {
       this.waitingOn.cancelWait(this.replicaWaiter);
       this.waitingOn = null;
     }
-    if (this.holdTimer !== null) clearTimeout(this.holdTimer);
+    if (this.holdTimer !== null) {
+      clearTimeout(this.holdTimer);
+      this.holdTimer = null;
+      this.ctx.topology.off('primary', this.holdWake);
+    }
     this.prepared.releaseAll();
     this.onEnd(this);
   }
