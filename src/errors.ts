@@ -75,6 +75,8 @@ export const errors = {
     new ProxyError('08006', 'pool_drained', `pgsplit: the pool of server "${node}" was closed (its role changed)`, 'ERROR', undefined, 'Retry; the statement was not run.'),
   internal: (why: string) =>
     new ProxyError('XX000', 'internal_error', `pgsplit: internal error: ${why}`, 'FATAL', undefined, 'This is a bug in pgsplit; the session was closed, others are unaffected. Please report it with the proxy log.'),
+  noWorker: () =>
+    new ProxyError('57P03', 'no_worker', 'pgsplit: no worker process is serving clients right now', 'FATAL', 'Every worker has exited; the coordinator is restarting them.', 'Try again in a moment.'),
   shuttingDown: () =>
     new ProxyError('57P01', 'shutting_down', 'pgsplit: terminating connection because the proxy is shutting down', 'FATAL'),
 };

@@ -75,6 +75,8 @@ export interface FrontendDeps {
   volatile: readonly string[];
   log: Logger;
   cancel?: CancelRegistryOptions;
+  /** A client connection closed (see FrontendContext.onClientClosed). */
+  onClientClosed?(): void;
 }
 
 export class Frontend {
@@ -119,7 +121,13 @@ export class Frontend {
       lsn: deps.lsn,
       noteDatabase: deps.noteDatabase,
       pools: this.pools,
+      onClientClosed: deps.onClientClosed,
     });
+  }
+
+  /** Serve a client connection the coordinator accepted (workers: N). */
+  adopt(handle: unknown): void {
+    this.listener.adopt(handle);
   }
 
   async listen(): Promise<number> {

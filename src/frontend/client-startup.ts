@@ -15,7 +15,7 @@ import type { CancelRegistry } from './cancel-registry.js';
 import { Session } from './session.js';
 import { RelaySession } from './relay-session.js';
 import type { ClientSession } from './client-session.js';
-import { adoptAccepted, ReadSlot } from '../util/read-slot.js';
+import { adoptAccepted, adoptHandle, ReadSlot } from '../util/read-slot.js';
 import type { ProxyStats } from './stats.js';
 import type { Classifier } from '../router/classifier.js';
 import type { RouteHint } from '../router/route.js';
@@ -91,6 +91,8 @@ export interface FrontendContext {
   draining(): boolean;
   /** Server connection pools (routing sessions). */
   pools: Pools;
+  /** A client connection closed (a worker tells its coordinator, which counts max_client_connections for the instance). */
+  onClientClosed?(): void;
 }
 
 const NO = Buffer.from('N');
@@ -114,15 +116,27 @@ function sessionContext(ctx: FrontendContext): SessionContext {
 }
 const discard = () => {};
 
-export async function acceptClient(accepted: net.Socket, ctx: FrontendContext): Promise<void> {
+export function acceptClient(accepted: net.Socket, ctx: FrontendContext): Promise<void> {
+  return serveClient((slot) => adoptAccepted(accepted, slot), ctx);
+}
+
+/** A client connection a coordinator accepted and passed to this worker as a raw handle. */
+export function acceptHandle(handle: unknown, ctx: FrontendContext): Promise<void> {
+  return serveClient((slot) => adoptHandle(handle, slot), ctx);
+}
+
+async function serveClient(open: (slot: ReadSlot) => net.Socket, ctx: FrontendContext): Promise<void> {
   const slot = new ReadSlot(true);
   // After an SSLRequest answered 'S' this is the TLS socket (see startClientTls).
-  let socket: net.Socket = adoptAccepted(accepted, slot);
+  let socket: net.Socket = open(slot);
   socket.on('error', () => {});
   const s0 = ctx.settings();
   // Every connection holds a place from accept until it closes, logged in or not.
   ctx.stats.clientSockets++;
-  socket.once('close', () => ctx.stats.clientSockets--);
+  socket.once('close', () => {
+    ctx.stats.clientSockets--;
+    ctx.onClientClosed?.();
+  });
   if (ctx.stats.clientSockets > s0.maxClientConnections) {
     ctx.stats.clientConnectionsRefused++;
     closeSocket(socket, errorResponse(errors.tooManyClients(s0.maxClientConnections)));

@@ -7,7 +7,7 @@
 import { ProxyError } from '../errors.js';
 import { errorResponse, readyForQuery } from '../protocol/backend-messages.js';
 import { F } from '../protocol/codes.js';
-import { localReply } from './unit-messages.js';
+import { localReply } from '../protocol/local-replies.js';
 import type { Unit } from './unit.js';
 
 export const inFailedTransaction = (): ProxyError =>

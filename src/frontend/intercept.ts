@@ -3,7 +3,7 @@ import { errorResponse, readyForQuery } from '../protocol/backend-messages.js';
 import { F } from '../protocol/codes.js';
 import type { Classification } from '../router/classification.js';
 import type { RouteHint } from '../router/route.js';
-import { localReply } from './unit-messages.js';
+import { localReply } from '../protocol/local-replies.js';
 
 /** What those statements read and change (the Session implements it). */
 export interface PgsplitSettings {

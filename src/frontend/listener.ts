@@ -1,6 +1,6 @@
 // The client-facing TCP listener: accepts connections, enforces idle timeouts, and drains sessions on shutdown.
 import net from 'node:net';
-import { acceptClient, type FrontendContext } from './client-startup.js';
+import { acceptClient, acceptHandle, type FrontendContext } from './client-startup.js';
 
 // How often idle sessions are looked for when a timeout is set (a quarter of it, within these bounds).
 const SWEEP_MIN = 100;
@@ -12,8 +12,10 @@ export class Listener {
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweepEvery = 0;
 
+  private readonly full: FrontendContext;
+
   constructor(private readonly ctx: Omit<FrontendContext, 'draining'>) {
-    const full: FrontendContext = { ...ctx, draining: () => this.drainingFlag };
+    const full: FrontendContext = (this.full = { ...ctx, draining: () => this.drainingFlag });
     // Paused on connect so that acceptClient can move the handle into a socket that reads into its own buffer.
     this.server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => {
       acceptClient(socket, full).catch((err: unknown) => {
@@ -52,6 +54,13 @@ export class Listener {
         this.server.removeListener('error', reject);
         resolve((this.server.address() as net.AddressInfo).port);
       });
+    });
+  }
+
+  /** A client connection accepted elsewhere (a worker's coordinator) and handed over as a raw TCP handle. */
+  adopt(handle: unknown): void {
+    acceptHandle(handle, this.full).catch((err: unknown) => {
+      this.ctx.log.error({ err: (err as Error)?.stack ?? String(err) }, 'client startup failed unexpectedly');
     });
   }
 

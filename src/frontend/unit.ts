@@ -2,7 +2,7 @@
 import type { ServerLink } from '../backend/server-link.js';
 import type { ProxyError } from '../errors.js';
 import { COMMITS, effectFlags, MAY_WRITE, OPENS_TRANSACTION, SESSION_EFFECTS, type Classification } from '../router/classification.js';
-import { joinFrames } from './unit-messages.js';
+import { joinFrames } from '../protocol/frames.js';
 
 export interface Unit {
   frames: Buffer[];

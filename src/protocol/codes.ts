@@ -16,6 +16,12 @@ export const B = {
   NotificationResponse: 0x41, // 'A'
   CommandComplete: 0x43, // 'C'
   CopyInResponse: 0x47, // 'G'
+  ParseComplete: 0x31, // '1'
+  BindComplete: 0x32, // '2'
+  CloseComplete: 0x33, // '3'
+  NoData: 0x6e, // 'n'
+  RowDescription: 0x54, // 'T'
+  DataRow: 0x44, // 'D'
 } as const;
 
 // Transaction status in ReadyForQuery.

@@ -100,3 +100,10 @@ export function adoptAccepted(accepted: net.Socket, slot: ReadSlot): net.Socket 
   s.setNoDelay(true);
   return s;
 }
+
+/** A raw TCP handle passed over IPC (a coordinator hands a worker its client) into a Socket that reads through `slot`. */
+export function adoptHandle(handle: unknown, slot: ReadSlot): net.Socket {
+  const s = new net.Socket({ handle, onread: slot.onread, readable: true, writable: true } as net.SocketConstructorOpts);
+  s.setNoDelay(true);
+  return s;
+}

@@ -1,5 +1,9 @@
 // The coordinator of a multi-worker pgsplit: it decides (monitor, failover, LSN polls, admin) and forks, feeds and restarts the workers that serve clients.
 import cluster, { type Worker } from 'node:cluster';
+import net from 'node:net';
+import { errors } from '../errors.js';
+import { errorResponse } from '../protocol/backend-messages.js';
+import { closeSocket } from '../util/close-socket.js';
 import client from 'prom-client';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../util/logger.js';
@@ -28,7 +32,10 @@ interface Slot {
   startedAt: number;
   restarts: number;
   restartDelay: number;
-  listening: boolean;
+  /** Ready to take clients. */
+  serving: boolean;
+  /** Client connections handed to it and not yet reported closed. */
+  clients: number;
   last: FrontendSnapshot | null;
   /** Worker ticket k was taken after coordinator ticket t: an answer covering t covers k. */
   tickets: { k: number; t: number }[];
@@ -48,17 +55,19 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
   let config = initial;
   const startedAt = Date.now();
   process.title = 'pgsplit: coordinator';
-  const slots: Slot[] = Array.from({ length: count }, (_, index) => ({ index, worker: null, pid: null, startedAt: 0, restarts: 0, restartDelay: RESTART_MIN_MS, listening: false, last: null, tickets: [] }));
+  const slots: Slot[] = Array.from({ length: count }, (_, index) => ({ index, worker: null, pid: null, startedAt: 0, restarts: 0, restartDelay: RESTART_MIN_MS, serving: false, clients: 0, last: null, tickets: [] }));
+  /** Connections refused here because listen.max_client_connections was reached (added to the workers' counters). */
+  let refused = 0;
   let retired: FrontendSnapshot[] = [];
   let stopping = false;
   let nextId = 1;
   const waiting = new Map<number, (m: FromWorker | null) => void>();
-  const live = () => slots.filter((s): s is Slot & { worker: Worker } => s.worker !== null && s.listening);
+  const live = () => slots.filter((s): s is Slot & { worker: Worker } => s.worker !== null && s.serving);
   const sendTo = (s: Slot, m: ToWorker) => {
     if (s.worker?.isConnected()) s.worker.send(m);
   };
   const broadcast = (m: ToWorker) => {
-    for (const s of slots) if (s.listening) sendTo(s, m);
+    for (const s of slots) if (s.serving) sendTo(s, m);
   };
   /** Ask every listening worker; each answer (or null after ANSWER_MS) comes back in slot order. */
   const askAll = (make: (id: number) => ToWorker): Promise<(FromWorker | null)[]> =>
@@ -120,11 +129,13 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
       case 'ready':
         sendTo(s, { t: 'start', index: s.index, count, config: workerConfig(config, s.index, count), topology: topology.snapshot(), volatile: [...control.volatile] });
         break;
-      case 'listening':
-        s.listening = true;
-        listenPort = m.port;
+      case 'serving':
+        s.serving = true;
         // It may have missed changes between its start message and now.
         sendTo(s, { t: 'topology', topology: topology.snapshot() });
+        break;
+      case 'closed':
+        s.clients = Math.max(0, s.clients - m.n);
         break;
       case 'ticket':
         s.tickets.push({ k: m.k, t: lsn.ticket() });
@@ -158,7 +169,8 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
     s.worker = w;
     s.pid = w.process.pid ?? null;
     s.startedAt = Date.now();
-    s.listening = false;
+    s.serving = false;
+    s.clients = 0;
     s.tickets = [];
     w.on('message', (m) => onMessage(s, m));
     w.on('exit', (code, signal) => {
@@ -167,7 +179,8 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
       // Bounded: many restarts fold into one snapshot of counters.
       if (retired.length > 16) retired = [foldSnapshots(retired)];
       s.worker = null;
-      s.listening = false;
+      s.serving = false;
+      s.clients = 0;
       s.last = null;
       if (stopping) return;
       if (startupFailed) {
@@ -185,23 +198,64 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
     });
   };
 
+  // The coordinator accepts every client and hands it to the worker with the fewest, so that
+  // listen.max_client_connections holds for the instance exactly (split shares would refuse clients below it
+  // whenever the workers are unevenly loaded) and a restarted worker is filled first.
+  let turn = 0;
+  const onConnection = (socket: net.Socket) => {
+    socket.on('error', () => {});
+    const open = live();
+    const max = config.listen.max_client_connections;
+    let total = 0;
+    for (const s of open) total += s.clients;
+    if (stopping || open.length === 0) {
+      closeSocket(socket, errorResponse(stopping ? errors.shuttingDown() : errors.noWorker()));
+      return;
+    }
+    if (total >= max) {
+      refused++;
+      closeSocket(socket, errorResponse(errors.tooManyClients(max)));
+      return;
+    }
+    let best = open[turn++ % open.length]!;
+    for (const s of open) if (s.clients < best.clients) best = s;
+    const handle = (socket as unknown as { _handle: unknown })._handle;
+    best.clients++;
+    best.worker.send({ t: 'client' } satisfies ToWorker, handle as net.Socket, (err) => {
+      // The worker holds its own descriptor now; this one is closed (without a FIN: the connection stays open).
+      socket.destroy();
+      if (err) best.clients = Math.max(0, best.clients - 1);
+    });
+  };
+  const server = net.createServer({ pauseOnConnect: true, noDelay: true }, onConnection);
+  server.on('error', (err) => log.error({ err: err.message }, 'listener error'));
+
   await control.start();
   // Workers are this same program (bin/pgsplit.js with the same arguments); cluster tells them apart.
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`workers did not start listening within ${STARTUP_MS / 1000}s`)), STARTUP_MS);
+      const timer = setTimeout(() => reject(new Error(`workers did not start within ${STARTUP_MS / 1000}s`)), STARTUP_MS);
       startupFailed = (err) => {
         clearTimeout(timer);
         reject(err);
       };
       const check = setInterval(() => {
-        if (slots.every((s) => s.listening)) {
+        if (slots.every((s) => s.serving)) {
           clearInterval(check);
           clearTimeout(timer);
           resolve();
         }
       }, 10);
       for (const s of slots) fork(s);
+    });
+    listenPort = await new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: config.listen.host, port: config.listen.port }, () => {
+        server.removeListener('error', reject);
+        resolve((server.address() as net.AddressInfo).port);
+      });
+    }).catch((err: Error) => {
+      throw new Error(`cannot listen on ${config.listen.host}:${config.listen.port}: ${err.message}`);
     });
   } catch (err) {
     stopping = true;
@@ -218,6 +272,7 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
     (refreshing ??= askAll((id) => ({ t: 'snapshot', id }))
       .then(() => {
         totals = sumSnapshots([...slots.flatMap((s) => (s.worker && s.last ? [s.last] : [])), ...retired]);
+        totals.stats.clientConnectionsRefused += refused;
       })
       .finally(() => {
         refreshing = null;
@@ -229,7 +284,8 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
       index: s.index,
       pid: s.worker ? s.pid : null,
       running: s.worker !== null,
-      listening: s.listening,
+      serving: s.serving,
+      client_sockets: s.clients,
       started_at: s.worker ? new Date(s.startedAt).toISOString() : null,
       restarts: s.restarts,
       client_connections: s.worker && s.last ? s.last.stats.counters.clientConnections : 0,
@@ -237,11 +293,11 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
   const extraMetrics = (registry: client.Registry) => {
     new client.Gauge({
       name: 'pgsplit_workers',
-      help: 'Worker processes serving clients (workers: N), by state (running: listening for clients).',
+      help: 'Worker processes (workers: N): serving clients now, and configured.',
       labelNames: ['state'],
       registers: [registry],
       collect() {
-        this.set({ state: 'running' }, live().length);
+        this.set({ state: 'serving' }, live().length);
         this.set({ state: 'configured' }, count);
       },
     });
@@ -288,6 +344,7 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
     },
     async close(drainTimeoutMs = config.shutdown.drain_timeout): Promise<void> {
       stopping = true;
+      server.close();
       const exits = slots.filter((s) => s.worker).map((s) => new Promise<void>((resolve) => {
         const w = s.worker!;
         if (w.isDead()) return resolve();

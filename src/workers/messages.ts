@@ -8,6 +8,8 @@ export type ToWorker =
   /** The first message: who the worker is and the config it serves (with its share of the instance-wide bounds). */
   | { t: 'start'; index: number; count: number; config: Config; topology: TopologySnapshot; volatile: string[] }
   | { t: 'reload'; config: Config }
+  /** A client connection: its TCP handle comes with the message. */
+  | { t: 'client' }
   | { t: 'topology'; topology: TopologySnapshot }
   /** The function catalog from the primary's pg_proc changed. */
   | { t: 'catalog'; volatile: string[] }
@@ -28,7 +30,10 @@ export type ToWorker =
 export type FromWorker =
   /** The worker listens for IPC messages now: send it 'start'. */
   | { t: 'ready' }
-  | { t: 'listening'; port: number }
+  /** Ready to take clients. */
+  | { t: 'serving' }
+  /** This many client connections closed since the last report (the coordinator counts max_client_connections). */
+  | { t: 'closed'; n: number }
   /** Read-your-writes: this worker's sessions took tickets up to k (their writes were acknowledged). */
   | { t: 'ticket'; k: number }
   | { t: 'want'; lsn: number; nodes: string[] }

@@ -1,10 +1,13 @@
-// How many workers run, and each one's share of the bounds that hold for the whole instance (pool.size, pool.min_idle, max_client_connections).
+// How many workers run, and each one's share of the pool bounds that hold for the whole instance (pool.size, pool.min_idle).
 import type { Config } from '../config/schema.js';
 
-/** workers: auto is one per core. A bound split over more workers than it has units would leave some with none. */
-export function resolveWorkers(config: Pick<Config, 'workers' | 'pool' | 'listen'>, cores: number): { count: number; reducedBy: string | null } {
+/**
+ * workers: auto is one per core. pool.size split over more workers than it has connections would leave some with
+ * none. (listen.max_client_connections is not split: the coordinator accepts every client and counts them.)
+ */
+export function resolveWorkers(config: Pick<Config, 'workers' | 'pool'>, cores: number): { count: number; reducedBy: string | null } {
   const wanted = config.workers === 'auto' ? Math.max(1, cores) : config.workers;
-  const limits: [string, number][] = [['pool.size', config.pool.size], ['listen.max_client_connections', config.listen.max_client_connections]];
+  const limits: [string, number][] = [['pool.size', config.pool.size]];
   let count = wanted;
   let reducedBy: string | null = null;
   for (const [key, value] of limits) {
@@ -26,7 +29,6 @@ export function workerConfig(config: Config, index: number, count: number): Conf
   if (count <= 1) return config;
   return {
     ...config,
-    listen: { ...config.listen, max_client_connections: shareOf(config.listen.max_client_connections, index, count) },
     pool: { ...config.pool, size: shareOf(config.pool.size, index, count), min_idle: shareOf(config.pool.min_idle, index, count) },
   };
 }

@@ -1,4 +1,4 @@
-// A worker process: serves clients on the shared port with its share of the pools, following the coordinator's topology and config.
+// A worker process: serves the clients its coordinator hands it, with its share of the pools, following the coordinator's topology and config.
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { Topology } from '../topology/topology.js';
@@ -54,7 +54,18 @@ export async function runWorker(): Promise<void> {
       send({ t: 'database', name });
     });
   await initParser();
+  // Closed client connections are reported in one message per turn of the event loop.
+  let closed = 0;
+  const clientClosed = () => {
+    if (closed++ === 0) {
+      setImmediate(() => {
+        send({ t: 'closed', n: closed });
+        closed = 0;
+      });
+    }
+  };
   const frontend = new Frontend(config, {
+    onClientClosed: clientClosed,
     topology,
     lsn,
     noteDatabase,
@@ -77,10 +88,14 @@ export async function runWorker(): Promise<void> {
     void frontend.close(timeoutMs).finally(() => setTimeout(() => process.exit(0), 20));
   };
 
-  process.on('message', (raw: unknown) => {
+  process.on('message', (raw: unknown, handle: unknown) => {
     if (!isMessage(raw)) return;
     const m = raw as ToWorker;
     switch (m.t) {
+      case 'client':
+        // A connection that arrives while draining still gets its answer (the listener refuses it properly).
+        if (handle) frontend.adopt(handle);
+        break;
       case 'topology':
         topology.follow(m.topology);
         break;
@@ -125,6 +140,5 @@ export async function runWorker(): Promise<void> {
   process.on('SIGINT', () => {});
   process.on('SIGTERM', () => drain(config.shutdown.drain_timeout, 'SIGTERM'));
 
-  const port = await frontend.listen();
-  send({ t: 'listening', port });
+  send({ t: 'serving' });
 }

@@ -6,7 +6,7 @@ import { adminAuthHeaders, spawnProxy, type ProxyProcess, type RunningProxy } fr
 import { pidOwner } from '../../src/frontend/cancel-registry.js';
 import { directClient, endQuietly, eventually, proxyClient, sleep, using } from './helpers.js';
 
-interface Status { primary: string | null; replication: { degraded: boolean; synchronous_standbys: string[] }; workers: { index: number; listening: boolean }[]; failover: { events: { kind: string; old_primary: string; new_primary: string }[] } }
+interface Status { primary: string | null; replication: { degraded: boolean; synchronous_standbys: string[] }; workers: { index: number; serving: boolean }[]; failover: { events: { kind: string; old_primary: string; new_primary: string }[] } }
 
 /** Clients looping INSERT … RETURNING through the proxy: every acknowledged id with the port that took it and the worker that relayed it. */
 async function startLoad(target: RunningProxy, info: ClusterInfo, n: number) {
@@ -118,7 +118,7 @@ describe('workers: 2 across a switchover and a failover', () => {
         const after = load.acked.filter((a) => a.port === promoted.port);
         return new Set(after.map((a) => a.worker)).size === 2 && after.length >= 20 ? true : undefined;
       }, 30_000);
-      expect(st.workers.every((w) => w.listening)).toBe(true);
+      expect(st.workers.every((w) => w.serving)).toBe(true);
       // Only pg3 streamed from pg2 (pg1 was demoted by the switchover), so pg3 is the one promoted.
       expect(st.primary).toBe('pg3');
     } catch (err) {

@@ -11,7 +11,7 @@ import { sampleBackends } from './pool-helpers.js';
 const info = inject('cluster');
 const cluster = attachCluster(info);
 
-interface WorkerRow { index: number; pid: number | null; running: boolean; listening: boolean; restarts: number; client_connections: number }
+interface WorkerRow { index: number; pid: number | null; running: boolean; serving: boolean; restarts: number; client_connections: number; client_sockets: number }
 interface Status { client_connections: number; workers: WorkerRow[]; pools: { node: string; user: string; database: string; max: number }[] }
 
 let proxy: ProxyProcess;
@@ -74,13 +74,15 @@ describe('workers: 2', () => {
       for (const c of cs) expect((await c.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
       const st = await status();
       expect(st.client_connections).toBe(8);
-      expect(st.workers.map((w) => [w.index, w.running, w.listening])).toEqual([[0, true, true], [1, true, true]]);
+      expect(st.workers.map((w) => [w.index, w.running, w.serving])).toEqual([[0, true, true], [1, true, true]]);
+      // The coordinator hands each new client to the worker with the fewest.
+      expect(Math.abs(st.workers[0]!.client_sockets - st.workers[1]!.client_sockets)).toBeLessThanOrEqual(1);
       expect(st.workers.map((w) => w.client_connections)).toEqual([owners.filter((o) => o === 0).length, owners.filter((o) => o === 1).length]);
       // Each worker has half of pool.size; the instance-wide pool shows the whole of it.
       for (const p of st.pools) expect(p.max).toBe(4);
       const m = await metrics();
       expect(metricValue(m, 'pgsplit_client_connections')).toBe(8);
-      expect(metricValue(m, 'pgsplit_workers', { state: 'running' })).toBe(2);
+      expect(metricValue(m, 'pgsplit_workers', { state: 'serving' })).toBe(2);
       expect(metricValue(m, 'pgsplit_statements_routed_total')).toBeGreaterThanOrEqual(8);
     } finally {
       await Promise.all(cs.map(endQuietly));
@@ -184,13 +186,15 @@ describe('workers: 2', () => {
       for (const c of onOther) expect((await c.query('SELECT 3 AS three')).rows).toEqual([{ three: 3 }]);
       const back = await eventually('worker 0 restarted', async () => {
         const w = (await status()).workers[0]!;
-        return w.running && w.listening && w.pid !== victim.pid ? w : undefined;
+        return w.running && w.serving && w.pid !== victim.pid ? w : undefined;
       }, 15_000);
       expect(back.restarts).toBe(victim.restarts + 1);
       expect(metricValue(await metrics(), 'pgsplit_worker_restarts_total')).toBe(victim.restarts + 1);
-      const fresh = await clients(4);
+      const fresh = await clients(onOther.length + 2);
       try {
-        expect(new Set(fresh.map(workerOf))).toEqual(new Set([0, 1]));
+        // The restarted worker has the fewest clients, so it gets the new ones until it has as many as the other.
+        expect(fresh.slice(0, onOther.length).map(workerOf)).toEqual(onOther.map(() => 0));
+        expect(new Set(fresh.slice(onOther.length).map(workerOf))).toEqual(new Set([0, 1]));
         for (const c of fresh) expect((await c.query('SELECT 4 AS four')).rows).toEqual([{ four: 4 }]);
       } finally {
         await Promise.all(fresh.map(endQuietly));
@@ -217,6 +221,67 @@ describe('workers: 2', () => {
       expect((await onPrimary(`SELECT who FROM workers_rw WHERE id = ${id}`)).rows).toEqual([{ who: 'drain' }]);
     } finally {
       await endQuietly(c);
+    }
+  });
+});
+
+describe('workers: 2, when the coordinator or the port is lost', () => {
+  it('workers exit when their coordinator is killed (no orphan keeps the port or serves a stale topology)', async () => {
+    const p = await spawnProxy(info, { logLevel: 'warn', extra: 'workers: 2\nshutdown: { drain_timeout: 1s }' });
+    try {
+      const st = (await (await fetch(`http://127.0.0.1:${p.adminPort}/status`, { headers: adminAuthHeaders() })).json()) as Status;
+      const pids = st.workers.map((w) => w.pid!);
+      expect(pids.every(alive)).toBe(true);
+      const c = await proxyClient({ listenPort: p.port } as RunningProxy, info);
+      expect((await c.query('SELECT 5 AS five')).rows).toEqual([{ five: 5 }]);
+      p.child.kill('SIGKILL');
+      for (const pid of pids) await eventually(`worker ${pid} gone`, () => (alive(pid) ? undefined : true), 10_000);
+      expect((await rejection(c.query('SELECT 1'))).message).toMatch(/terminated|ECONNRESET|closed|not queryable/i);
+      await endQuietly(c);
+    } finally {
+      await p.stop();
+    }
+  });
+
+  it('counts listen.max_client_connections for the whole instance: every client up to it is served, the next gets 53300', async () => {
+    const p = await spawnProxy(info, { logLevel: 'warn', listenExtra: 'max_client_connections: 5', extra: 'workers: 2' });
+    const t = { listenPort: p.port } as RunningProxy;
+    const cs: pg.Client[] = [];
+    try {
+      for (let i = 0; i < 5; i++) cs.push(await proxyClient(t, info));
+      expect(new Set(cs.map(workerOf))).toEqual(new Set([0, 1]));
+      const refused = await rejection(proxyClient(t, info));
+      expect(refused.code).toBe('53300');
+      expect(refused.message).toMatch(/max_client_connections = 5/);
+      await endQuietly(cs.pop());
+      // The closed place is free again once its worker has reported it.
+      const again = await eventually('a place after a client left', async () => {
+        try {
+          return await proxyClient(t, info);
+        } catch {
+          return undefined;
+        }
+      });
+      cs.push(again);
+      for (const c of cs) expect((await c.query('SELECT 6 AS six')).rows).toEqual([{ six: 6 }]);
+      const m = await (await fetch(`http://127.0.0.1:${p.adminPort}/metrics`)).text();
+      expect(metricValue(m, 'pgsplit_client_connections_refused_total')).toBeGreaterThanOrEqual(1);
+    } finally {
+      await Promise.all(cs.map(endQuietly));
+      await p.stop();
+    }
+  });
+
+  it('refuses to start, with the reason, when the client port is taken', async () => {
+    const net = await import('node:net');
+    const blocker = net.createServer();
+    const port = await new Promise<number>((r) => blocker.listen(0, '127.0.0.1', () => r((blocker.address() as { port: number }).port)));
+    try {
+      const err = await rejection(spawnProxy(info, { port, logLevel: 'warn', extra: 'workers: 2' }));
+      expect(err.message).toMatch(/exited with 1/);
+      expect(err.message).toMatch(/EADDRINUSE/);
+    } finally {
+      blocker.close();
     }
   });
 });

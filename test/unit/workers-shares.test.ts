@@ -39,28 +39,20 @@ describe('resolveWorkers', () => {
     expect(resolveWorkers(cfg('workers: auto\npool: { size: 2 }\n'), 16)).toEqual({ count: 2, reducedBy: 'pool.size' });
   });
 
-  it('is reduced to listen.max_client_connections when that is smaller, and says so', () => {
-    expect(resolveWorkers(cfg('workers: 8\nlisten: { max_client_connections: 5 }\n'), 2)).toEqual({ count: 5, reducedBy: 'listen.max_client_connections' });
-    expect(resolveWorkers(cfg('workers: auto\nlisten: { max_client_connections: 1 }\n'), 4)).toEqual({ count: 1, reducedBy: 'listen.max_client_connections' });
+  it('is not reduced by listen.max_client_connections: the coordinator counts clients for the whole instance', () => {
+    expect(resolveWorkers(cfg('workers: 8\nlisten: { max_client_connections: 5 }\n'), 2)).toEqual({ count: 8, reducedBy: null });
+    expect(resolveWorkers(cfg('workers: auto\nlisten: { max_client_connections: 1 }\n'), 4)).toEqual({ count: 4, reducedBy: null });
   });
 
-  it('when both are smaller, the smaller one wins and is named', () => {
-    expect(resolveWorkers(cfg('workers: 10\npool: { size: 4 }\nlisten: { max_client_connections: 6 }\n'), 1)).toEqual({ count: 4, reducedBy: 'pool.size' });
-    expect(resolveWorkers(cfg('workers: 10\npool: { size: 6 }\nlisten: { max_client_connections: 4 }\n'), 1)).toEqual({ count: 4, reducedBy: 'listen.max_client_connections' });
+  it('a pool.size equal to the count does not reduce it', () => {
+    expect(resolveWorkers(cfg('workers: 4\npool: { size: 4 }\n'), 1)).toEqual({ count: 4, reducedBy: null });
   });
 
-  it('a bound equal to the count does not reduce it', () => {
-    expect(resolveWorkers(cfg('workers: 4\npool: { size: 4 }\nlisten: { max_client_connections: 4 }\n'), 1)).toEqual({ count: 4, reducedBy: null });
-  });
-
-  it('every worker gets at least one unit of each bound after resolving', () => {
-    for (const [size, maxc, wanted] of [[1, 1000, 8], [3, 2, 8], [20, 1000, 64], [7, 7, 7]]) {
-      const c = cfg(`workers: ${wanted}\npool: { size: ${size} }\nlisten: { max_client_connections: ${maxc} }\n`);
+  it('every worker gets at least one pool connection after resolving', () => {
+    for (const [size, wanted] of [[1, 8], [3, 8], [20, 64], [7, 7]]) {
+      const c = cfg(`workers: ${wanted}\npool: { size: ${size} }\n`);
       const { count } = resolveWorkers(c, 1);
-      for (let i = 0; i < count; i++) {
-        expect(shareOf(size, i, count)).toBeGreaterThanOrEqual(1);
-        expect(shareOf(maxc, i, count)).toBeGreaterThanOrEqual(1);
-      }
+      for (let i = 0; i < count; i++) expect(shareOf(size, i, count)).toBeGreaterThanOrEqual(1);
     }
   });
 });
@@ -102,18 +94,17 @@ describe('workerConfig', () => {
     expect(workerConfig(c, 0, 1)).toBe(c);
   });
 
-  it.each([2, 3, 4, 7])('with %i workers, each bound is split into shares that sum to the instance value', (count) => {
+  it.each([2, 3, 4, 7])('with %i workers, each pool bound is split into shares that sum to the instance value; max_client_connections is not', (count) => {
     const c = cfg('workers: 8\npool: { size: 23, min_idle: 5 }\nlisten: { max_client_connections: 1001 }\n');
     const before = structuredClone(c);
     const ws = Array.from({ length: count }, (_, i) => workerConfig(c, i, count));
     const sum = (f: (w: Config) => number) => ws.reduce((a, w) => a + f(w), 0);
     expect(sum((w) => w.pool.size)).toBe(23);
     expect(sum((w) => w.pool.min_idle)).toBe(5);
-    expect(sum((w) => w.listen.max_client_connections)).toBe(1001);
     ws.forEach((w, i) => {
       expect(w.pool.size).toBe(shareOf(23, i, count));
       expect(w.pool.min_idle).toBe(shareOf(5, i, count));
-      expect(w.listen.max_client_connections).toBe(shareOf(1001, i, count));
+      expect(w.listen.max_client_connections).toBe(1001);
       // a worker never keeps more idle connections than its pool may hold
       expect(w.pool.min_idle).toBeLessThanOrEqual(w.pool.size);
     });
@@ -125,10 +116,9 @@ describe('workerConfig', () => {
     const c = cfg('workers: 4\npool: { size: 10, min_idle: 2, mode: session, max_client_wait: 5s }\nlisten: { host: 0.0.0.0, port: 7000, max_client_connections: 50 }\n');
     const w = workerConfig(c, 1, 4);
     const strip = (x: Config) => {
-      const { pool, listen, ...rest } = x;
+      const { pool, ...rest } = x;
       const { size: _s, min_idle: _m, ...poolRest } = pool;
-      const { max_client_connections: _c, ...listenRest } = listen;
-      return { rest, poolRest, listenRest };
+      return { rest, poolRest };
     };
     expect(strip(w)).toEqual(strip(c));
     expect(w.listen).toMatchObject({ host: '0.0.0.0', port: 7000 });
@@ -137,6 +127,7 @@ describe('workerConfig', () => {
     expect(w.nodes).toBe(c.nodes);
     expect(w.workers).toBe(4);
     // and the split keys did change
-    expect([w.pool.size, w.pool.min_idle, w.listen.max_client_connections]).toEqual([3, 1, 13]);
+    expect([w.pool.size, w.pool.min_idle]).toEqual([3, 1]);
+    expect(w.listen.max_client_connections).toBe(50);
   });
 });
