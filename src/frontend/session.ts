@@ -405,7 +405,7 @@ export class Session implements ClientSession, LinkOwner, PgsplitSettings {
           // An extended-protocol COPY's own Sync reached the server during the COPY, which ignores it there: the
           // ReadyForQuery that unit owes comes for the Sync the client sends after CopyDone (libpq does).
           const u = this.inflight.find((x) => x.link === link);
-          this.copyOwesSync = u !== undefined && u.sync && u.frames[0][0] !== F.Query;
+          this.copyOwesSync = u !== undefined && u.sync && u.first !== F.Query;
         }
         if (!relayWrite(link.conn.socket, frame, this.clientSlot) && !link.conn.socket.destroyed) this.writeBlocked = true;
         return;
@@ -644,6 +644,9 @@ export class Session implements ClientSession, LinkOwner, PgsplitSettings {
 
   private write(u: Unit, link: ServerLink): void {
     if (this.closed || link.closed) return;
+    // Bytes the proxy may send again (a retry on the primary) or answer for itself (a ROLLBACK lost in a failed
+    // transaction) must outlive the read buffer they arrived in.
+    if (!u.owned && (u.retryable || this.txStatus === FAILED)) own(u);
     link.mode = u.retryable ? 'hold' : 'relay';
     for (const [name, parse] of u.parses) link.prepared.set(name, parse);
     if (u.unnamedParse) link.unnamed = u.unnamedParse;

@@ -43,6 +43,11 @@ export interface Unit {
   notOnlyParses: boolean;
   /** A session limit the unit would exceed: the server is made to fail it instead of running it (see Session.refuse). */
   refusal: ProxyError | null;
+  /**
+   * Message type of its first frame. Once dispatched, a unit's frames may be views into the client's read buffer
+   * that the next read overwrites: what is needed of them later is kept apart (this), or they are owned first.
+   */
+  first: number;
 }
 
 /** A FunctionCall: the proxy does not look inside, so it runs on the primary. */
@@ -61,11 +66,12 @@ export function push<T>(list: T[], item: T): T[] {
 export function newUnit(): Unit {
   return {
     frames: [], owned: false, ownedFrames: 0, parts: [], sync: false, opensTransaction: false, effects: false, commits: false, mayWrite: false, maxLagMs: null, local: null, needs: NONE, parses: NONE,
-    unnamedParse: null, link: null, retryable: false, retried: false, forcePrimary: false, reason: '', bytes: 0, split: false, refusal: null, notOnlyParses: false,
+    unnamedParse: null, link: null, retryable: false, retried: false, forcePrimary: false, reason: '', bytes: 0, split: false, refusal: null, notOnlyParses: false, first: 0,
   };
 }
 
 export function addFrame(u: Unit, frame: Buffer): void {
+  if (u.frames.length === 0) u.first = frame[0];
   u.frames.push(frame);
   u.bytes += frame.length;
   u.owned = false;
