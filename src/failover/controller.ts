@@ -52,6 +52,9 @@ function withNode<T>(n: { host: string; port: number }, s: MonitorSettings, time
 
 const literal = (v: string) => `'${v.replace(/'/g, "''")}'`;
 
+/** How long a switchover waits for a running upkeep step before it is refused as busy. */
+const MAINTAIN_WAIT_MS = 10_000;
+
 export class FailoverController {
   /** The primary writes go to (kept through its loss, until a replica is promoted). */
   elected: string | null = null;
@@ -101,17 +104,24 @@ export class FailoverController {
       this.run(() => this.promote(decision));
       return;
     }
-    if (decision.kind === 'healthy' && primary?.up) this.run(() => this.maintain(primary, cfg));
+    if (decision.kind === 'healthy' && primary?.up) this.run(() => this.maintain(primary, cfg), 'maintain');
   }
 
-  private run(step: () => Promise<void>): void {
+  private run(step: () => Promise<void>, kind: 'maintain' | 'promote' = 'promote'): void {
     this.busy = true;
-    step()
+    this.stepKind = kind;
+    this.step = step()
       .catch((err: Error) => this.log.error({ err: maskConninfo(err.message) }, 'failover step failed'))
       .finally(() => {
         this.busy = false;
+        this.stepKind = null;
+        this.step = null;
       });
   }
+
+  /** The background step running now (replication-mode upkeep after a healthy round, or a promotion). */
+  private step: Promise<void> | null = null;
+  private stepKind: 'maintain' | 'promote' | null = null;
 
   private async promote(d: Extract<FailoverDecision, { kind: 'promote' }>): Promise<void> {
     const node = this.topology.node(d.node);
@@ -153,6 +163,10 @@ export class FailoverController {
    * it, re-point the others, resume. Clients' statements are delayed, not failed, and no commit is lost.
    */
   async switchover(to: string): Promise<FailoverEvent> {
+    // Routine upkeep (synchronous_standby_names, fencing, rejoin) runs after every healthy round and takes
+    // milliseconds: a switchover waits for it rather than being refused because of it.
+    const upkeep = this.stepKind === 'maintain' ? this.step : null;
+    if (upkeep) await Promise.race([upkeep, new Promise((r) => setTimeout(r, MAINTAIN_WAIT_MS))]);
     const cfg = this.config();
     const target = this.topology.node(to);
     const old = this.topology.primary;
