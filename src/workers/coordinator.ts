@@ -24,6 +24,9 @@ const RESTART_MAX_MS = 10_000;
 /** Read-your-writes tickets a worker may have waiting for an answer; older ones are dropped (a later answer covers them). */
 const MAX_PENDING_TICKETS = 4096;
 const STARTUP_MS = 30_000;
+/** Every worker is pinged this often; one that misses HUNG_AFTER pings in a row (about 10 s) is killed and restarted. */
+const HEARTBEAT_MS = 2000;
+const HUNG_AFTER = 5;
 
 interface Slot {
   index: number;
@@ -37,6 +40,8 @@ interface Slot {
   /** Client connections handed to it and not yet reported closed. */
   clients: number;
   last: FrontendSnapshot | null;
+  /** Heartbeats in a row it did not answer; a worker that stops answering gets no new clients and is replaced. */
+  missed: number;
   /** Worker ticket k was taken after coordinator ticket t: an answer covering t covers k. */
   tickets: { k: number; t: number }[];
 }
@@ -55,7 +60,7 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
   let config = initial;
   const startedAt = Date.now();
   process.title = 'pgsplit: coordinator';
-  const slots: Slot[] = Array.from({ length: count }, (_, index) => ({ index, worker: null, pid: null, startedAt: 0, restarts: 0, restartDelay: RESTART_MIN_MS, serving: false, clients: 0, last: null, tickets: [] }));
+  const slots: Slot[] = Array.from({ length: count }, (_, index) => ({ index, worker: null, pid: null, startedAt: 0, restarts: 0, restartDelay: RESTART_MIN_MS, serving: false, clients: 0, missed: 0, last: null, tickets: [] }));
   /** Connections refused here because listen.max_client_connections was reached (added to the workers' counters). */
   let refused = 0;
   let retired: FrontendSnapshot[] = [];
@@ -69,9 +74,9 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
   const broadcast = (m: ToWorker) => {
     for (const s of slots) if (s.serving) sendTo(s, m);
   };
-  /** Ask every listening worker; each answer (or null after ANSWER_MS) comes back in slot order. */
-  const askAll = (make: (id: number) => ToWorker): Promise<(FromWorker | null)[]> =>
-    Promise.all(live().map((s) => new Promise<FromWorker | null>((resolve) => {
+  /** Ask one worker; its answer, or null after ANSWER_MS. */
+  const ask = (s: Slot, make: (id: number) => ToWorker) =>
+    new Promise<FromWorker | null>((resolve) => {
       const id = nextId++;
       const timer = setTimeout(() => {
         waiting.delete(id);
@@ -83,7 +88,9 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
         resolve(m);
       });
       sendTo(s, make(id));
-    })));
+    });
+  /** Ask every serving worker; the answers (null for none) come back in slot order. */
+  const askAll = (make: (id: number) => ToWorker): Promise<(FromWorker | null)[]> => Promise.all(live().map((s) => ask(s, make)));
 
   // Every process that serves clients holds new writes before a switchover goes on (IPC is in order: a pong follows the pause).
   const barrier = async () => {
@@ -171,6 +178,7 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
     s.startedAt = Date.now();
     s.serving = false;
     s.clients = 0;
+    s.missed = 0;
     s.tickets = [];
     w.on('message', (m) => onMessage(s, m));
     w.on('exit', (code, signal) => {
@@ -204,7 +212,10 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
   let turn = 0;
   const onConnection = (socket: net.Socket) => {
     socket.on('error', () => {});
-    const open = live();
+    // A worker that missed a heartbeat gets no new clients while others answer.
+    const all = live();
+    const answering = all.filter((s) => s.missed === 0);
+    const open = answering.length > 0 ? answering : all;
     const max = config.listen.max_client_connections;
     let total = 0;
     for (const s of open) total += s.clients;
@@ -266,6 +277,22 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
     startupFailed = null;
   }
 
+  // A worker whose event loop is stuck (a bug, a runaway statement) answers nothing and would hold its clients
+  // for ever: after HUNG_AFTER missed heartbeats it is killed, and restarted like a crashed one.
+  const heartbeat = setInterval(() => {
+    for (const s of live()) {
+      void ask(s, (id) => ({ t: 'ping', id })).then((answer) => {
+        if (s.worker === null || stopping) return;
+        s.missed = answer === null ? s.missed + 1 : 0;
+        if (s.missed === HUNG_AFTER) {
+          log.error({ worker: s.index, pid: s.pid, missed_heartbeats: s.missed }, 'worker does not answer; killing it (it will be restarted)');
+          s.worker.process.kill('SIGKILL');
+        }
+      });
+    }
+  }, HEARTBEAT_MS);
+  heartbeat.unref();
+
   let totals: FrontendTotals = sumSnapshots([]);
   let refreshing: Promise<void> | null = null;
   const refresh = (): Promise<void> =>
@@ -288,6 +315,7 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
       client_sockets: s.clients,
       started_at: s.worker ? new Date(s.startedAt).toISOString() : null,
       restarts: s.restarts,
+      missed_heartbeats: s.missed,
       client_connections: s.worker && s.last ? s.last.stats.counters.clientConnections : 0,
     }));
   const extraMetrics = (registry: client.Registry) => {
@@ -344,6 +372,7 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
     },
     async close(drainTimeoutMs = config.shutdown.drain_timeout): Promise<void> {
       stopping = true;
+      clearInterval(heartbeat);
       server.close();
       const exits = slots.filter((s) => s.worker).map((s) => new Promise<void>((resolve) => {
         const w = s.worker!;

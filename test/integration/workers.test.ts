@@ -272,6 +272,43 @@ describe('workers: 2, when the coordinator or the port is lost', () => {
     }
   });
 
+  it('replaces a worker that stops answering (SIGSTOP): new clients go to the other one meanwhile', async () => {
+    const p = await spawnProxy(info, { logLevel: 'error', extra: 'workers: 2' });
+    const t = { listenPort: p.port } as RunningProxy;
+    const get = async () => (await (await fetch(`http://127.0.0.1:${p.adminPort}/status`, { headers: adminAuthHeaders() })).json()) as Status & { workers: (WorkerRow & { missed_heartbeats: number })[] };
+    let stopped: number | null = null;
+    try {
+      const frozen = (await get()).workers[1]!;
+      stopped = frozen.pid!;
+      process.kill(stopped, 'SIGSTOP');
+      await eventually('a missed heartbeat', async () => ((await get()).workers[1]!.missed_heartbeats > 0 ? true : undefined), 10_000);
+      const cs: pg.Client[] = [];
+      try {
+        for (let i = 0; i < 3; i++) cs.push(await proxyClient(t, info));
+        expect(cs.map(workerOf)).toEqual([0, 0, 0]);
+      } finally {
+        await Promise.all(cs.map(endQuietly));
+      }
+      const back = await eventually('the frozen worker replaced', async () => {
+        const w = (await get()).workers[1]!;
+        return w.serving && w.pid !== frozen.pid ? w : undefined;
+      }, 30_000);
+      expect(back.restarts).toBe(frozen.restarts + 1);
+      expect(alive(frozen.pid!)).toBe(false);
+      stopped = null;
+      const fresh = [await proxyClient(t, info), await proxyClient(t, info)];
+      try {
+        expect(new Set(fresh.map(workerOf))).toEqual(new Set([0, 1]));
+        for (const c of fresh) expect((await c.query('SELECT 7 AS seven')).rows).toEqual([{ seven: 7 }]);
+      } finally {
+        await Promise.all(fresh.map(endQuietly));
+      }
+    } finally {
+      if (stopped !== null && alive(stopped)) process.kill(stopped, 'SIGCONT');
+      await p.stop();
+    }
+  });
+
   it('refuses to start, with the reason, when the client port is taken', async () => {
     const net = await import('node:net');
     const blocker = net.createServer();
