@@ -469,6 +469,9 @@ export class Session implements ClientSession, LinkOwner, PgsplitSettings {
         if (u.local) continue; // refused (primary_reads: never): answered in order like a local reply
         break;
       }
+      // The unit before it on this server is still being prepared (settings replayed, statements parsed): written
+      // now, this one would reach the server first, and the server's answers would no longer match the units.
+      if (link.privateOwed > 0) break;
       this.queue.shift();
       this.queuedBytes -= u.bytes;
       this.dispatch(u, link);
@@ -633,9 +636,12 @@ export class Session implements ClientSession, LinkOwner, PgsplitSettings {
           if (i >= 0) this.inflight.splice(i, 1);
           if (this.sticky === link && !u.sync) this.sticky = null;
           this.retryOnPrimary(u, 'replay-failed');
+          this.pump();
           return;
         }
         this.write(u, link);
+        // Units that waited behind this one's preparation go now.
+        this.pump();
       });
       return;
     }
@@ -762,7 +768,7 @@ export class Session implements ClientSession, LinkOwner, PgsplitSettings {
     if (!u.owned) own(u);
     this.requeue(u);
     const p = this.primary();
-    if (p !== null) {
+    if (p !== null && p.privateOwed === 0) {
       this.queuedBytes -= u.bytes;
       this.dispatch(this.queue.shift()!, p);
     }
