@@ -11,22 +11,13 @@ import type pg from 'pg';
 import type { Logger } from '../util/logger.js';
 import type { Topology } from '../topology/topology.js';
 import { parseLsn } from '../topology/lsn.js';
-import type { WalPositions } from './wal-positions.js';
+import { bestReplayLsn, TicketAnswers, type WalPositions } from './wal-positions.js';
 import { monitorClient, type MonitorSettings } from './monitor-client.js';
 
 /** Minimum time between two polls of one node (each is a ~0.1 ms query). */
 const POLL_GAP_MS = 2;
 /** After a failed poll, the node is left alone this long (reads meanwhile go to the primary, which is safe). */
 const ERROR_BACKOFF_MS = 1000;
-/** Answers kept for tickets; a ticket older than all of them gets the oldest kept (a later LSN: stricter, still correct). */
-const KEEP_ANSWERS = 1024;
-
-interface Answer {
-  /** Tickets up to this number are covered by lsn. */
-  upTo: number;
-  lsn: number;
-}
-
 class NodePoller {
   private client: pg.Client | null = null;
   private inFlight = false;
@@ -109,7 +100,7 @@ class NodePoller {
 
 export class LsnTracker implements WalPositions {
   private issued = 0;
-  private readonly answers: Answer[] = [];
+  private readonly answers = new TicketAnswers();
   private primaryPoller: { node: string; host: string; port: number; poller: NodePoller } | null = null;
   private readonly replicaPollers = new Map<string, { host: string; port: number; poller: NodePoller }>();
   /** Replay LSNs from our own polls, fresher than the monitor's between its rounds. */
@@ -130,7 +121,7 @@ export class LsnTracker implements WalPositions {
     topology.on('primary', () => {
       // A new primary: old answers stay valid for old tickets only as long as its WAL continues the old one;
       // after a failover the new primary's LSNs are what replicas follow, so start over.
-      this.answers.length = 0;
+      this.answers.clear();
       this.primaryPoller?.poller.close();
       this.primaryPoller = null;
     });
@@ -145,21 +136,14 @@ export class LsnTracker implements WalPositions {
 
   /** The LSN that covers the commit behind `ticket`, or null while it is not known yet. */
   lsnFor(ticket: number): number | null {
-    const a = this.answers;
-    if (a.length === 0 || a[a.length - 1].upTo < ticket) {
-      this.pollPrimary();
-      return null;
-    }
-    for (let i = a.length - 1; i > 0; i--) if (a[i - 1].upTo < ticket) return a[i].lsn;
-    return a[0].lsn;
+    const lsn = this.answers.lsnFor(ticket);
+    if (lsn === null) this.pollPrimary();
+    return lsn;
   }
 
   /** The best known replay LSN of a replica: the monitor's, or a fresher one from our own polls. */
   replayLsn(node: string): number | null {
-    const fromMonitor = this.topology.node(node)?.replayLsnValue ?? null;
-    const own = this.replayed.get(node);
-    if (own === undefined) return fromMonitor;
-    return fromMonitor === null || own > fromMonitor ? own : fromMonitor;
+    return bestReplayLsn(this.topology.node(node)?.replayLsnValue ?? null, this.replayed.get(node));
   }
 
   /** A session waits for some replica in `nodes` to replay `lsn`: poll those that have not yet. */
@@ -212,11 +196,7 @@ export class LsnTracker implements WalPositions {
   }
 
   private answer(lsn: number | null, upTo: number): void {
-    if (lsn === null) return;
-    const a = this.answers;
-    if (a.length > 0 && a[a.length - 1].upTo >= upTo) return;
-    a.push({ upTo, lsn });
-    if (a.length > KEEP_ANSWERS) a.splice(0, a.length - KEEP_ANSWERS);
+    if (lsn === null || !this.answers.add(upTo, lsn)) return;
     this.onAnswer?.(upTo, lsn);
   }
 

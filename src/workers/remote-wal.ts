@@ -1,10 +1,8 @@
 // Read-your-writes in a worker: tickets and replica polls are the coordinator's (one LsnTracker for all workers); answers come back over IPC.
 import type { Topology } from '../topology/topology.js';
-import type { WalPositions } from '../health/wal-positions.js';
+import { bestReplayLsn, TicketAnswers, type WalPositions } from '../health/wal-positions.js';
 import type { FromWorker } from './messages.js';
 
-/** Answers kept; a ticket older than all of them gets the oldest kept (a later LSN: stricter, still correct). */
-const KEEP_ANSWERS = 1024;
 /** A ticket still unanswered this long is sent again (the coordinator's poll may have failed meanwhile). */
 const RESEND_MS = 250;
 
@@ -13,7 +11,7 @@ export class RemoteWalPositions implements WalPositions {
   private sent = 0;
   private sentAt = 0;
   private flushScheduled = false;
-  private readonly answers: { upTo: number; lsn: number }[] = [];
+  private readonly answers = new TicketAnswers();
   private readonly replayed = new Map<string, number>();
   private wanted: { lsn: number; nodes: Set<string> } | null = null;
 
@@ -24,7 +22,7 @@ export class RemoteWalPositions implements WalPositions {
   ) {
     // A new primary's LSNs are what replicas follow from now on (see LsnTracker).
     topology.on('primary', () => {
-      this.answers.length = 0;
+      this.answers.clear();
     });
   }
 
@@ -35,23 +33,16 @@ export class RemoteWalPositions implements WalPositions {
   }
 
   lsnFor(ticket: number): number | null {
-    const a = this.answers;
-    if (a.length === 0 || a[a.length - 1].upTo < ticket) {
-      if (this.sent < this.issued || this.now() - this.sentAt > RESEND_MS) {
-        this.sent = 0;
-        this.schedule();
-      }
-      return null;
+    const lsn = this.answers.lsnFor(ticket);
+    if (lsn === null && (this.sent < this.issued || this.now() - this.sentAt > RESEND_MS)) {
+      this.sent = 0;
+      this.schedule();
     }
-    for (let i = a.length - 1; i > 0; i--) if (a[i - 1].upTo < ticket) return a[i].lsn;
-    return a[0].lsn;
+    return lsn;
   }
 
   replayLsn(node: string): number | null {
-    const fromMonitor = this.topology.node(node)?.replayLsnValue ?? null;
-    const own = this.replayed.get(node);
-    if (own === undefined) return fromMonitor;
-    return fromMonitor === null || own > fromMonitor ? own : fromMonitor;
+    return bestReplayLsn(this.topology.node(node)?.replayLsnValue ?? null, this.replayed.get(node));
   }
 
   want(lsn: number, nodes: readonly { name: string }[]): void {
@@ -67,10 +58,7 @@ export class RemoteWalPositions implements WalPositions {
 
   /** The coordinator's answer: tickets up to `upTo` are covered by `lsn`. */
   answered(upTo: number, lsn: number): void {
-    const a = this.answers;
-    if (a.length > 0 && a[a.length - 1].upTo >= upTo) return;
-    a.push({ upTo, lsn });
-    if (a.length > KEEP_ANSWERS) a.splice(0, a.length - KEEP_ANSWERS);
+    this.answers.add(upTo, lsn);
   }
 
   replayedTo(node: string, lsn: number): void {
