@@ -88,6 +88,8 @@ export abstract class SessionCore {
   /** A server connection's socket did not take the last write at once: stop reading the client until it drains. */
   writeBlocked = false;
   clientPaused = false;
+  /** While the client is paused: the timer that reads it now and then to notice that it left (see flow). */
+  peekTimer: NodeJS.Timeout | null = null;
   closed = false;
   /** The client sent Terminate. */
   terminating = false;

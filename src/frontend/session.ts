@@ -28,7 +28,7 @@ import { idleTimeoutError } from './idle.js';
 import { SessionCore, type RoutingSettings, type SessionContext, type SessionStartup } from './session-core.js';
 import { SessionLinks } from './session-links.js';
 import { clientMessage } from './client-messages.js';
-import { flow } from './unit-dispatch.js';
+import { flow, stopPeeking } from './unit-dispatch.js';
 import { forward, unitDone } from './server-output.js';
 import { linkLost } from './link-loss.js';
 
@@ -253,6 +253,7 @@ export class Session extends SessionCore implements ClientSession, LinkOwner, Pg
   finish(): void {
     if (this.closed) return;
     this.closed = true;
+    stopPeeking(this);
     this.client.resume();
     for (const l of this.links.all()) l.conn.socket.resume();
     this.links.finish();

@@ -60,8 +60,33 @@ export function flow(s: SessionCore): void {
   const pause = s.writeBlocked || s.queuedBytes > s.ctx.limits().maxPipeline;
   if (pause === s.clientPaused || s.closed) return;
   s.clientPaused = pause;
-  if (pause) s.client.pause();
-  else s.client.resume();
+  if (pause) {
+    s.client.pause();
+    s.peekTimer ??= setInterval(peek, PEEK_EVERY_MS, s);
+  } else {
+    s.client.resume();
+    stopPeeking(s);
+  }
+}
+
+// A paused client socket is not read, and a client that left is only noticed by reading: its statement would run
+// on, holding a server connection, until it ended. So a paused client is read for one turn of the event loop every
+// second (what arrives is queued like the rest), while its queue stays within this much beyond limits.max_pipeline.
+const PEEK_EVERY_MS = 1000;
+const PEEK_ALLOWANCE = 1024 * 1024;
+
+function peek(s: SessionCore): void {
+  if (s.closed || !s.clientPaused || s.writeBlocked || s.queuedBytes > s.ctx.limits().maxPipeline + PEEK_ALLOWANCE) return;
+  s.client.resume();
+  setImmediate(() => {
+    if (s.clientPaused && !s.closed) s.client.pause();
+  });
+}
+
+export function stopPeeking(s: SessionCore): void {
+  if (s.peekTimer === null) return;
+  clearInterval(s.peekTimer);
+  s.peekTimer = null;
 }
 
 function chooseLink(s: SessionCore, u: Unit): ServerLink | null {

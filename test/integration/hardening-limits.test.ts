@@ -1,7 +1,7 @@
 // What one logged-in client can make pgsplit hold is bounded: a client faster than its server is paused, per-session lists have limits, idle sessions and transactions time out.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type pg from 'pg';
-import { directClient, rejection, sleep } from './helpers.js';
+import { backendsRunning, directClient, eventually, rejection, sleep } from './helpers.js';
 import {
   ChildProxy, copyData, copyDone, currentPrimary, endedWithin, errorIn, nextClientError, queryMsg, RawConn, rssMB, rssPeak, streamInto, within,
 } from './hardening-support.js';
@@ -103,6 +103,29 @@ describe('a client that sends faster than its server reads is paused, not buffer
       c.destroy();
     }
     await proxy.stillServes();
+  });
+
+  it('a client that leaves while it is not being read (over max_pipeline) is noticed: its statement is cancelled', async () => {
+    await proxy.fresh();
+    const marker = `paused_leaver_${process.pid}`;
+    const everywhere = await Promise.all(info.nodes.map((n) => directClient(n, info)));
+    const c = await RawConn.login(proxy.port, login);
+    try {
+      await c.query('SELECT 1');
+      // A long statement, then 2 MB pipelined behind it: over limits.max_pipeline (1 MB), so the proxy stops reading the client.
+      c.socket.write(queryMsg(`SELECT pg_sleep(60) /* ${marker} */`));
+      const q = queryMsg(`SELECT 1 /* ${'p'.repeat(2000)} */`);
+      c.socket.write(Buffer.concat(Array.from({ length: 1024 }, () => q)));
+      await eventually('the long statement to run', async () => ((await backendsRunning(everywhere, marker)).some((b) => b.state === 'active') ? true : undefined));
+      await sleep(300);
+      c.destroy();
+      // Unnoticed, the statement would run its full minute on a server connection nobody can use.
+      await eventually('no backend left running the statement', async () => ((await backendsRunning(everywhere, marker)).length === 0 ? true : undefined), 10_000);
+      proxy.expectAlive();
+    } finally {
+      c.destroy();
+      await Promise.all(everywhere.map((d) => d.end().catch(() => {})));
+    }
   });
 });
 
