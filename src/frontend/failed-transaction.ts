@@ -8,6 +8,7 @@ import { ProxyError } from '../errors.js';
 import { errorResponse, readyForQuery } from '../protocol/backend-messages.js';
 import { F } from '../protocol/codes.js';
 import { localReply } from '../protocol/local-replies.js';
+import { forEachMessage } from '../protocol/frames.js';
 import type { Unit } from './unit.js';
 
 export const inFailedTransaction = (): ProxyError =>
@@ -123,16 +124,3 @@ function rollbackReplies(u: Unit): Buffer {
 
 // ParameterDescription with no parameters (COMMIT and ROLLBACK take none).
 const NO_PARAMETERS = Buffer.from([0x74, 0, 0, 0, 6, 0, 0]);
-
-/** Each whole message in a list of buffers that hold one or more messages back to back. */
-export function forEachMessage(frames: readonly Buffer[], fn: (type: number, body: Buffer) => void): void {
-  for (const buf of frames) {
-    let i = 0;
-    while (i + 5 <= buf.length) {
-      const len = buf.readInt32BE(i + 1);
-      if (len < 4 || i + 1 + len > buf.length) break;
-      fn(buf[i], buf.subarray(i + 5, i + 1 + len));
-      i += 1 + len;
-    }
-  }
-}

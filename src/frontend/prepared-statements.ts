@@ -4,6 +4,7 @@ import { F } from '../protocol/codes.js';
 import { errors } from '../errors.js';
 import { MessageWriter } from '../protocol/writer.js';
 import { closeStatement, renameStatement, statementNameSpan } from '../protocol/statement-names.js';
+import { decodeParse } from '../protocol/frontend-messages.js';
 import type { Classification } from '../router/classification.js';
 import type { Classifier } from '../router/classifier.js';
 import { addPart, push, UNKNOWN_STATEMENT, type Unit } from './unit.js';
@@ -44,17 +45,13 @@ export class PreparedStatements {
    */
   analyze(u: Unit, type: number, body: Buffer, frame: Buffer): Buffer {
     if (type === F.Parse) {
-      const nameEnd = body.indexOf(0);
-      if (nameEnd < 0) throw new RangeError('Parse without a statement name terminator');
-      const name = body.toString('utf8', 0, nameEnd);
-      const queryEnd = body.indexOf(0, nameEnd + 1);
-      if (queryEnd < 0) throw new RangeError('Parse without a query terminator');
+      const { name, nameEnd, query } = decodeParse(body);
       if (name !== '' && !this.named.has(name) && this.named.size >= this.maxNamed()) {
         // Not recorded: the unit is refused as a whole (see refusal.ts), so the server never has it either.
         u.refusal ??= errors.sessionLimit('prepared statements', this.maxNamed(), 'limits.max_prepared_statements');
         return frame;
       }
-      const cls = this.classifier.classify(body.toString('utf8', nameEnd + 1, queryEnd));
+      const cls = this.classifier.classify(query);
       addPart(u, cls);
       if (name === '') {
         u.notOnlyParses = true;

@@ -1,4 +1,4 @@
-// Joining whole protocol messages into one buffer without copying when they already lie side by side.
+// Whole protocol messages in buffers: joined into one without copying when they lie side by side, and walked one by one.
 
 /** One buffer for several whole messages; a view when they are consecutive in the same read buffer. */
 export function joinFrames(frames: Buffer[]): Buffer {
@@ -15,4 +15,17 @@ export function joinFrames(frames: Buffer[]): Buffer {
     end += f.length;
   }
   return contiguous ? Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset) : Buffer.concat(frames);
+}
+
+/** Each whole message in a list of buffers that hold one or more messages back to back. */
+export function forEachMessage(frames: readonly Buffer[], fn: (type: number, body: Buffer) => void): void {
+  for (const buf of frames) {
+    let i = 0;
+    while (i + 5 <= buf.length) {
+      const len = buf.readInt32BE(i + 1);
+      if (len < 4 || i + 1 + len > buf.length) break;
+      fn(buf[i], buf.subarray(i + 5, i + 1 + len));
+      i += 1 + len;
+    }
+  }
 }

@@ -2,7 +2,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Classifier } from '../../src/router/classifier.js';
 import { initParser } from '../../src/router/parser.js';
-import { answerLostUnits, endsTransaction, failedTransactionReply, forEachMessage } from '../../src/frontend/failed-transaction.js';
+import { answerLostUnits, endsTransaction, failedTransactionReply } from '../../src/frontend/failed-transaction.js';
+import { forEachMessage } from '../../src/protocol/frames.js';
 import { refuseUnit } from '../../src/frontend/refusal.js';
 import { addFrame, addPart, newUnit, type Unit } from '../../src/frontend/unit.js';
 import { MessageWriter } from '../../src/protocol/writer.js';

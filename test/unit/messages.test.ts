@@ -1,5 +1,6 @@
 // Unit tests for the backend message encoders/decoders and the MessageWriter/BodyReader primitives.
 import { describe, it, expect } from 'vitest';
+import { decodeParse } from '../../src/protocol/frontend-messages.js';
 import {
   authenticationMD5Password,
   authenticationOk,
@@ -262,5 +263,20 @@ describe('BodyReader', () => {
     expect(r.cstring()).toBe('');
     expect(r.cstring()).toBe('A');
     expect(r.done).toBe(true);
+  });
+});
+
+describe('decodeParse', () => {
+  const body = (...parts: (string | Buffer)[]): Buffer => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)));
+  it('reads the statement name and the query text up to their terminators', () => {
+    const f = decodeParse(body('s1\0', 'SELECT $1::int\0', Buffer.from([0, 1, 0, 0, 0, 23])));
+    expect(f).toEqual({ name: 's1', nameEnd: 2, query: 'SELECT $1::int' });
+  });
+  it('reads the unnamed statement and multi-byte text', () => {
+    expect(decodeParse(body('\0', "SELECT 'ünïcödé'\0", Buffer.from([0, 0])))).toEqual({ name: '', nameEnd: 0, query: "SELECT 'ünïcödé'" });
+  });
+  it('refuses a body without its terminators (RangeError: a protocol violation for the session)', () => {
+    expect(() => decodeParse(body('s1'))).toThrow(RangeError);
+    expect(() => decodeParse(body('s1\0SELECT 1'))).toThrow(/query terminator/);
   });
 });
