@@ -39,11 +39,18 @@ export async function runWorker(): Promise<void> {
   const databases = new Map<string, (() => void)[]>();
   const noteDatabase = (name: string): Promise<void> =>
     new Promise((resolve) => {
-      const timer = setTimeout(resolve, DATABASE_WAIT_MS);
       const done = () => {
         clearTimeout(timer);
         resolve();
       };
+      // A coordinator that does not answer leaves no waiter behind: the entry goes with its last waiter.
+      const timer = setTimeout(() => {
+        const list = databases.get(name);
+        const i = list ? list.indexOf(done) : -1;
+        if (i >= 0) list!.splice(i, 1);
+        if (list && list.length === 0) databases.delete(name);
+        resolve();
+      }, DATABASE_WAIT_MS);
       const waiting = databases.get(name);
       if (waiting) {
         if (waiting.length < 10_000) waiting.push(done);
