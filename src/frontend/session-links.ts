@@ -131,12 +131,13 @@ export class SessionLinks {
     if (home !== null) {
       // ... and then the primary is another node: move there between transactions (state replayed), unless the
       // session holds state that lives only on the old one.
-      if (p && p.up && p.name !== home.node && s.txStatus === TX.Idle && s.inflight.length === 0 && s.state.pins.size === 0) {
-        this.release(home, false);
-      } else {
+      if (!p || !p.up || p.name === home.node) {
         this.homeChecked = t.version;
         return home;
       }
+      // Not remembered as current: the session moves as soon as it is free to.
+      if (s.txStatus !== TX.Idle || s.inflight.length > 0 || s.state.pins.size > 0) return home;
+      this.release(home, false);
     }
     if (this.waitingOn !== null || this.primaryState === 'holding') return null;
     if (!p || !p.up) {
@@ -212,7 +213,12 @@ export class SessionLinks {
       this.primaryState = 'none';
       if (this.s.closed) return;
       const code = err instanceof ProxyError ? err.code : '';
-      if (code === 'pool_timeout') failHead(this.s, err as ProxyError);
+      if (code === 'pool_timeout') {
+        // This statement's wait is over; the next one that finds no primary waits its own failover.hold_timeout.
+        this.holdUntil = 0;
+        this.primaryError = null;
+        failHead(this.s, err as ProxyError);
+      }
       else if (code !== 'pool_drained') {
         // The primary cannot be reached (it may be failing): wait for it, or for a new one, up to failover.hold_timeout.
         this.primaryError = err.message;

@@ -281,6 +281,20 @@ describe('SessionLinks: the primary connection', () => {
       expect(f.links.home).toBe(f.link1);
       expectSentTo(f, u, f.link1);
     });
+
+    it('a pinned session moves to the new primary as soon as the pin is gone, without waiting for another topology change', () => {
+      const f = setup();
+      f.ask();
+      f.done();
+      f.s.state.pins.add('temp-table');
+      f.topology.setPrimary('pg2');
+      f.ask();
+      f.done();
+      f.s.state.pins.delete('temp-table');
+      const u = f.ask();
+      expect(f.pools.pg1.release).toHaveBeenCalledWith(f.link1, false);
+      expectSentTo(f, u, f.link2);
+    });
   });
 
   describe('the pool fails to give a connection', () => {
@@ -311,6 +325,28 @@ describe('SessionLinks: the primary connection', () => {
       const fields = expectErrorThenReady(f, '57P03');
       expect(fields.D).toContain('connection refused');
       expect(f.links.primaryState).toBe('none');
+    });
+
+    it('after a pool_timeout ends a hold, the next statement that finds no primary waits a whole failover.hold_timeout again', async () => {
+      const f = setup({ freeLink: false, holdTimeoutMs: 1000 });
+      f.ask();
+      f.pools.pg1.waiters[0].failed(new Error('connection refused'));
+      vi.advanceTimersByTime(600);
+      const pending = f.pools.pg1.waiters[f.pools.pg1.waiters.length - 1];
+      pending.failed(errors.poolTimeout('pg1', 5000, 10));
+      expectErrorThenReady(f, '53300');
+      f.s.client.write.mockClear();
+      vi.advanceTimersByTime(2000);
+      f.topology.setPrimary(null);
+      const u = f.ask();
+      expect(f.links.primaryState).toBe('holding');
+      expectWaiting(f, u);
+      vi.advanceTimersByTime(900);
+      await Promise.resolve();
+      expectWaiting(f, u);
+      vi.advanceTimersByTime(200);
+      await Promise.resolve();
+      expectErrorThenReady(f, '57P03');
     });
 
     it('pool_drained (the primary changed): the session looks again at once', () => {
