@@ -55,7 +55,7 @@ export class Control {
         strict: c.replication.strict,
         synchronousCommit: c.replication.synchronous_commit,
       };
-    }, log, hooks.writesPaused);
+    }, log, { writesPaused: hooks.writesPaused });
     this.monitor.afterRound(() => this.failover.onRound());
     topology.on('primary', (name) => {
       if (name) void this.refreshCatalog();

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { runHookCommand } from '../../src/failover/controller.js';
+import { runHookCommand } from '../../src/failover/hooks.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgsplit-hook-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
