@@ -31,8 +31,10 @@ export function liveConfig(current: Config, next: Config): { applied: Config; re
   if (!same(next.listen.host, current.listen.host) || !same(next.listen.port, current.listen.port)) refused.push('listen');
   if (!same(next.admin, current.admin)) refused.push('admin');
   if (!same(next.workers, current.workers)) refused.push('workers');
+  if (!same(next.coordination, current.coordination)) refused.push('coordination');
   const applied: Config = {
     ...next,
+    coordination: current.coordination,
     listen: { ...next.listen, host: current.listen.host, port: current.listen.port },
     admin: current.admin,
     workers: current.workers,

@@ -33,7 +33,7 @@ export async function startAdmin(src: AdminSources, log: Logger): Promise<AdminP
   const { control } = src;
   // The registry reads the totals at scrape time, so a refresh that replaces them is seen.
   const classifier = { get stats() { return src.totals().classifier.stats; }, get timings() { return src.totals().classifier.timings; } };
-  const registry = createMetrics(() => src.totals().stats, control.topology, classifier, control.lsn, control.failover, () => src.config().replication.mode);
+  const registry = createMetrics(() => src.totals().stats, control.topology, classifier, control.lsn, control.failover, () => src.config().replication.mode, control.member);
   registerPoolMetrics(registry, { status: () => src.totals().pools, waitTimeouts: () => src.totals().waitTimeouts, pinnedClients: () => src.totals().pinnedClients });
   src.extraMetrics?.(registry);
   // admin.* cannot change on reload, so the server keeps the auth it started with.

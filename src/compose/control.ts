@@ -9,6 +9,10 @@ import { loadTls, type TlsState } from '../tls/load.js';
 import { monitorTlsOptions } from '../tls/backend-tls.js';
 import { VOLATILE_FUNCTIONS_SQL, volatileFunctionNames } from '../router/functions.js';
 import { loadVolatileFunctions } from '../health/volatile-functions.js';
+import os from 'node:os';
+import { ClusterMember } from '../coordination/cluster-member.js';
+import { EtcdStore } from '../coordination/etcd-store.js';
+import { systemClock } from '../failover/clock.js';
 
 export interface ControlHooks {
   /** After a switchover holds new writes: resolves once every process serving clients holds them too. */
@@ -20,6 +24,8 @@ export class Control {
   readonly monitor: Monitor;
   readonly lsn: LsnTracker;
   readonly failover: FailoverController;
+  /** With coordination.etcd: this instance among the others (null: it runs alone). */
+  readonly member: ClusterMember | null;
   private tlsState: TlsState;
   private volatileKey = '';
   private volatileNames: string[] = [];
@@ -40,6 +46,16 @@ export class Control {
       unbanAfterMs: this.config.routing.unban_after,
     }), () => this.config.failover.failure_threshold);
     this.lsn = new LsnTracker(topology, () => this.monitorSettings(this.config.monitor), log);
+    const coord = config.coordination;
+    let member: ClusterMember | null = null;
+    if (coord.etcd.endpoints.length > 0) {
+      const ttl = coord.etcd.lease_ttl;
+      const store = new EtcdStore({ ...coord.etcd, callTimeoutMs: Math.max(200, Math.floor(ttl / 3)) });
+      const name = coord.name || `${os.hostname()}:${config.listen.port || process.pid}`;
+      member = new ClusterMember(store, topology, systemClock, log, { name, leaseTtlMs: ttl }, () => this.config.replication.mode, () => this.failover.busy);
+      this.monitor.primaryOwner = (d) => member!.observe(d);
+    }
+    this.member = member;
     this.failover = new FailoverController(topology, () => this.monitorSettings(this.config.monitor), () => {
       const c = this.config;
       return {
@@ -55,7 +71,11 @@ export class Control {
         strict: c.replication.strict,
         synchronousCommit: c.replication.synchronous_commit,
       };
-    }, log, { writesPaused: hooks.writesPaused });
+    }, log, {
+      writesPaused: hooks.writesPaused,
+      leadership: member?.leadership,
+      authority: member ? { beforePromotion: () => member.beforePromotion(), publish: async (p) => void (await member.publishPrimary(p)) } : undefined,
+    });
     this.monitor.afterRound(() => this.failover.onRound());
     topology.on('primary', (name) => {
       if (name) void this.refreshCatalog();
@@ -76,6 +96,8 @@ export class Control {
   /** One probe round first, so the first client already finds the primary if there is one. */
   async start(): Promise<void> {
     await this.monitor.probeAll();
+    // Several instances: the published state (or this instance's leadership) is known before the first client.
+    if (this.member) await this.member.start();
     this.monitor.start();
     await this.refreshCatalog();
     this.catalogTimer = setInterval(() => void this.refreshCatalog(), 60_000);
@@ -132,6 +154,8 @@ export class Control {
   }
 
   stop(): void {
+    // A leader that stops hands the leadership over at once (its lease is revoked) instead of after lease_ttl.
+    void this.member?.stop();
     if (this.catalogTimer) clearInterval(this.catalogTimer);
     this.monitor.stop();
     this.lsn.close();

@@ -45,6 +45,7 @@ export function statusDocument(config: Config, control: Control, totals: Fronten
       backend_connections: stats.backendConnections.get(n.name) ?? 0,
     })),
     fenced: [...topology.fenced],
+    coordination: coordinationStatus(control),
     failover: {
       enabled: config.failover.enabled,
       phase: failover.phase,
@@ -60,5 +61,24 @@ export function statusDocument(config: Config, control: Control, totals: Fronten
       degraded: failover.sync.degraded,
     },
     config: redactConfig(config),
+  };
+}
+
+/** Several instances: this one's role, the leader, the published state and how fresh this instance's confirmation of it is. */
+function coordinationStatus(control: Control) {
+  const m = control.member;
+  if (m === null) return null;
+  const until = control.topology.writableUntil;
+  return {
+    instance: m.name,
+    role: m.role,
+    leader: m.leaderName,
+    epoch: m.state?.epoch ?? null,
+    published_primary: m.state?.primary ?? null,
+    published_by: m.state?.leader ?? null,
+    state_age_ms: m.confirmedAt === 0 ? null : Date.now() - m.confirmedAt,
+    writes_allowed: Date.now() < until,
+    lease_ttl_ms: m.ttlMs,
+    leadership_changes: m.leadershipChanges,
   };
 }

@@ -293,6 +293,26 @@ export const configSchema = section({
     strict: bool().default(false),
     synchronous_commit: oneOf(SYNCHRONOUS_COMMIT).default('on'),
   }).default({}),
+  /** Several pgsplit instances in front of one cluster: one leader acts on it, all follow its published state through etcd. */
+  coordination: section({
+    /** This instance's name among the others (default: host name and listen port). */
+    name: str({ allowEmpty: true, pattern: /^[A-Za-z0-9_.:-]*$/, expected: 'a name made of letters, digits, "_", ".", ":" or "-"' }).default(''),
+    etcd: section({
+      /** etcd client URLs (http:// or https://); empty: this instance runs alone. */
+      endpoints: z.array(str({ pattern: /^https?:\/\/[^\s/]+$/, expected: 'an etcd client URL like "http://10.0.0.1:2379"' }), { errorMap: typeMap('a list of etcd client URLs') }).default([]),
+      /** Keys live under this prefix (one per pgsplit cluster). */
+      prefix: str({ pattern: /^\/[A-Za-z0-9_./-]*[^/]$/, expected: 'a key prefix like "/pgsplit/main"' }).default('/pgsplit/default'),
+      /** The leader's lease, and how long an instance that cannot confirm the published state goes on writing. */
+      lease_ttl: duration().default('5s'),
+      user: str({ allowEmpty: true }).default(''),
+      password: str({ secret: true, allowEmpty: true }).default(''),
+      ca: str().optional(),
+      cert: str().optional(),
+      key: str().optional(),
+    }).default({}),
+    /** etcd unreachable for every instance (they ask each other): writes go on to the primary they agree on; nobody promotes. */
+    failsafe: bool().default(false),
+  }).default({}),
   /** Processes that serve clients (they share listen.port); one coordinator keeps the monitor, failover and admin. 1 = one process does everything. */
   workers: workerCount().default(1),
   shutdown: section({ drain_timeout: duration(true).default('30s') }).default({}),

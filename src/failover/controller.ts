@@ -34,8 +34,20 @@ export interface FailoverConfig {
   synchronousCommit: string;
 }
 
+/** Who else must know of a change of primary before it takes effect (other instances, through coordination). */
+export interface PrimaryAuthority {
+  /** Before a promotion: from now on nobody writes to the old primary (may wait). */
+  beforePromotion(): Promise<void>;
+  /** The promoted node takes writes: published before this instance routes there. */
+  publish(primary: string): Promise<void>;
+}
+
+/** One instance alone: the topology it routes with is the only one. */
+const alone: PrimaryAuthority = { beforePromotion: async () => {}, publish: async () => {} };
+
 /** What the controller acts through; every part has a real default, and tests give fakes. */
 export interface ControllerParts {
+  authority?: PrimaryAuthority;
   actions?: NodeActions;
   clock?: Clock;
   hooks?: HookRunner;
@@ -60,6 +72,8 @@ export class FailoverController {
   private readonly hooks: HookRunner;
   private readonly upkeep: ReplicationUpkeep;
   private readonly writesPaused: () => Promise<void>;
+  private readonly leadership: Leadership;
+  private readonly authority: PrimaryAuthority;
   private retryPromotionAt = 0;
   private failingSince: number | null = null;
   /** The background step running now (replication upkeep after a healthy round, a promotion, a switchover). */
@@ -73,7 +87,9 @@ export class FailoverController {
     private readonly log: Logger,
     parts: ControllerParts = {},
   ) {
-    this.actions = guardedActions(parts.actions ?? new SqlNodeActions(settings), parts.leadership ?? soleInstance);
+    this.leadership = parts.leadership ?? soleInstance;
+    this.authority = parts.authority ?? alone;
+    this.actions = guardedActions(parts.actions ?? new SqlNodeActions(settings), this.leadership);
     this.clock = parts.clock ?? systemClock;
     this.hooks = parts.hooks ?? ((command, vars) => runHookCommand(command, vars, this.config().hookTimeoutMs, this.log));
     this.writesPaused = parts.writesPaused ?? (() => Promise.resolve());
@@ -97,6 +113,11 @@ export class FailoverController {
     return this.upkeep.sync;
   }
 
+  /** A promotion, switchover or upkeep step is running. */
+  get busy(): boolean {
+    return this.step !== null;
+  }
+
   /** Resolves when the step running now (if any) has finished. */
   idle(): Promise<void> {
     return Promise.resolve(this.step).then(() => undefined);
@@ -111,7 +132,8 @@ export class FailoverController {
       this.failingSince = null;
     } else if (primary && this.failingSince === null) this.failingSince = primary.lastProbeAt ?? this.clock.now();
     if (this.elected === null && primary) this.elected = primary.name;
-    if (this.step !== null) return;
+    // Another instance leads: it decides and acts; this one follows the state it publishes.
+    if (this.step !== null || !this.leadership.leading()) return;
     const decision = cfg.enabled
       ? decideFailover(this.topology.all(), this.elected, this.upkeep.sync.members, { failureThreshold: cfg.failureThreshold, mode: cfg.mode, strict: cfg.strict })
       : ({ kind: 'healthy' } as const);
@@ -153,7 +175,9 @@ export class FailoverController {
     const cfg = this.config();
     const event: FailoverEvent = { at: new Date(this.clock.now()).toISOString(), kind: 'failover', reason: d.reason, old_primary: old, new_primary: node.name, duration_ms: 0, promoted_receive_lsn: d.receiveLsn, repointed: [] };
     try {
+      await this.authority.beforePromotion();
       await this.actions.promote(node, cfg.promoteTimeoutMs);
+      await this.takeWrites(node);
     } catch (err) {
       event.error = (err as Error).message;
       event.duration_ms = this.clock.now() - since;
@@ -164,7 +188,6 @@ export class FailoverController {
       this.log.error({ node: node.name, err: maskConninfo(event.error) }, 'failover: promotion failed; trying again shortly');
       return;
     }
-    this.takeWrites(node);
     this.failingSince = null;
     event.duration_ms = this.clock.now() - since;
     this.history.tookWrites('failover', event.duration_ms);
@@ -188,7 +211,7 @@ export class FailoverController {
     const event: FailoverEvent = { at: new Date(this.clock.now()).toISOString(), kind: 'switchover', reason: `switchover to ${to} requested`, old_primary: old.name, new_primary: to, duration_ms: 0, promoted_receive_lsn: null, repointed: [] };
     return this.run('switchover', async () => {
       this.phase = 'promoting';
-      const x = { topology: this.topology, actions: this.actions, clock: this.clock, hooks: this.hooks, log: this.log, writesPaused: this.writesPaused, takeWrites: (n: NodeState) => this.takeWrites(n) };
+      const x = { topology: this.topology, actions: this.actions, clock: this.clock, hooks: this.hooks, log: this.log, writesPaused: this.writesPaused, beforePromotion: () => this.authority.beforePromotion(), takeWrites: (n: NodeState) => this.takeWrites(n), keepPrimary: (n: NodeState) => this.authority.publish(n.name) };
       try {
         await runSwitchover(x, old, target, cfg, event);
       } catch (err) {
@@ -207,8 +230,9 @@ export class FailoverController {
     });
   }
 
-  /** Writes go to the just-promoted node now; the monitor's next round confirms what it sees. */
-  private takeWrites(node: NodeState): void {
+  /** Writes go to the just-promoted node now (published first); the monitor's next round confirms what it sees. */
+  private async takeWrites(node: NodeState): Promise<void> {
+    await this.authority.publish(node.name);
     this.topology.update(node.name, { role: 'primary', receiverStatus: null, senderHost: null, senderPort: null, banned: false, banReason: null });
     this.topology.setPrimary(node.name);
     this.elected = node.name;

@@ -2,12 +2,14 @@
 import type { NodeActions } from './node-actions.js';
 
 export interface Leadership {
+  /** This instance believes it leads (followers do not even decide; actions still confirm). */
+  leading(): boolean;
   /** True only if this instance may act on the cluster's nodes at this moment. */
   confirm(): Promise<boolean>;
 }
 
 /** One pgsplit instance: nobody else acts on the nodes. */
-export const soleInstance: Leadership = { confirm: async () => true };
+export const soleInstance: Leadership = { leading: () => true, confirm: async () => true };
 
 export class NotLeader extends Error {
   constructor(action: string) {

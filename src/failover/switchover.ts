@@ -24,8 +24,12 @@ export interface SwitchoverContext {
   log: Logger;
   /** Resolves once every process serving clients holds new writes too (workers learn of the pause over IPC). */
   writesPaused(): Promise<void>;
+  /** Other instances stop writing to the old primary too (published, then waited for). */
+  beforePromotion(): Promise<void>;
   /** Writes go to the promoted node (the controller's one way of changing the primary). */
-  takeWrites(node: NodeState): void;
+  takeWrites(node: NodeState): Promise<void>;
+  /** Nothing was promoted: the old primary is published as the primary again. */
+  keepPrimary(node: NodeState): Promise<void>;
 }
 
 // How often open transactions and the target's replay are looked at again while waiting.
@@ -55,6 +59,7 @@ export async function runSwitchover(x: SwitchoverContext, old: NodeState, target
   x.topology.pauseWrites();
   try {
     await x.writesPaused();
+    await x.beforePromotion();
     const deadline = started + cfg.switchoverTimeoutMs;
     // 1. Open transactions on the old primary finish (new ones wait in the sessions).
     for (;;) {
@@ -78,9 +83,10 @@ export async function runSwitchover(x: SwitchoverContext, old: NodeState, target
     event.promoted_receive_lsn = finalLsn;
     // 4. Promote and route writes there.
     await actions.promote(target, cfg.promoteTimeoutMs);
-    x.takeWrites(target);
+    await x.takeWrites(target);
   } catch (err) {
     if (!cfg.demoteCommand) await actions.allowWrites(old).catch(() => {});
+    await x.keepPrimary(old).catch((e: Error) => x.log.error({ err: e.message }, 'switchover: could not publish the old primary again'));
     x.topology.resumeWrites();
     event.error = (err as Error).message;
     event.duration_ms = clock.now() - started;

@@ -113,6 +113,17 @@ export class SessionLinks {
     const s = this.s;
     const t = s.ctx.topology;
     const home = this.home;
+    if (t.writableUntil !== Infinity && Date.now() >= t.writableUntil) {
+      // Several instances: this one has not confirmed the published state within lease_ttl (cut off from etcd, or
+      // paused): another may have promoted a new primary meanwhile, so nothing more goes to this one's.
+      this.primaryError ??= 'this pgsplit instance could not confirm the cluster state with the other instances (coordination.etcd.lease_ttl)';
+      // A transaction open there cannot go on (its next statement would be held, and one skipped statement must
+      // not let the rest commit): its connection is closed, the server rolls it back, and the client sees the
+      // transaction fail as on a lost primary (see link-loss.ts).
+      if (home !== null && (s.txStatus !== TX.Idle || s.sticky === home)) home.conn.socket.destroy();
+      if (this.primaryState !== 'holding') this.hold();
+      return null;
+    }
     if (home !== null && this.homeChecked === t.version) return home;
     // A switchover holds new writes back (a transaction already open finishes first) ...
     if (t.writesPaused && s.txStatus === TX.Idle && s.sticky === null) {

@@ -106,12 +106,13 @@ function chooseLink(s: SessionCore, u: Unit): ServerLink | null {
   switch (p.to) {
     case 'wait':
       return null;
+    // On the primary, even a transaction's next statement checks that this instance may still write there.
     case 'sticky':
       u.reason = p.reason;
-      return s.sticky;
+      return s.sticky === s.home ? s.links.primary() : s.sticky;
     case 'behind':
       u.reason = p.reason;
-      return tail!.link;
+      return tail!.link === s.home ? s.links.primary() : tail!.link;
     case 'discard':
       // The rest of a batch whose error was already sent: nothing runs; its Sync gets ReadyForQuery.
       u.local = u.sync ? readyForQuery(statusChar(s.txStatus)) : EMPTY;

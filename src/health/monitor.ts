@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { monitorClient, type MonitorSettings } from './monitor-client.js';
 import type { Logger } from '../util/logger.js';
 import type { Topology } from '../topology/topology.js';
-import { applyLag, applyProbe, choosePrimary, type ProbeResult, type ProbeSample } from './evaluate.js';
+import { applyLag, applyProbe, choosePrimary, type PrimaryDecision, type ProbeResult, type ProbeSample } from './evaluate.js';
 import type { LagBounds } from './lag.js';
 
 const NO_BOUNDS: LagBounds = { bytes: null, timeMs: null, unbanAfterMs: 0 };
@@ -146,17 +146,13 @@ export class Monitor {
     );
     const current = this.topology.primary?.name ?? null;
     const decision = choosePrimary(this.topology.all(), current, this.keepFailingPrimary(), this.topology.fenced);
-    const fenced = decision.conflicting.join(',');
-    if (fenced !== [...this.topology.fenced].join(',')) {
-      if (decision.conflicting.length > 0) this.log.warn({ primary: decision.primary, fenced: decision.conflicting }, 'another node claims to be primary; it is fenced (gets no traffic)');
-      this.topology.setFenced(decision.conflicting);
-    }
-    if (decision.primary !== current) {
-      this.log.info({ primary: decision.primary, previous: current }, 'primary changed');
-      this.topology.setPrimary(decision.primary);
-    }
+    if (this.primaryOwner !== null) {
+      // Several instances: the published cluster state says who the primary is; this round's view is only reported.
+      this.primaryOwner(decision);
+    } else this.applyPrimary(decision, current);
+    const primaryName = this.topology.primary?.name ?? null;
     const before = this.topology.all();
-    const after = applyLag(before, decision.primary, Date.now(), this.bounds());
+    const after = applyLag(before, primaryName, Date.now(), this.bounds());
     after.forEach((n, i) => {
       const was = before[i];
       if (was.banned !== n.banned) {
@@ -166,6 +162,21 @@ export class Monitor {
       if (n !== was) this.topology.update(n.name, n);
     });
     for (const fn of this.roundListeners) fn();
+  }
+
+  /** Set when another module decides the primary (coordination): it gets each round's view instead of the topology. */
+  primaryOwner: ((d: PrimaryDecision) => void) | null = null;
+
+  private applyPrimary(decision: PrimaryDecision, current: string | null): void {
+    const fenced = decision.conflicting.join(',');
+    if (fenced !== [...this.topology.fenced].join(',')) {
+      if (decision.conflicting.length > 0) this.log.warn({ primary: decision.primary, fenced: decision.conflicting }, 'another node claims to be primary; it is fenced (gets no traffic)');
+      this.topology.setFenced(decision.conflicting);
+    }
+    if (decision.primary !== current) {
+      this.log.info({ primary: decision.primary, previous: current }, 'primary changed');
+      this.topology.setPrimary(decision.primary);
+    }
   }
 
   private readonly roundListeners: (() => void)[] = [];

@@ -5,6 +5,7 @@ import type { Topology } from '../topology/topology.js';
 import type { ClassifierCounters } from '../workers/frontend-snapshot.js';
 import type { LsnTracker } from '../health/lsn-tracker.js';
 import type { FailoverController } from '../failover/controller.js';
+import type { ClusterMember } from '../coordination/cluster-member.js';
 
 export function createMetrics(
   /** Read at every scrape (a coordinator replaces its workers' totals between scrapes). */
@@ -14,6 +15,7 @@ export function createMetrics(
   lsn?: LsnTracker,
   failover?: FailoverController,
   replicationMode?: () => string,
+  member?: ClusterMember | null,
 ): client.Registry {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'pgsplit_process_' });
@@ -201,6 +203,25 @@ export function createMetrics(
         this.set({ mode: replicationMode?.() ?? 'async', degraded: failover.sync.degraded ? '1' : '0' }, 1);
       },
     });
+  }
+  if (member) {
+    const gauge = (name: string, help: string, read: () => number | null, labels?: () => Record<string, string>) =>
+      new client.Gauge({
+        name,
+        help,
+        labelNames: labels ? Object.keys(labels()) : [],
+        registers: [registry],
+        collect() {
+          this.reset();
+          const v = read();
+          if (v !== null) (labels ? this.set(labels(), v) : this.set(v));
+        },
+      });
+    gauge('pgsplit_coordination_leader', '1 while this instance leads (only the leader promotes, re-points, fences and switches over), else 0.', () => (member.role === 'leader' ? 1 : 0), () => ({ instance: member.name, leader: member.leaderName ?? '' }));
+    gauge('pgsplit_coordination_epoch', 'Epoch of the published cluster state this instance follows (grows with every change of primary).', () => member.state?.epoch ?? null);
+    gauge('pgsplit_coordination_state_age_seconds', 'Since this instance last confirmed the published state (writes stop when it passes lease_ttl).', () => (member.confirmedAt === 0 ? null : (Date.now() - member.confirmedAt) / 1000));
+    gauge('pgsplit_coordination_writes_allowed', '1 while this instance may send writes to the published primary (state confirmed within lease_ttl).', () => (Date.now() < topology.writableUntil ? 1 : 0));
+    counter('pgsplit_coordination_leadership_changes_total', 'Times this instance became leader or stopped being it.', () => member.leadershipChanges);
   }
   if (lsn) {
     new client.Counter({

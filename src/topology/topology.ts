@@ -79,6 +79,7 @@ export interface TopologySnapshot {
   primary: string | null;
   fenced: string[];
   writesPaused: boolean;
+  writableUntil: number;
 }
 
 export function initialNodeState(a: NodeAddress): NodeState {
@@ -191,6 +192,20 @@ export class Topology extends EventEmitter<TopologyEvents> {
     this.emit('resume');
   }
 
+  /**
+   * Several instances (coordination): writes may go to the primary only until this time (ms since the epoch, this
+   * host's clock), the last confirmation of the published state plus lease_ttl. Infinity when running alone.
+   */
+  writableUntil = Infinity;
+
+  setWritableUntil(t: number): void {
+    if (t === this.writableUntil) return;
+    const wasWritable = Date.now() < this.writableUntil;
+    this.writableUntil = t;
+    // Sessions holding for a primary wake on 'primary' (the primary is usable again).
+    if (!wasWritable && Date.now() < t) this.emit('primary', this.primaryName, this.primaryName);
+  }
+
   /** Nodes that claim to be primary but are not the one routed to (an old primary back after a failover): no traffic. */
   fenced: ReadonlySet<string> = new Set();
 
@@ -212,13 +227,15 @@ export class Topology extends EventEmitter<TopologyEvents> {
   }
 
   snapshot(): TopologySnapshot {
-    return { nodes: this.all(), primary: this.primaryName, fenced: [...this.fenced], writesPaused: this.writesPaused };
+    return { nodes: this.all(), primary: this.primaryName, fenced: [...this.fenced], writesPaused: this.writesPaused, writableUntil: this.writableUntil };
   }
 
   /** A worker's topology follows the coordinator's: it takes each snapshot whole and never decides anything itself. */
   follow(s: TopologySnapshot): void {
     this.nodes = new Map(s.nodes.map((n) => [n.name, n]));
     this.fenced = new Set(s.fenced);
+    // Infinity does not survive JSON (IPC): null stands for it.
+    this.setWritableUntil(typeof s.writableUntil === 'number' ? s.writableUntil : Infinity);
     this.replicasCache = null;
     this.version++;
     if (s.writesPaused && !this.writesPaused) this.pauseWrites();

@@ -68,7 +68,7 @@ function setup(o: { cfg?: Partial<FailoverConfig>; actions?: Partial<NodeActions
   const hooks = vi.fn(async (command: string, vars: Record<string, string>) => (calls.push(`hook ${command} ${vars.PGSPLIT_EVENT}`), 0));
   const cfg = config(o.cfg);
   const leader = o.leader ?? (() => true);
-  const c = new FailoverController(topology, () => ({}) as never, () => cfg, log, { actions, clock, hooks, leadership: { confirm: async () => leader() } });
+  const c = new FailoverController(topology, () => ({}) as never, () => cfg, log, { actions, clock, hooks, leadership: { leading: () => true, confirm: async () => leader() } });
   return { topology, clock, actions, calls, hooks, c, cfg };
 }
 

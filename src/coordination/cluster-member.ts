@@ -1,0 +1,215 @@
+// One pgsplit instance among several: holds or follows the leadership (an etcd key on a lease), follows the published cluster state, and stops writes when it cannot confirm it in time.
+//
+// Safety comes from time (lease_ttl, "ttl" below):
+// - every instance confirms the published state with a quorum read at least every ttl/3; writes are allowed until
+//   ttl after the *start* of the last read that confirmed it (Topology.writableUntil), so an instance cut off from
+//   etcd, or paused (a long GC pause, SIGSTOP), stops writing within ttl of its last confirmation;
+// - before a promotion the leader publishes "no primary" (epoch + 1) and waits ttl: by then every instance has
+//   either seen it or stopped writing on its own;
+// - every action the leader takes on a node first confirms it still holds the leader key on its lease.
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../util/logger.js';
+import type { Topology } from '../topology/topology.js';
+import type { PrimaryDecision } from '../health/evaluate.js';
+import type { ReplicationMode } from '../failover/decide.js';
+import type { Clock } from '../failover/clock.js';
+import type { Leadership } from '../failover/leadership.js';
+import { nextState, sameState, type ClusterState } from './cluster-state.js';
+import type { CoordinationStore } from './store.js';
+
+export interface MemberSettings {
+  name: string;
+  leaseTtlMs: number;
+}
+
+export type MemberRole = 'starting' | 'leader' | 'follower';
+
+export class ClusterMember extends EventEmitter {
+  role: MemberRole = 'starting';
+  /** The state this instance follows (null: none published yet, or not read yet). */
+  state: ClusterState | null = null;
+  /** Who leads, as last read. */
+  leaderName: string | null = null;
+  /** Start of the last read that confirmed the published state (0: never). */
+  confirmedAt = 0;
+  leadershipChanges = 0;
+  private lease: string | null = null;
+  /** The leader's lease is surely alive until then (start of the last successful keepalive + ttl). */
+  private leaseValidUntil = 0;
+  /** The monitor's own view of the primary (what the leader publishes first, when nothing is published). */
+  private observed: PrimaryDecision | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private ticking: Promise<void> | null = null;
+  private stopWatch: (() => Promise<void>) | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly store: CoordinationStore,
+    private readonly topology: Topology,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly settings: MemberSettings,
+    private readonly mode: () => ReplicationMode,
+    /** A promotion or switchover is running here (the leader does not republish the primary meanwhile). */
+    private readonly busy: () => boolean,
+  ) {
+    super();
+    // Until the state is confirmed nothing is written.
+    topology.setWritableUntil(0);
+  }
+
+  get ttlMs(): number {
+    return this.settings.leaseTtlMs;
+  }
+
+  get name(): string {
+    return this.settings.name;
+  }
+
+  /** The leadership the failover controller acts under. */
+  readonly leadership: Leadership = {
+    leading: () => this.role === 'leader',
+    confirm: async () => {
+      if (this.role !== 'leader' || this.lease === null || this.clock.now() >= this.leaseValidUntil) return false;
+      try {
+        const held = await this.store.leader();
+        return held !== null && held.name === this.settings.name && held.lease === this.lease && this.clock.now() < this.leaseValidUntil;
+      } catch {
+        return false;
+      }
+    },
+  };
+
+  /** Resolves after the first round (leadership sought, state read), whatever its outcome. */
+  start(): Promise<void> {
+    void this.store
+      .watchState((s) => {
+        if (!this.stopped) this.follow(s, null);
+      })
+      .then((stop) => {
+        if (this.stopped) void stop().catch(() => {});
+        else this.stopWatch = stop;
+      })
+      .catch((err: Error) => this.log.warn({ err: err.message }, 'coordination: could not watch the cluster state; confirming by reads only'));
+    const loop = () => {
+      if (this.stopped) return;
+      this.ticking = this.tick().finally(() => {
+        this.ticking = null;
+        if (!this.stopped) this.timer = setTimeout(loop, Math.max(100, Math.floor(this.ttlMs / 3)));
+      });
+      return this.ticking;
+    };
+    return loop() ?? Promise.resolve();
+  }
+
+  /** What the monitor concluded this round (in coordinated mode it never sets the primary itself). */
+  observe(d: PrimaryDecision): void {
+    this.observed = d;
+    this.applyFencing();
+  }
+
+  /** One round: keep or seek the leadership, confirm the published state, publish one if the leader has none. */
+  async tick(): Promise<void> {
+    const started = this.clock.now();
+    await this.leadershipRound(started).catch((err: Error) => this.log.debug({ err: err.message }, 'coordination: leadership round failed'));
+    let state: ClusterState | null;
+    try {
+      state = await this.store.readState();
+      this.leaderName = (await this.store.leader())?.name ?? null;
+    } catch (err) {
+      if (this.clock.now() >= this.topology.writableUntil && this.topology.writableUntil > 0) this.log.debug({ err: (err as Error).message }, 'coordination: cannot confirm the cluster state');
+      return;
+    }
+    this.follow(state, started);
+    if (this.role === 'leader' && !this.busy()) await this.publishObserved().catch((err: Error) => this.log.warn({ err: err.message }, 'coordination: could not publish the cluster state'));
+  }
+
+  private async leadershipRound(started: number): Promise<void> {
+    if (this.lease === null) {
+      this.lease = await this.store.grantLease(Math.max(1, Math.ceil(this.ttlMs / 1000)));
+      this.leaseValidUntil = started + this.ttlMs;
+    } else if (await this.store.keepAlive(this.lease)) {
+      this.leaseValidUntil = started + this.ttlMs;
+    } else {
+      this.lease = null;
+      this.setRole('follower', 'its lease expired');
+      return;
+    }
+    if (this.role === 'leader') {
+      const held = await this.store.leader();
+      if (held === null || held.name !== this.settings.name || held.lease !== this.lease) this.setRole('follower', `the leader key is held by ${held?.name ?? 'nobody'}`);
+      return;
+    }
+    if (await this.store.claimLeadership(this.settings.name, this.lease)) this.setRole('leader', 'it took the leader key');
+    else if (this.role === 'starting') this.setRole('follower', 'another instance leads');
+  }
+
+  private setRole(role: MemberRole, why: string): void {
+    if (role === this.role) return;
+    const was = this.role;
+    this.role = role;
+    if (was !== 'starting' || role === 'leader') this.leadershipChanges++;
+    this.log.warn({ instance: this.settings.name, role, was, why }, `coordination: this instance is now ${role === 'leader' ? 'the leader' : 'a follower'}`);
+    this.emit('role', role);
+  }
+
+  /** A state read (confirmedAt = when the read started) or watched (not a confirmation by itself). */
+  private follow(state: ClusterState | null, readStartedAt: number | null): void {
+    if (state !== null && (this.state === null || state.epoch >= this.state.epoch)) {
+      const changed = this.state === null || this.state.primary !== state.primary;
+      this.state = state;
+      if (changed) this.log.info({ primary: state.primary, epoch: state.epoch, leader: state.leader }, 'coordination: following the published primary');
+      this.topology.setPrimary(state.primary);
+      this.applyFencing();
+    }
+    if (readStartedAt !== null && state !== null) {
+      this.confirmedAt = readStartedAt;
+      this.topology.setWritableUntil(readStartedAt + this.ttlMs);
+    }
+  }
+
+  /** Nodes that claim to be primary but are not the published one get no traffic. */
+  private applyFencing(): void {
+    const agreed = this.state?.primary ?? null;
+    const claim = this.topology.all().filter((n) => n.up && n.role === 'primary' && n.name !== agreed).map((n) => n.name);
+    if (claim.join(',') !== [...this.topology.fenced].join(',')) this.topology.setFenced(claim);
+  }
+
+  /** The leader's first state, or its primary back after a promotion that was not published (a leader that died between). */
+  private async publishObserved(): Promise<void> {
+    const local = this.observed?.primary ?? null;
+    if (local === null) return;
+    if (this.state !== null && this.state.primary !== null) return;
+    await this.publishPrimary(local);
+  }
+
+  /** The leader publishes a new primary (null: none, while a promotion is prepared); throws when it is not the leader. */
+  async publishPrimary(primary: string | null): Promise<ClusterState> {
+    if (this.role !== 'leader' || this.lease === null) throw new Error('not the leader');
+    const next = nextState(this.state, { primary, fenced: [...this.topology.fenced].filter((n) => n !== primary), mode: this.mode() }, this.settings.name, Date.now());
+    if (sameState(this.state, next)) return this.state!;
+    const started = this.clock.now();
+    if (!(await this.store.publish(next, { name: this.settings.name, lease: this.lease }))) {
+      this.setRole('follower', 'publishing the cluster state failed: the leader key is not ours');
+      throw new Error('lost the leadership while publishing the cluster state');
+    }
+    this.log.warn({ primary, epoch: next.epoch }, 'coordination: published the cluster state');
+    this.follow(next, started);
+    return next;
+  }
+
+  /** Before a promotion: no instance writes to the old primary any more (published, then lease_ttl waited out). */
+  async beforePromotion(): Promise<void> {
+    await this.publishPrimary(null);
+    await this.clock.sleep(this.ttlMs);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.ticking?.catch(() => {});
+    await this.stopWatch?.().catch(() => {});
+    if (this.lease !== null && this.role === 'leader') await this.store.revoke(this.lease).catch(() => {});
+    this.store.close();
+  }
+}

@@ -1,0 +1,105 @@
+// The coordination store on etcd v3 (the etcd3 client): a leader key on a lease, the cluster state beside it, every call with a deadline.
+import fs from 'node:fs';
+import { Etcd3, type IOptions } from 'etcd3';
+import { ConstantBackoff, noop } from 'cockatiel';
+import { decodeState, encodeState, type ClusterState } from './cluster-state.js';
+import type { CoordinationStore, LeaderKey } from './store.js';
+
+export interface EtcdSettings {
+  endpoints: string[];
+  prefix: string;
+  user: string;
+  password: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  /** Deadline of every call (a partition must fail a call in time for the lease arithmetic, not hang it). */
+  callTimeoutMs: number;
+}
+
+export class EtcdStore implements CoordinationStore {
+  private readonly client: Etcd3;
+  private readonly leaderKey: string;
+  private readonly stateKey: string;
+
+  constructor(s: EtcdSettings) {
+    const options: IOptions = {
+      hosts: s.endpoints,
+      dialTimeout: s.callTimeoutMs,
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + s.callTimeoutMs }),
+      // Retries and circuit breakers would stretch a call past the lease arithmetic: the caller's next tick retries.
+      faultHandling: { host: () => noop, global: noop, watchBackoff: new ConstantBackoff(500).next() },
+    };
+    if (s.user) options.auth = { username: s.user, password: s.password };
+    if (s.ca) options.credentials = { rootCertificate: fs.readFileSync(s.ca), certChain: s.cert ? fs.readFileSync(s.cert) : undefined, privateKey: s.key ? fs.readFileSync(s.key) : undefined };
+    this.client = new Etcd3(options);
+    this.leaderKey = `${s.prefix}/leader`;
+    this.stateKey = `${s.prefix}/state`;
+  }
+
+  private readonly leases = new Map<string, ReturnType<Etcd3['lease']>>();
+
+  async grantLease(ttlSeconds: number): Promise<string> {
+    const lease = this.client.lease(ttlSeconds, { autoKeepAlive: false });
+    lease.on('lost', () => {});
+    const id = await lease.grant();
+    this.leases.set(id, lease);
+    return id;
+  }
+
+  async keepAlive(id: string): Promise<boolean> {
+    const lease = this.leases.get(id);
+    if (!lease) return false;
+    const r = await lease.keepaliveOnce();
+    if (Number(r.TTL) > 0) return true;
+    this.leases.delete(id);
+    lease.release();
+    return false;
+  }
+
+  async revoke(id: string): Promise<void> {
+    const lease = this.leases.get(id);
+    this.leases.delete(id);
+    if (lease) await lease.revoke();
+  }
+
+  async claimLeadership(name: string, lease: string): Promise<boolean> {
+    const r = await this.client.if(this.leaderKey, 'Create', '==', 0).then(this.client.put(this.leaderKey).value(name).lease(lease)).commit();
+    if (r.succeeded) return true;
+    const held = await this.leader();
+    return held !== null && held.name === name && held.lease === lease;
+  }
+
+  async leader(): Promise<LeaderKey | null> {
+    const r = await this.client.get(this.leaderKey).exec();
+    const kv = r.kvs[0];
+    return kv ? { name: kv.value.toString(), lease: String(kv.lease) } : null;
+  }
+
+  async readState(): Promise<ClusterState | null> {
+    return decodeState(await this.client.get(this.stateKey).string());
+  }
+
+  async publish(state: ClusterState, as: LeaderKey): Promise<boolean> {
+    const r = await this.client
+      .if(this.leaderKey, 'Value', '==', as.name)
+      .and(this.leaderKey, 'Lease', '==', as.lease)
+      .then(this.client.put(this.stateKey).value(encodeState(state)))
+      .commit();
+    return r.succeeded;
+  }
+
+  async watchState(fn: (state: ClusterState | null) => void): Promise<() => Promise<void>> {
+    const w = await this.client.watch().key(this.stateKey).create();
+    w.on('put', (kv) => fn(decodeState(kv.value.toString())));
+    w.on('delete', () => fn(null));
+    w.on('error', () => {});
+    return () => w.cancel();
+  }
+
+  close(): void {
+    for (const l of this.leases.values()) l.release();
+    this.leases.clear();
+    this.client.close();
+  }
+}
