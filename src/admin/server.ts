@@ -1,4 +1,4 @@
-// The admin HTTP port: /metrics (Prometheus), /health (liveness), /ready (a primary is known), /status (JSON), POST /switchover; locked by admin.auth.
+// The admin HTTP port: /metrics (Prometheus), /health (liveness), /ready (a primary is known and may be written to), /status (JSON), POST /switchover; locked by admin.auth.
 import http from 'node:http';
 import type net from 'node:net';
 import type { Registry } from 'prom-client';
@@ -200,8 +200,11 @@ export class AdminServer {
         send(res, 200, 'text/plain', 'ok\n');
         return;
       case '/ready': {
-        const p = this.ctx.topology.primary;
-        if (p) send(res, 200, 'text/plain', `ready: primary is ${p.name}\n`);
+        const t = this.ctx.topology;
+        const p = t.primary;
+        // A load balancer in front of several instances sends nobody to one that may not write (see coordination).
+        if (p && Date.now() >= t.writableUntil) send(res, 503, 'text/plain', 'not ready: this instance has not confirmed the cluster state within coordination.etcd.lease_ttl\n');
+        else if (p) send(res, 200, 'text/plain', `ready: primary is ${p.name}\n`);
         else send(res, 503, 'text/plain', 'not ready: no primary is known\n');
         return;
       }
