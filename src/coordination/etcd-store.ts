@@ -1,6 +1,6 @@
 // The coordination store on etcd v3 (the etcd3 client): a leader key on a lease, the cluster state beside it, every call with a deadline.
 import fs from 'node:fs';
-import { Etcd3, type IOptions } from 'etcd3';
+import { Etcd3, EtcdLeaseInvalidError, type IOptions } from 'etcd3';
 import { ConstantBackoff, noop } from 'cockatiel';
 import { decodeState, encodeState, type ClusterState } from './cluster-state.js';
 import type { CoordinationStore, LeaderKey } from './store.js';
@@ -50,8 +50,15 @@ export class EtcdStore implements CoordinationStore {
   async keepAlive(id: string): Promise<boolean> {
     const lease = this.leases.get(id);
     if (!lease) return false;
-    const r = await lease.keepaliveOnce();
-    if (Number(r.TTL) > 0) return true;
+    let alive: boolean;
+    try {
+      alive = Number((await lease.keepaliveOnce()).TTL) > 0;
+    } catch (err) {
+      // etcd answers an expired lease with an error, not a TTL of 0; anything else (a timeout) says nothing about it.
+      if (!(err instanceof EtcdLeaseInvalidError)) throw err;
+      alive = false;
+    }
+    if (alive) return true;
     this.leases.delete(id);
     lease.release();
     return false;

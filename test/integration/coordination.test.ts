@@ -49,7 +49,7 @@ describe('several pgsplit instances through etcd', () => {
         'replication: { mode: semi-sync }',
         `failover: { hold_timeout: ${HOLD_MS}ms, failure_threshold: 2 }`,
       ].join('\n');
-      const proc = await spawnProxy(info, { logLevel: 'warn', extra });
+      const proc = await spawnProxy(info, { logLevel: process.env.COORD_LOG ?? 'warn', extra });
       instances.push({ name, proc, target: { listenPort: proc.port } as RunningProxy });
       // p1 starts alone for a moment, so it is the first leader.
       if (name === 'p1') await eventually('p1 to lead', async () => ((await status(instances[0]!)).coordination.role === 'leader' ? true : undefined), 15_000);
@@ -182,5 +182,50 @@ describe('several pgsplit instances through etcd', () => {
     expect(ids.filter((id) => !have.has(id))).toEqual([]);
     const firstOnNew = Math.min(...acked.filter((a) => a.port === promoted!.port).map((a) => a.at));
     expect(acked.filter((a) => a.at > firstOnNew && a.port !== promoted!.port)).toEqual([]);
+  });
+
+  it('the leader paused (SIGSTOP) past lease_ttl while the primary fails and comes back: once woken it acts on nothing and no write reaches the old primary', async () => {
+    const [lead] = await leaders();
+    const paused = lead!.i;
+    const other = alive().find((i) => i !== paused)!;
+    const oldPrimary = node((await status(paused)).coordination.published_primary!);
+    // pg1 is gone for good, so semi-sync stays degraded; what counts is a synchronous standby of the current primary.
+    await eventually('a synchronous standby', async () => (((await status(paused)) as unknown as { replication: { synchronous_standbys: string[] } }).replication.synchronous_standbys.length > 0 ? true : undefined), 30_000);
+    const c = await proxyClient(paused.target, info);
+    try {
+      expect((await write(c)).port).toBe(oldPrimary.port);
+      const eventsBefore = (await status(paused)).failover.events.length;
+      paused.proc.child.kill('SIGSTOP');
+      await cluster.stopNode(oldPrimary.name, 'immediate');
+      const st = await eventually('the other instance to lead and promote', async () => {
+        const s2 = await status(other);
+        return s2.coordination.role === 'leader' && s2.coordination.published_primary && s2.coordination.published_primary !== oldPrimary.name ? s2 : undefined;
+      }, 30_000);
+      const promoted = node(st.coordination.published_primary!);
+      // The old primary comes back, still a primary on its old timeline.
+      await cluster.startNode(oldPrimary.name);
+      const countOld = () => using(directClient(oldPrimary, info, { database: info.app.database }), async (d) => (await d.query('SELECT count(*)::int AS n FROM coord')).rows[0].n as number);
+      const before = await countOld();
+      paused.proc.child.kill('SIGCONT');
+      // Its first write after waking: held until it has read the published state, then sent to the new primary.
+      const r = await write(c).catch((e: Error & { code?: string }) => e);
+      if (r instanceof Error) expect((r as Error & { code?: string }).code, r.message).toBe('57P03');
+      else expect(r.port).toBe(promoted.port);
+      for (let k = 0; k < 20; k++) {
+        const w = await write(c).catch((e: Error) => e);
+        if (!(w instanceof Error)) expect(w.port).toBe(promoted.port);
+      }
+      const woke = await eventually('the woken instance to follow', async () => {
+        const s3 = await status(paused);
+        return s3.coordination.role === 'follower' && s3.coordination.published_primary === promoted.name ? s3 : undefined;
+      }, 15_000);
+      expect(woke.coordination.leader).toBe(other.name);
+      expect(await countOld()).toBe(before);
+      // It promoted nothing and switched nothing after waking.
+      expect(woke.failover.events.slice(eventsBefore).filter((e) => !e.error)).toEqual([]);
+    } finally {
+      paused.proc.child.kill('SIGCONT');
+      await endQuietly(c);
+    }
   });
 });
