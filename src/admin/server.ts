@@ -16,6 +16,8 @@ export interface AdminContext {
   refresh?(): Promise<void>;
   /** Planned promotion of a replica; rejects with SwitchoverRefused when it cannot be done. */
   switchover?(to: string): Promise<unknown>;
+  /** Several instances: what this one tells its peers (GET /coordination). */
+  coordination?(): unknown;
   /** admin.auth; without a token or user/password every mutating request is refused (403). */
   auth?: AdminAuth;
 }
@@ -206,6 +208,12 @@ export class AdminServer {
         if (p && Date.now() >= t.writableUntil) send(res, 503, 'text/plain', 'not ready: this instance has not confirmed the cluster state within coordination.etcd.lease_ttl\n');
         else if (p) send(res, 200, 'text/plain', `ready: primary is ${p.name}\n`);
         else send(res, 503, 'text/plain', 'not ready: no primary is known\n');
+        return;
+      }
+      case '/coordination': {
+        const view = this.ctx.coordination?.();
+        if (view === undefined) json(res, 404, { error: 'this instance runs alone (no coordination.etcd)' });
+        else json(res, 200, view);
         return;
       }
       case '/status':

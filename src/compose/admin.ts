@@ -1,4 +1,5 @@
 // The admin and metrics HTTP servers of a pgsplit instance (single process or coordinator), with the registry they serve.
+import os from 'node:os';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../util/logger.js';
 import { createMetrics } from '../metrics/registry.js';
@@ -37,7 +38,7 @@ export async function startAdmin(src: AdminSources, log: Logger): Promise<AdminP
   registerPoolMetrics(registry, { status: () => src.totals().pools, waitTimeouts: () => src.totals().waitTimeouts, pinnedClients: () => src.totals().pinnedClients });
   src.extraMetrics?.(registry);
   // admin.* cannot change on reload, so the server keeps the auth it started with.
-  const admin = new AdminServer({ registry, topology: control.topology, status: src.status, refresh: src.refresh, switchover: (to) => control.failover.switchover(to), auth: config.admin.auth });
+  const admin = new AdminServer({ registry, topology: control.topology, status: src.status, refresh: src.refresh, switchover: (to) => control.switchover(to), coordination: control.member ? () => control.member!.peerView() : undefined, auth: config.admin.auth });
   const m = config.admin.metrics_port;
   const metricsServer = m !== null ? new AdminServer({ registry, topology: control.topology, status: src.status, refresh: src.refresh }, { role: 'metrics' }) : null;
   let where = `admin ${config.admin.host}:${config.admin.port}`;
@@ -53,6 +54,9 @@ export async function startAdmin(src: AdminSources, log: Logger): Promise<AdminP
     await admin.close();
     throw new Error(`cannot listen on ${where}: ${(err as Error).message}`);
   }
+  // Peers reach this instance here (failsafe questions, switchovers handed to the leader).
+  const host = config.admin.host === '0.0.0.0' || config.admin.host === '::' ? os.hostname() : config.admin.host;
+  control.member?.advertise(`http://${host.includes(':') ? `[${host}]` : host}:${adminPort}`);
   if (!config.admin.auth.token && !config.admin.auth.user) log.warn('admin.auth is not set: POST /switchover and other mutating admin requests are refused until it is');
   return {
     adminPort,

@@ -13,6 +13,9 @@ import os from 'node:os';
 import { ClusterMember } from '../coordination/cluster-member.js';
 import { EtcdStore } from '../coordination/etcd-store.js';
 import { systemClock } from '../failover/clock.js';
+import type { FailoverEvent } from '../failover/history.js';
+import { SwitchoverRefused } from '../errors.js';
+import { askPeer } from '../coordination/peers.js';
 
 export interface ControlHooks {
   /** After a switchover holds new writes: resolves once every process serving clients holds them too. */
@@ -52,7 +55,7 @@ export class Control {
       const ttl = coord.etcd.lease_ttl;
       const store = new EtcdStore({ ...coord.etcd, callTimeoutMs: Math.max(200, Math.floor(ttl / 3)) });
       const name = coord.name || `${os.hostname()}:${config.listen.port || process.pid}`;
-      member = new ClusterMember(store, topology, systemClock, log, { name, leaseTtlMs: ttl }, () => this.config.replication.mode, () => this.failover.busy);
+      member = new ClusterMember(store, topology, systemClock, log, { name, leaseTtlMs: ttl, failsafe: coord.failsafe }, () => this.config.replication.mode, () => this.failover.busy, (url, timeoutMs) => askPeer(url, timeoutMs, this.adminHeaders()));
       this.monitor.primaryOwner = (d) => member!.observe(d);
     }
     this.member = member;
@@ -80,6 +83,36 @@ export class Control {
     topology.on('primary', (name) => {
       if (name) void this.refreshCatalog();
     });
+  }
+
+  /** Credentials for another instance's admin port (instances of one cluster share admin.auth). */
+  private adminHeaders(): Record<string, string> {
+    const a = this.config.admin.auth;
+    if (a.token !== undefined) return { authorization: `Bearer ${a.token}` };
+    if (a.user !== undefined) return { authorization: `Basic ${Buffer.from(`${a.user}:${a.password ?? ''}`).toString('base64')}` };
+    return {};
+  }
+
+  /**
+   * A switchover asked of this instance: done here when it leads (or runs alone), else handed to the leader
+   * (its admin URL is registered in etcd), whose answer is returned as if given here.
+   */
+  async switchover(to: string): Promise<FailoverEvent> {
+    const m = this.member;
+    if (m === null || m.role === 'leader') return this.failover.switchover(to);
+    const url = m.leaderUrl();
+    if (url === null) throw new SwitchoverRefused(`this instance does not lead and the leader (${m.leaderName ?? 'none'}) is not known: ask it directly`);
+    const r = await fetch(`${url}/switchover`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...this.adminHeaders() },
+      body: JSON.stringify({ to }),
+      signal: AbortSignal.timeout(this.config.failover.switchover_timeout + 30_000),
+    });
+    const body = (await r.json().catch(() => ({}))) as { event?: FailoverEvent; error?: string };
+    if (r.status === 200 && body.event) return body.event;
+    const why = `the leader ${m.leaderName} answered ${r.status}: ${body.error ?? 'no reason given'}`;
+    if (r.status === 409) throw new SwitchoverRefused(why);
+    throw new Error(why);
   }
 
   // pgsplit's own connections to the nodes speak TLS as server_tls / nodes[].tls say (read live: a reload applies).

@@ -20,7 +20,21 @@ import type { CoordinationStore } from './store.js';
 export interface MemberSettings {
   name: string;
   leaseTtlMs: number;
+  /** coordination.failsafe: when etcd is down for every instance, writes go on to the primary they agree on. */
+  failsafe: boolean;
 }
+
+/** What one instance tells another directly (GET /coordination on its admin port). */
+export interface PeerView {
+  instance: string;
+  epoch: number | null;
+  primary: string | null;
+  /** It read etcd successfully within lease_ttl. */
+  etcd_reachable: boolean;
+}
+
+/** Asks a peer at its admin URL; null when it does not answer in time. */
+export type PeerAsker = (adminUrl: string, timeoutMs: number) => Promise<PeerView | null>;
 
 export type MemberRole = 'starting' | 'leader' | 'follower';
 
@@ -33,6 +47,14 @@ export class ClusterMember extends EventEmitter {
   /** Start of the last read that confirmed the published state (0: never). */
   confirmedAt = 0;
   leadershipChanges = 0;
+  /** Writes go on only because every peer confirmed that etcd is down for all (coordination.failsafe). */
+  failsafeActive = false;
+  /** Start of the last successful read from etcd (0: never). */
+  private etcdOkAt = 0;
+  /** The other instances as last read from etcd: name → admin URL. */
+  private peers = new Map<string, string>();
+  /** How peers reach this instance (its admin URL), registered with every new lease. */
+  private adminUrl: string | null = null;
   private lease: string | null = null;
   /** The leader's lease is surely alive until then (start of the last successful keepalive + ttl). */
   private leaseValidUntil = 0;
@@ -52,6 +74,7 @@ export class ClusterMember extends EventEmitter {
     private readonly mode: () => ReplicationMode,
     /** A promotion or switchover is running here (the leader does not republish the primary meanwhile). */
     private readonly busy: () => boolean,
+    private readonly askPeer: PeerAsker = async () => null,
   ) {
     super();
     // Until the state is confirmed nothing is written.
@@ -102,6 +125,22 @@ export class ClusterMember extends EventEmitter {
     return loop() ?? Promise.resolve();
   }
 
+  /** This instance's admin URL, for its peers (failsafe questions, switchovers handed to the leader). */
+  advertise(url: string): void {
+    this.adminUrl = url;
+    if (this.lease !== null) void this.store.register(this.settings.name, JSON.stringify({ admin: url }), this.lease).catch(() => {});
+  }
+
+  /** The leader's admin URL as registered (null: unknown, or this instance leads). */
+  leaderUrl(): string | null {
+    return this.leaderName === null || this.leaderName === this.settings.name ? null : (this.peers.get(this.leaderName) ?? null);
+  }
+
+  /** What this instance tells a peer that asks. */
+  peerView(): PeerView {
+    return { instance: this.settings.name, epoch: this.state?.epoch ?? null, primary: this.state?.primary ?? null, etcd_reachable: this.etcdOkAt > 0 && this.clock.now() - this.etcdOkAt < this.ttlMs };
+  }
+
   /** What the monitor concluded this round (in coordinated mode it never sets the primary itself). */
   observe(d: PrimaryDecision): void {
     this.observed = d;
@@ -111,23 +150,58 @@ export class ClusterMember extends EventEmitter {
   /** One round: keep or seek the leadership, confirm the published state, publish one if the leader has none. */
   async tick(): Promise<void> {
     const started = this.clock.now();
+    // A leader that could not renew its lease in time (cut off from etcd) no longer leads, whatever etcd says later.
+    if (this.role === 'leader' && started >= this.leaseValidUntil) this.setRole('follower', 'its lease could not be renewed within lease_ttl');
     await this.leadershipRound(started).catch((err: Error) => this.log.debug({ err: err.message }, 'coordination: leadership round failed'));
     let state: ClusterState | null;
     try {
       state = await this.store.readState();
       this.leaderName = (await this.store.leader())?.name ?? null;
+      this.etcdOkAt = started;
+      this.peers = await this.store.members().then((m) => {
+        m.delete(this.settings.name);
+        return new Map([...m].map(([name, info]) => [name, (JSON.parse(info) as { admin?: string }).admin ?? '']));
+      }, () => this.peers);
     } catch (err) {
-      if (this.clock.now() >= this.topology.writableUntil && this.topology.writableUntil > 0) this.log.debug({ err: (err as Error).message }, 'coordination: cannot confirm the cluster state');
+      this.log.debug({ err: (err as Error).message }, 'coordination: cannot confirm the cluster state');
+      if (this.settings.failsafe) await this.failsafeRound();
       return;
+    }
+    if (this.failsafeActive) {
+      this.failsafeActive = false;
+      this.log.warn('coordination: etcd answers again; failsafe over');
     }
     this.follow(state, started);
     if (this.role === 'leader' && !this.busy()) await this.publishObserved().catch((err: Error) => this.log.warn({ err: err.message }, 'coordination: could not publish the cluster state'));
+  }
+
+  /**
+   * etcd did not answer. Nobody can promote without it, so writes may go on to the agreed primary if etcd is down
+   * for every instance: each known peer answers directly, says it cannot reach etcd either, and follows the same
+   * state. A peer that does not answer (cut off, or dead) could be the one that still reaches etcd: then no.
+   */
+  private async failsafeRound(): Promise<void> {
+    const s = this.state;
+    if (s === null || s.primary === null) return;
+    const askedAt = this.clock.now();
+    const urls = [...this.peers.values()];
+    const answers = await Promise.all(urls.map((u) => (u ? this.askPeer(u, Math.max(200, Math.floor(this.ttlMs / 3))).catch(() => null) : Promise.resolve(null))));
+    const all = answers.every((a) => a !== null && !a.etcd_reachable && a.epoch === s.epoch && a.primary === s.primary);
+    if (!all) {
+      if (this.failsafeActive) this.log.warn({ peers: urls.length, answered: answers.filter((a) => a !== null).length }, 'coordination: failsafe over: not every instance confirms that etcd is down for all');
+      this.failsafeActive = false;
+      return;
+    }
+    if (!this.failsafeActive) this.log.warn({ primary: s.primary, epoch: s.epoch, peers: urls.length }, 'coordination: etcd is down for every instance (failsafe): writes go on to the agreed primary; nobody can promote');
+    this.failsafeActive = true;
+    this.topology.setWritableUntil(askedAt + this.ttlMs);
   }
 
   private async leadershipRound(started: number): Promise<void> {
     if (this.lease === null) {
       this.lease = await this.store.grantLease(Math.max(1, Math.ceil(this.ttlMs / 1000)));
       this.leaseValidUntil = started + this.ttlMs;
+      if (this.adminUrl !== null) await this.store.register(this.settings.name, JSON.stringify({ admin: this.adminUrl }), this.lease);
     } else if (await this.store.keepAlive(this.lease)) {
       this.leaseValidUntil = started + this.ttlMs;
     } else {
@@ -155,7 +229,12 @@ export class ClusterMember extends EventEmitter {
 
   /** A state read (confirmedAt = when the read started) or watched (not a confirmation by itself). */
   private follow(state: ClusterState | null, readStartedAt: number | null): void {
-    if (state !== null && (this.state === null || state.epoch >= this.state.epoch)) {
+    // An older epoch than one already followed confirms nothing (a stale answer, or a regressed store).
+    if (state !== null && this.state !== null && state.epoch < this.state.epoch) {
+      this.log.warn({ read_epoch: state.epoch, followed_epoch: this.state.epoch }, 'coordination: ignoring a cluster state older than the one followed');
+      return;
+    }
+    if (state !== null) {
       const changed = this.state === null || this.state.primary !== state.primary;
       this.state = state;
       if (changed) this.log.info({ primary: state.primary, epoch: state.epoch, leader: state.leader }, 'coordination: following the published primary');
@@ -170,7 +249,9 @@ export class ClusterMember extends EventEmitter {
 
   /** Nodes that claim to be primary but are not the published one get no traffic. */
   private applyFencing(): void {
-    const agreed = this.state?.primary ?? null;
+    // Before anything is published nobody is fenced: the leader's first state comes from what the monitor sees.
+    if (this.state === null) return;
+    const agreed = this.state.primary;
     const claim = this.topology.all().filter((n) => n.up && n.role === 'primary' && n.name !== agreed).map((n) => n.name);
     if (claim.join(',') !== [...this.topology.fenced].join(',')) this.topology.setFenced(claim);
   }
@@ -186,12 +267,16 @@ export class ClusterMember extends EventEmitter {
   /** The leader publishes a new primary (null: none, while a promotion is prepared); throws when it is not the leader. */
   async publishPrimary(primary: string | null): Promise<ClusterState> {
     if (this.role !== 'leader' || this.lease === null) throw new Error('not the leader');
-    const next = nextState(this.state, { primary, fenced: [...this.topology.fenced].filter((n) => n !== primary), mode: this.mode() }, this.settings.name, Date.now());
+    // Built on the latest stored state, never on what this instance last happened to see.
+    const readAt = this.clock.now();
+    this.follow(await this.store.readState(), readAt);
+    const prev = this.state;
+    const next = nextState(prev, { primary, fenced: [...this.topology.fenced].filter((n) => n !== primary), mode: this.mode() }, this.settings.name, Date.now());
     if (sameState(this.state, next)) return this.state!;
     const started = this.clock.now();
-    if (!(await this.store.publish(next, { name: this.settings.name, lease: this.lease }))) {
-      this.setRole('follower', 'publishing the cluster state failed: the leader key is not ours');
-      throw new Error('lost the leadership while publishing the cluster state');
+    if (!(await this.store.publish(next, { name: this.settings.name, lease: this.lease }, prev))) {
+      this.setRole('follower', 'publishing the cluster state failed: the leader key is not ours, or the state changed meanwhile');
+      throw new Error('lost the leadership (or a newer state was published) while publishing the cluster state');
     }
     this.log.warn({ primary, epoch: next.epoch }, 'coordination: published the cluster state');
     this.follow(next, started);

@@ -21,11 +21,14 @@ export class EtcdStore implements CoordinationStore {
   private readonly client: Etcd3;
   private readonly leaderKey: string;
   private readonly stateKey: string;
+  private readonly membersPrefix: string;
 
   constructor(s: EtcdSettings) {
     const options: IOptions = {
       hosts: s.endpoints,
       dialTimeout: s.callTimeoutMs,
+      // gRPC's reconnect backoff grows to minutes; an etcd that comes back must be seen within about a lease.
+      grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': Math.max(500, s.callTimeoutMs) },
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + s.callTimeoutMs }),
       // Retries and circuit breakers would stretch a call past the lease arithmetic: the caller's next tick retries.
       faultHandling: { host: () => noop, global: noop, watchBackoff: new ConstantBackoff(500).next() },
@@ -35,6 +38,7 @@ export class EtcdStore implements CoordinationStore {
     this.client = new Etcd3(options);
     this.leaderKey = `${s.prefix}/leader`;
     this.stateKey = `${s.prefix}/state`;
+    this.membersPrefix = `${s.prefix}/members/`;
   }
 
   private readonly leases = new Map<string, ReturnType<Etcd3['lease']>>();
@@ -87,12 +91,12 @@ export class EtcdStore implements CoordinationStore {
     return decodeState(await this.client.get(this.stateKey).string());
   }
 
-  async publish(state: ClusterState, as: LeaderKey): Promise<boolean> {
-    const r = await this.client
-      .if(this.leaderKey, 'Value', '==', as.name)
-      .and(this.leaderKey, 'Lease', '==', as.lease)
-      .then(this.client.put(this.stateKey).value(encodeState(state)))
-      .commit();
+  async publish(state: ClusterState, as: LeaderKey, prev: ClusterState | null): Promise<boolean> {
+    const txn = this.client.if(this.leaderKey, 'Value', '==', as.name).and(this.leaderKey, 'Lease', '==', as.lease);
+    // Compare-and-swap on the state itself: a leader that has not read the latest state cannot overwrite it.
+    if (prev === null) txn.and(this.stateKey, 'Create', '==', 0);
+    else txn.and(this.stateKey, 'Value', '==', encodeState(prev));
+    const r = await txn.then(this.client.put(this.stateKey).value(encodeState(state))).commit();
     return r.succeeded;
   }
 
@@ -102,6 +106,15 @@ export class EtcdStore implements CoordinationStore {
     w.on('delete', () => fn(null));
     w.on('error', () => {});
     return () => w.cancel();
+  }
+
+  async register(name: string, info: string, lease: string): Promise<void> {
+    await this.client.put(this.membersPrefix + name).value(info).lease(lease).exec();
+  }
+
+  async members(): Promise<Map<string, string>> {
+    const all = await this.client.getAll().prefix(this.membersPrefix).strings();
+    return new Map(Object.entries(all).map(([k, v]) => [k.slice(this.membersPrefix.length), v]));
   }
 
   close(): void {

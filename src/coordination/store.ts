@@ -18,9 +18,13 @@ export interface CoordinationStore {
   leader(): Promise<LeaderKey | null>;
   /** The published state (a linearizable read); null if none was published yet. */
   readState(): Promise<ClusterState | null>;
-  /** Publishes `state`, only if the leader key still holds (name, lease); false otherwise. */
-  publish(state: ClusterState, as: LeaderKey): Promise<boolean>;
+  /** Publishes `state`, only if the leader key still holds (name, lease) and the stored state is still `prev`; false otherwise. */
+  publish(state: ClusterState, as: LeaderKey, prev: ClusterState | null): Promise<boolean>;
   /** Calls `fn` with every state published from now on; returns a stop function. */
   watchState(fn: (state: ClusterState | null) => void): Promise<() => Promise<void>>;
+  /** This instance's entry among the members (how peers reach it), kept while `lease` lives. */
+  register(name: string, info: string, lease: string): Promise<void>;
+  /** Every registered member's entry, by name. */
+  members(): Promise<Map<string, string>>;
   close(): void;
 }

@@ -228,4 +228,100 @@ describe('several pgsplit instances through etcd', () => {
       await endQuietly(c);
     }
   });
+
+  it('etcd stopped entirely, failsafe off: every instance stops writing within lease_ttl; writes resume when etcd is back', async () => {
+    const live = alive();
+    const cs = await Promise.all(live.map((i) => proxyClient(i.target, info)));
+    try {
+      const primary = (await status(live[0]!)).coordination.published_primary!;
+      for (const c of cs) expect((await write(c)).port).toBe(node(primary).port);
+      const stoppedAt = Date.now();
+      await etcd.stopAll();
+      await eventually('every instance to stop allowing writes', async () => ((await Promise.all(live.map(status))).every((s) => !s.coordination.writes_allowed) ? true : undefined), LEASE_TTL_MS * 4);
+      console.log(`[coordination] etcd down, failsafe off: writes stopped on every instance after ${Date.now() - stoppedAt} ms`);
+      const err = await write(cs[0]!).then(() => null, (e: Error & { code?: string }) => e);
+      expect(err?.code).toBe('57P03');
+      // (No replica is left by now, pg1 dead and pg2 fenced, so reads need the primary too: they wait like writes.)
+      await etcd.startAll();
+      for (const c of cs) await eventually('writes again', async () => ((await write(c)).port === node(primary).port ? true : undefined), 20_000, 300);
+    } finally {
+      await Promise.all(cs.map(endQuietly));
+    }
+  });
+});
+
+describe('two pgsplit instances with coordination.failsafe', () => {
+  let cluster: Cluster;
+  let info: ClusterInfo;
+  let etcd: EtcdCluster;
+  const instances: Instance[] = [];
+  const node = (name: string) => cluster.nodes.find((n) => n.name === name)!;
+  const status = async (i: Instance): Promise<Status & { coordination: { failsafe?: boolean } }> =>
+    (await fetch(`http://127.0.0.1:${i.proc.adminPort}/status`, { headers: adminAuthHeaders(), signal: AbortSignal.timeout(5_000) })).json() as Promise<Status>;
+  const write = (c: pg.Client) => c.query<{ id: number; port: number }>('INSERT INTO coord (v) VALUES (1) RETURNING id, inet_server_port() AS port').then((r) => r.rows[0]!);
+
+  beforeAll(async () => {
+    cluster = await startCluster({ signalHandlers: false });
+    info = clusterInfo(cluster);
+    etcd = await startEtcd({ members: 3 });
+    for (const name of ['f1', 'f2']) {
+      const extra = [
+        `coordination: { name: ${name}, failsafe: true, etcd: { endpoints: [${etcd.endpoints.join(', ')}], prefix: /pgsplit/failsafe-${process.pid}, lease_ttl: ${LEASE_TTL_MS}ms } }`,
+        `failover: { hold_timeout: ${HOLD_MS}ms, failure_threshold: 2 }`,
+      ].join('\n');
+      const proc = await spawnProxy(info, { logLevel: process.env.COORD_LOG ?? 'warn', extra });
+      instances.push({ name, proc, target: { listenPort: proc.port } as RunningProxy });
+      if (name === 'f1') await eventually('f1 to lead', async () => ((await status(instances[0]!)).coordination.role === 'leader' ? true : undefined), 15_000);
+    }
+    await using(proxyClient(instances[0]!.target, info), (c) => c.query('CREATE TABLE coord (id serial PRIMARY KEY, v int NOT NULL)'));
+    // Both have registered and read each other before the trials.
+    await eventually('both following pg1', async () => ((await Promise.all(instances.map(status))).every((s) => s.coordination.published_primary === 'pg1' && s.coordination.writes_allowed) ? true : undefined), 15_000);
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all(instances.map((i) => i.proc.stop().catch(() => {})));
+    await etcd?.stop();
+    await cluster?.stop();
+  });
+
+  it('POST /switchover to a follower is handed to the leader; both instances then write to the new primary', async () => {
+    const follower = instances[1]!;
+    expect((await status(follower)).coordination.role).toBe('follower');
+    const r = await fetch(`http://127.0.0.1:${follower.proc.adminPort}/switchover`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...adminAuthHeaders() },
+      body: JSON.stringify({ to: 'pg2' }),
+      signal: AbortSignal.timeout(60_000),
+    });
+    const body = (await r.json()) as { event?: { new_primary: string; old_primary: string } ; error?: string };
+    expect(r.status, JSON.stringify(body)).toBe(200);
+    expect(body.event).toMatchObject({ old_primary: 'pg1', new_primary: 'pg2' });
+    for (const i of instances) {
+      await eventually(`${i.name} to write to pg2`, async () => ((await using(proxyClient(i.target, info), write)).port === node('pg2').port ? true : undefined), 15_000, 200);
+    }
+    // The leader did it: the event is in its history, not the follower's.
+    expect((await status(instances[0]!)).failover.events.map((e) => [e.kind, e.new_primary])).toEqual([['switchover', 'pg2']]);
+    expect((await status(follower)).failover.events).toEqual([]);
+  });
+
+  it('etcd down for both: writes go on to the agreed primary, nobody promotes; with one instance gone they stop; etcd back, they resume', async () => {
+    const cs = await Promise.all(instances.map((i) => proxyClient(i.target, info)));
+    try {
+      const primary = node((await status(instances[0]!)).coordination.published_primary!);
+      await etcd.stopAll();
+      await sleep(LEASE_TTL_MS * 2);
+      for (const c of cs) expect((await write(c)).port).toBe(primary.port);
+      const ss = await Promise.all(instances.map(status));
+      expect(ss.map((s) => s.coordination.writes_allowed)).toEqual([true, true]);
+      // f2 gone: f1 cannot tell whether f2 still reaches etcd, so it stops writing.
+      await instances[1]!.proc.stop();
+      await eventually('f1 to stop allowing writes', async () => ((await status(instances[0]!)).coordination.writes_allowed ? undefined : true), LEASE_TTL_MS * 4);
+      const err = await write(cs[0]!).then(() => null, (e: Error & { code?: string }) => e);
+      expect(err?.code).toBe('57P03');
+      await etcd.startAll();
+      await eventually('f1 writes again', async () => ((await write(cs[0]!)).port === primary.port ? true : undefined), 20_000, 300);
+    } finally {
+      await Promise.all(cs.map(endQuietly));
+    }
+  });
 });
