@@ -1,10 +1,12 @@
 // Three pgsplit instances in front of one cluster through a real 3-member etcd: one leader, one published primary; a cut-off instance stops writing; a killed leader is replaced; a killed primary is promoted over exactly once.
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { clusterInfo, startCluster, type Cluster, type ClusterInfo, type ClusterNode } from '../harness/cluster.js';
 import { adminAuthHeaders, spawnProxy, type ProxyProcess, type RunningProxy } from '../harness/proxy.js';
 import { startEtcd, type EtcdCluster } from '../harness/etcd.js';
 import { startFaultProxy, type FaultProxy } from '../harness/fault-proxy.js';
+import { freePort } from '../harness/ports.js';
 import { directClient, endQuietly, eventually, proxyClient, sleep, using } from './helpers.js';
 
 interface Coordination { instance: string; role: string; leader: string | null; epoch: number | null; published_primary: string | null; state_age_ms: number | null; writes_allowed: boolean }
@@ -282,6 +284,15 @@ describe('two pgsplit instances with coordination.failsafe', () => {
     await Promise.all(instances.map((i) => i.proc.stop().catch(() => {})));
     await etcd?.stop();
     await cluster?.stop();
+  });
+
+  it('libpq with a multi-host connection string (host=a,b) skips an instance that is down and writes through the next', async () => {
+    const down = await freePort();
+    const f2 = instances[1]!;
+    const conn = `host=127.0.0.1,127.0.0.1 port=${down},${f2.proc.port} user=${info.app.user} dbname=${info.app.database} target_session_attrs=read-write connect_timeout=5`;
+    const r = spawnSync(cluster.bin('psql'), [conn, '-XAtq', '-c', 'INSERT INTO coord (v) VALUES (1) RETURNING inet_server_port()'], { env: { ...process.env, PGPASSWORD: info.app.password }, encoding: 'utf8', timeout: 30_000 });
+    expect(r.stderr).toBe('');
+    expect(Number(r.stdout.trim())).toBe(node('pg1').port);
   });
 
   it('POST /switchover to a follower is handed to the leader; both instances then write to the new primary', async () => {
