@@ -202,8 +202,10 @@ export class Topology extends EventEmitter<TopologyEvents> {
     if (t === this.writableUntil) return;
     const wasWritable = Date.now() < this.writableUntil;
     this.writableUntil = t;
-    // Sessions holding for a primary wake on 'primary' (the primary is usable again).
+    // Sessions holding for a primary wake on 'primary' (the primary is usable again); 'change' carries the new
+    // deadline to workers (a coordinator forwards every change).
     if (!wasWritable && Date.now() < t) this.emit('primary', this.primaryName, this.primaryName);
+    this.emit('change');
   }
 
   /** Nodes that claim to be primary but are not the one routed to (an old primary back after a failover): no traffic. */
@@ -234,8 +236,6 @@ export class Topology extends EventEmitter<TopologyEvents> {
   follow(s: TopologySnapshot): void {
     this.nodes = new Map(s.nodes.map((n) => [n.name, n]));
     this.fenced = new Set(s.fenced);
-    // Infinity does not survive JSON (IPC): null stands for it.
-    this.setWritableUntil(typeof s.writableUntil === 'number' ? s.writableUntil : Infinity);
     this.replicasCache = null;
     this.version++;
     if (s.writesPaused && !this.writesPaused) this.pauseWrites();
@@ -244,5 +244,7 @@ export class Topology extends EventEmitter<TopologyEvents> {
     this.setPrimary(s.primary);
     if (!changed) this.emit('change');
     if (!s.writesPaused) this.resumeWrites();
+    // Last, so that sessions it wakes find the rest of the snapshot in place. Infinity crosses IPC as null.
+    this.setWritableUntil(typeof s.writableUntil === 'number' ? s.writableUntil : Infinity);
   }
 }

@@ -336,3 +336,53 @@ describe('two pgsplit instances with coordination.failsafe', () => {
     }
   });
 });
+
+describe('workers: 2 with coordination', () => {
+  let cluster: Cluster;
+  let info: ClusterInfo;
+  let etcd: EtcdCluster;
+  let proc: ProxyProcess;
+
+  beforeAll(async () => {
+    cluster = await startCluster({ signalHandlers: false });
+    info = clusterInfo(cluster);
+    etcd = await startEtcd({ members: 3 });
+    proc = await spawnProxy(info, {
+      logLevel: 'warn',
+      extra: [
+        'workers: 2',
+        `coordination: { name: w1, etcd: { endpoints: [${etcd.endpoints.join(', ')}], prefix: /pgsplit/workers-${process.pid}, lease_ttl: ${LEASE_TTL_MS}ms } }`,
+        `failover: { hold_timeout: ${HOLD_MS}ms }`,
+      ].join('\n'),
+    });
+    await using(proxyClient({ listenPort: proc.port } as RunningProxy, info), (c) => c.query('CREATE TABLE coord (id serial PRIMARY KEY, v int NOT NULL)'));
+  }, 120_000);
+
+  afterAll(async () => {
+    await proc?.stop();
+    await etcd?.stop();
+    await cluster?.stop();
+  });
+
+  it('both workers keep writing for many lease_ttl while the coordinator confirms the state, and stop when it cannot', async () => {
+    const target = { listenPort: proc.port } as RunningProxy;
+    // Sessions are spread over the workers: four clients cover both.
+    const cs = await Promise.all([0, 1, 2, 3].map(() => proxyClient(target, info)));
+    const write = (c: pg.Client) => c.query<{ port: number }>('INSERT INTO coord (v) VALUES (1) RETURNING inet_server_port() AS port').then((r) => r.rows[0]!.port);
+    try {
+      const until = Date.now() + LEASE_TTL_MS * 3;
+      while (Date.now() < until) {
+        for (const c of cs) expect(await write(c)).toBe(cluster.nodes[0]!.port);
+        await sleep(200);
+      }
+      await etcd.stopAll();
+      await sleep(LEASE_TTL_MS + 500);
+      const errs = await Promise.all(cs.map((c) => write(c).then(() => null, (e: Error & { code?: string }) => e.code)));
+      expect(errs).toEqual(['57P03', '57P03', '57P03', '57P03']);
+      await etcd.startAll();
+      for (const c of cs) await eventually('writes again', async () => ((await write(c)) === cluster.nodes[0]!.port ? true : undefined), 20_000, 300);
+    } finally {
+      await Promise.all(cs.map(endQuietly));
+    }
+  });
+});
