@@ -56,7 +56,7 @@ export class Control {
       const store = new EtcdStore({ ...coord.etcd, callTimeoutMs: Math.max(200, Math.floor(ttl / 3)) });
       const name = coord.name || `${os.hostname()}:${config.listen.port || process.pid}`;
       member = new ClusterMember(store, topology, systemClock, log, { name, leaseTtlMs: ttl, failsafe: coord.failsafe }, () => this.config.replication.mode, () => this.failover.busy, (url, timeoutMs) => askPeer(url, timeoutMs, this.adminHeaders()));
-      this.monitor.primaryOwner = (d) => member!.observe(d);
+      this.monitor.owner = member;
     }
     this.member = member;
     this.failover = new FailoverController(topology, () => this.monitorSettings(this.config.monitor), () => {
@@ -77,7 +77,7 @@ export class Control {
     }, log, {
       writesPaused: hooks.writesPaused,
       leadership: member?.leadership,
-      authority: member ? { beforePromotion: () => member.beforePromotion(), publish: async (p) => void (await member.publishPrimary(p)) } : undefined,
+      authority: this.monitor.owner,
     });
     this.monitor.afterRound(() => this.failover.onRound());
     topology.on('primary', (name) => {

@@ -11,6 +11,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from '../util/logger.js';
 import type { Topology } from '../topology/topology.js';
 import type { PrimaryDecision } from '../health/evaluate.js';
+import type { PrimaryOwner } from '../health/primary-owner.js';
 import type { ReplicationMode } from '../failover/decide.js';
 import type { Clock } from '../failover/clock.js';
 import type { Leadership } from '../failover/leadership.js';
@@ -38,7 +39,7 @@ export type PeerAsker = (adminUrl: string, timeoutMs: number) => Promise<PeerVie
 
 export type MemberRole = 'starting' | 'leader' | 'follower';
 
-export class ClusterMember extends EventEmitter {
+export class ClusterMember extends EventEmitter implements PrimaryOwner {
   role: MemberRole = 'starting';
   /** The state this instance follows (null: none published yet, or not read yet). */
   state: ClusterState | null = null;
@@ -281,6 +282,11 @@ export class ClusterMember extends EventEmitter {
     this.log.warn({ primary, epoch: next.epoch }, 'coordination: published the cluster state');
     this.follow(next, started);
     return next;
+  }
+
+  /** A promoted node takes writes: published to every instance (this one follows it at once). */
+  async publish(primary: string): Promise<void> {
+    await this.publishPrimary(primary);
   }
 
   /** Before a promotion: no instance writes to the old primary any more (published, then lease_ttl waited out). */

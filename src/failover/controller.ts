@@ -5,6 +5,7 @@
 import type { Logger } from '../util/logger.js';
 import type { NodeState, Topology } from '../topology/topology.js';
 import type { MonitorSettings } from '../health/monitor-client.js';
+import { LocalPrimary, type PrimaryOwner } from '../health/primary-owner.js';
 import { maskConninfo } from '../config/redact.js';
 import { decideFailover, type FailoverDecision, type ReplicationMode } from './decide.js';
 import type { SyncPlan } from './sync-standbys.js';
@@ -34,16 +35,8 @@ export interface FailoverConfig {
   synchronousCommit: string;
 }
 
-/** Who else must know of a change of primary before it takes effect (other instances, through coordination). */
-export interface PrimaryAuthority {
-  /** Before a promotion: from now on nobody writes to the old primary (may wait). */
-  beforePromotion(): Promise<void>;
-  /** The promoted node takes writes: published before this instance routes there. */
-  publish(primary: string): Promise<void>;
-}
-
-/** One instance alone: the topology it routes with is the only one. */
-const alone: PrimaryAuthority = { beforePromotion: async () => {}, publish: async () => {} };
+/** The part of the primary's owner (health/primary-owner.ts) that failover uses. */
+export type PrimaryAuthority = Pick<PrimaryOwner, 'beforePromotion' | 'publish'>;
 
 /** What the controller acts through; every part has a real default, and tests give fakes. */
 export interface ControllerParts {
@@ -88,7 +81,7 @@ export class FailoverController {
     parts: ControllerParts = {},
   ) {
     this.leadership = parts.leadership ?? soleInstance;
-    this.authority = parts.authority ?? alone;
+    this.authority = parts.authority ?? new LocalPrimary(topology, log);
     this.actions = guardedActions(parts.actions ?? new SqlNodeActions(settings), this.leadership);
     this.clock = parts.clock ?? systemClock;
     this.hooks = parts.hooks ?? ((command, vars) => runHookCommand(command, vars, this.config().hookTimeoutMs, this.log));
@@ -232,9 +225,9 @@ export class FailoverController {
 
   /** Writes go to the just-promoted node now (published first); the monitor's next round confirms what it sees. */
   private async takeWrites(node: NodeState): Promise<void> {
-    await this.authority.publish(node.name);
     this.topology.update(node.name, { role: 'primary', receiverStatus: null, senderHost: null, senderPort: null, banned: false, banReason: null });
-    this.topology.setPrimary(node.name);
+    // The primary's owner sets it (several instances: published to all first).
+    await this.authority.publish(node.name);
     this.elected = node.name;
     this.upkeep.newPrimary(this.config().mode);
   }

@@ -3,7 +3,8 @@ import type pg from 'pg';
 import { monitorClient, type MonitorSettings } from './monitor-client.js';
 import type { Logger } from '../util/logger.js';
 import type { Topology } from '../topology/topology.js';
-import { applyLag, applyProbe, choosePrimary, type PrimaryDecision, type ProbeResult, type ProbeSample } from './evaluate.js';
+import { applyLag, applyProbe, choosePrimary, type ProbeResult, type ProbeSample } from './evaluate.js';
+import { LocalPrimary, type PrimaryOwner } from './primary-owner.js';
 import type { LagBounds } from './lag.js';
 
 const NO_BOUNDS: LagBounds = { bytes: null, timeMs: null, unbanAfterMs: 0 };
@@ -107,7 +108,9 @@ export class Monitor {
     private readonly bounds: () => LagBounds = () => NO_BOUNDS,
     /** The primary keeps its role while it has failed fewer probes in a row than this (failover.failure_threshold). */
     private readonly keepFailingPrimary: () => number = () => 1,
-  ) {}
+  ) {
+    this.owner = new LocalPrimary(topology, log);
+  }
 
   setSettings(s: MonitorSettings): void {
     this.settings = s;
@@ -146,10 +149,8 @@ export class Monitor {
     );
     const current = this.topology.primary?.name ?? null;
     const decision = choosePrimary(this.topology.all(), current, this.keepFailingPrimary(), this.topology.fenced);
-    if (this.primaryOwner !== null) {
-      // Several instances: the published cluster state says who the primary is; this round's view is only reported.
-      this.primaryOwner(decision);
-    } else this.applyPrimary(decision, current);
+    // The owner decides what becomes of this view (alone: it is applied; several instances: the published state rules).
+    this.owner.observe(decision);
     const primaryName = this.topology.primary?.name ?? null;
     const before = this.topology.all();
     const after = applyLag(before, primaryName, Date.now(), this.bounds());
@@ -164,20 +165,8 @@ export class Monitor {
     for (const fn of this.roundListeners) fn();
   }
 
-  /** Set when another module decides the primary (coordination): it gets each round's view instead of the topology. */
-  primaryOwner: ((d: PrimaryDecision) => void) | null = null;
-
-  private applyPrimary(decision: PrimaryDecision, current: string | null): void {
-    const fenced = decision.conflicting.join(',');
-    if (fenced !== [...this.topology.fenced].join(',')) {
-      if (decision.conflicting.length > 0) this.log.warn({ primary: decision.primary, fenced: decision.conflicting }, 'another node claims to be primary; it is fenced (gets no traffic)');
-      this.topology.setFenced(decision.conflicting);
-    }
-    if (decision.primary !== current) {
-      this.log.info({ primary: decision.primary, previous: current }, 'primary changed');
-      this.topology.setPrimary(decision.primary);
-    }
-  }
+  /** Who sets the primary on the topology (see primary-owner.ts); alone by default. */
+  owner: PrimaryOwner;
 
   private readonly roundListeners: (() => void)[] = [];
 
