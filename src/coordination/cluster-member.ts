@@ -267,19 +267,34 @@ export class ClusterMember extends EventEmitter implements PrimaryOwner {
 
   /** The leader publishes a new primary (null: none, while a promotion is prepared); throws when it is not the leader. */
   async publishPrimary(primary: string | null): Promise<ClusterState> {
+    return this.publishState(primary, undefined);
+  }
+
+  synchronous(): readonly string[] | null {
+    return this.state?.synchronous ?? null;
+  }
+
+  /** The leader's upkeep applied synchronous_standby_names: published for a leader that may follow it. */
+  async publishSynchronous(members: readonly string[]): Promise<void> {
+    const s = this.state;
+    if (this.role !== 'leader' || s === null || s.primary === null || s.synchronous.join(',') === members.join(',')) return;
+    await this.publishState(s.primary, members);
+  }
+
+  private async publishState(primary: string | null, synchronous: readonly string[] | undefined): Promise<ClusterState> {
     if (this.role !== 'leader' || this.lease === null) throw new Error('not the leader');
     // Built on the latest stored state, never on what this instance last happened to see.
     const readAt = this.clock.now();
     this.follow(await this.store.readState(), readAt);
     const prev = this.state;
-    const next = nextState(prev, { primary, fenced: [...this.topology.fenced].filter((n) => n !== primary), mode: this.mode() }, this.settings.name, Date.now());
+    const next = nextState(prev, { primary, fenced: [...this.topology.fenced].filter((n) => n !== primary), mode: this.mode(), synchronous }, this.settings.name, Date.now());
     if (sameState(this.state, next)) return this.state!;
     const started = this.clock.now();
     if (!(await this.store.publish(next, { name: this.settings.name, lease: this.lease }, prev))) {
       this.setRole('follower', 'publishing the cluster state failed: the leader key is not ours, or the state changed meanwhile');
       throw new Error('lost the leadership (or a newer state was published) while publishing the cluster state');
     }
-    this.log.warn({ primary, epoch: next.epoch }, 'coordination: published the cluster state');
+    this.log.warn({ primary, epoch: next.epoch, synchronous: next.synchronous }, 'coordination: published the cluster state');
     this.follow(next, started);
     return next;
   }

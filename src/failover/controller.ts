@@ -36,7 +36,7 @@ export interface FailoverConfig {
 }
 
 /** The part of the primary's owner (health/primary-owner.ts) that failover uses. */
-export type PrimaryAuthority = Pick<PrimaryOwner, 'beforePromotion' | 'publish'>;
+export type PrimaryAuthority = Omit<PrimaryOwner, 'observe'>;
 
 /** What the controller acts through; every part has a real default, and tests give fakes. */
 export interface ControllerParts {
@@ -128,7 +128,7 @@ export class FailoverController {
     // Another instance leads: it decides and acts; this one follows the state it publishes.
     if (this.step !== null || !this.leadership.leading()) return;
     const decision = cfg.enabled
-      ? decideFailover(this.topology.all(), this.elected, this.upkeep.sync.members, { failureThreshold: cfg.failureThreshold, mode: cfg.mode, strict: cfg.strict })
+      ? decideFailover(this.topology.all(), this.elected, this.trustedSynchronous(), { failureThreshold: cfg.failureThreshold, mode: cfg.mode, strict: cfg.strict })
       : ({ kind: 'healthy' } as const);
     if (decision.kind !== this.phase || ('reason' in decision && decision.reason !== this.phaseReason)) {
       if (decision.kind === 'suspect' || decision.kind === 'no-candidate') this.log.warn({ reason: decision.reason }, `failover: ${decision.kind}`);
@@ -141,7 +141,21 @@ export class FailoverController {
       this.run('promote', () => this.promote(decision));
       return;
     }
-    if (decision.kind === 'healthy' && primary?.up) this.run('maintain', () => this.upkeep.run(primary, cfg));
+    if (decision.kind === 'healthy' && primary?.up) {
+      this.run('maintain', async () => {
+        await this.upkeep.run(primary, cfg);
+        await this.authority.publishSynchronous(this.upkeep.sync.members);
+      });
+    }
+  }
+
+  /**
+   * The standbys that hold every acknowledged commit: this instance's own upkeep's, once it has applied the mode
+   * on the elected primary; before that (a leader that has just taken over) what the previous leader published.
+   */
+  private trustedSynchronous(): readonly string[] {
+    if (this.upkeep.appliedOn(this.elected)) return this.upkeep.sync.members;
+    return this.authority.synchronous() ?? this.upkeep.sync.members;
   }
 
   private run<T>(kind: 'maintain' | 'promote' | 'switchover', step: () => Promise<T>): Promise<T> {

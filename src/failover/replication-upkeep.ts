@@ -35,6 +35,11 @@ export class ReplicationUpkeep {
     private readonly log: Logger,
   ) {}
 
+  /** This instance applied the mode on `primary` itself (its sync plan is first-hand). */
+  appliedOn(primary: string | null): boolean {
+    return primary !== null && this.applied !== null && this.applied.primary === primary;
+  }
+
   /** A new primary takes writes: nobody is synchronous to it until upkeep has applied the mode there. */
   newPrimary(mode: ReplicationMode): void {
     this.sync = { names: '', members: [], degraded: mode !== 'async' };

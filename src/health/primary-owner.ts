@@ -10,6 +10,10 @@ export interface PrimaryOwner {
   beforePromotion(): Promise<void>;
   /** A promoted node takes writes. */
   publish(primary: string): Promise<void>;
+  /** The synchronous standbys another instance applied on the current primary (null: only this instance knows). */
+  synchronous(): readonly string[] | null;
+  /** The synchronous standbys now in force on the primary, for whoever decides a failover next. */
+  publishSynchronous(members: readonly string[]): Promise<void>;
 }
 
 /** One instance alone: probe rounds decide (a claimant that is not the primary is fenced), and failover's promotion is taken at once. */
@@ -37,4 +41,10 @@ export class LocalPrimary implements PrimaryOwner {
   async publish(primary: string): Promise<void> {
     this.topology.setPrimary(primary);
   }
+
+  synchronous(): null {
+    return null;
+  }
+
+  async publishSynchronous(): Promise<void> {}
 }

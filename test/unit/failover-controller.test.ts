@@ -61,15 +61,23 @@ function cluster(): Topology {
   return t;
 }
 
-function setup(o: { cfg?: Partial<FailoverConfig>; actions?: Partial<NodeActions>; leader?: () => boolean } = {}) {
+function setup(o: { cfg?: Partial<FailoverConfig>; actions?: Partial<NodeActions>; leader?: () => boolean; published?: string[] } = {}) {
   const topology = cluster();
   const clock = new FakeClock();
   const { actions, calls } = fakeActions(o.actions);
   const hooks = vi.fn(async (command: string, vars: Record<string, string>) => (calls.push(`hook ${command} ${vars.PGSPLIT_EVENT}`), 0));
   const cfg = config(o.cfg);
   const leader = o.leader ?? (() => true);
-  const c = new FailoverController(topology, () => ({}) as never, () => cfg, log, { actions, clock, hooks, leadership: { leading: () => true, confirm: async () => leader() } });
-  return { topology, clock, actions, calls, hooks, c, cfg };
+  const published: string[][] = [];
+  // What another instance's upkeep published (o.published), as a coordinated owner would hold it.
+  const authority = {
+    beforePromotion: async () => {},
+    publish: async (p: string) => topology.setPrimary(p),
+    synchronous: () => o.published ?? null,
+    publishSynchronous: async (m: readonly string[]) => void published.push([...m]),
+  };
+  const c = new FailoverController(topology, () => ({}) as never, () => cfg, log, { actions, clock, hooks, authority, leadership: { leading: () => true, confirm: async () => leader() } });
+  return { topology, clock, actions, calls, hooks, c, cfg, published };
 }
 
 /** The primary stops answering probes: down, with `failures` failed probes, the first one `at`. */
@@ -237,6 +245,22 @@ describe('failover controller: replication upkeep', () => {
     f.c.onRound();
     await f.c.idle();
     expect(f.actions.repoint).toHaveBeenCalledTimes(2);
+  });
+
+  it('publishes the synchronous standbys it applied, for a leader that may come after it', async () => {
+    const f = setup({ cfg: { mode: 'semi-sync' } });
+    f.c.onRound();
+    await f.c.idle();
+    expect(f.published).toEqual([['pg2', 'pg3']]);
+  });
+
+  it('a leader that has not applied the mode itself trusts the published synchronous standbys: semi-sync promotes pg2, not the more advanced pg3', async () => {
+    const f = setup({ cfg: { mode: 'semi-sync', strict: true }, published: ['pg2'] });
+    primaryDown(f.topology, 3, f.clock.t);
+    f.c.onRound();
+    await f.c.idle();
+    expect(f.actions.promote).toHaveBeenCalledTimes(1);
+    expect(f.topology.primary?.name).toBe('pg2');
   });
 
   it('after a promotion nobody is trusted as synchronous until upkeep applied the mode on the new primary', async () => {
