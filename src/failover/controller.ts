@@ -57,7 +57,8 @@ const MAINTAIN_WAIT_MS = 10_000;
 export class FailoverController {
   /** The primary writes go to (kept through its loss, until a replica is promoted). */
   elected: string | null = null;
-  phase: FailoverDecision['kind'] | 'promoting' = 'healthy';
+  /** 'following': another instance leads (coordination), so this one decides nothing. */
+  phase: FailoverDecision['kind'] | 'promoting' | 'following' = 'healthy';
   phaseReason = '';
   readonly history = new FailoverHistory();
   private readonly actions: NodeActions;
@@ -125,8 +126,13 @@ export class FailoverController {
       this.failingSince = null;
     } else if (primary && this.failingSince === null) this.failingSince = primary.lastProbeAt ?? this.clock.now();
     if (this.elected === null && primary) this.elected = primary.name;
+    if (this.step !== null) return;
     // Another instance leads: it decides and acts; this one follows the state it publishes.
-    if (this.step !== null || !this.leadership.leading()) return;
+    if (!this.leadership.leading()) {
+      this.phase = 'following';
+      this.phaseReason = '';
+      return;
+    }
     const decision = cfg.enabled
       ? decideFailover(this.topology.all(), this.elected, this.trustedSynchronous(), { failureThreshold: cfg.failureThreshold, mode: cfg.mode, strict: cfg.strict })
       : ({ kind: 'healthy' } as const);

@@ -61,7 +61,7 @@ function cluster(): Topology {
   return t;
 }
 
-function setup(o: { cfg?: Partial<FailoverConfig>; actions?: Partial<NodeActions>; leader?: () => boolean; published?: string[] } = {}) {
+function setup(o: { cfg?: Partial<FailoverConfig>; actions?: Partial<NodeActions>; leader?: () => boolean; leading?: boolean; published?: string[] } = {}) {
   const topology = cluster();
   const clock = new FakeClock();
   const { actions, calls } = fakeActions(o.actions);
@@ -76,7 +76,7 @@ function setup(o: { cfg?: Partial<FailoverConfig>; actions?: Partial<NodeActions
     synchronous: () => o.published ?? null,
     publishSynchronous: async (m: readonly string[]) => void published.push([...m]),
   };
-  const c = new FailoverController(topology, () => ({}) as never, () => cfg, log, { actions, clock, hooks, authority, leadership: { leading: () => true, confirm: async () => leader() } });
+  const c = new FailoverController(topology, () => ({}) as never, () => cfg, log, { actions, clock, hooks, authority, leadership: { leading: () => o.leading ?? true, confirm: async () => leader() } });
   return { topology, clock, actions, calls, hooks, c, cfg, published };
 }
 
@@ -146,6 +146,15 @@ describe('failover controller: promotion', () => {
     expect(f.topology.primary?.name).toBe('pg1');
     expect(f.c.failovers).toBe(0);
     expect(f.c.events[0]?.error).toMatch(/does not hold the leadership/);
+  });
+
+  it('a follower (another instance leads) decides nothing: no promotion, no upkeep, phase following', async () => {
+    const f = setup({ leading: false });
+    primaryDown(f.topology, 3, f.clock.t);
+    f.c.onRound();
+    await f.c.idle();
+    expect(f.c.phase).toBe('following');
+    expect(f.calls).toEqual([]);
   });
 
   it('with failover disabled nothing is promoted', async () => {
