@@ -116,7 +116,6 @@ export class SessionLinks {
     if (t.writableUntil !== Infinity && Date.now() >= t.writableUntil) {
       // Several instances: this one has not confirmed the published state within lease_ttl (cut off from etcd, or
       // paused): another may have promoted a new primary meanwhile, so nothing more goes to this one's.
-      this.primaryError ??= 'this pgsplit instance could not confirm the cluster state with the other instances (coordination.etcd.lease_ttl)';
       // A transaction open there cannot go on (its next statement would be held, and one skipped statement must
       // not let the rest commit): its connection is closed, the server rolls it back, and the client sees the
       // transaction fail as on a lost primary (see link-loss.ts).
@@ -274,7 +273,8 @@ export class SessionLinks {
       this.holdUntil = 0;
       this.primaryState = 'none';
       const seen = s.ctx.topology.all().map((n) => `${n.name}: ${n.up ? n.role : 'down'}`).join('; ');
-      const why = this.primaryError ?? 'no node is known to be out of recovery';
+      const cutOff = s.ctx.topology.writableUntil !== Infinity && now >= s.ctx.topology.writableUntil;
+      const why = cutOff ? 'this pgsplit instance could not confirm the cluster state with the other instances (coordination.etcd.lease_ttl)' : (this.primaryError ?? 'no node is known to be out of recovery');
       this.primaryError = null;
       failHead(s, errors.noPrimary(`${why} (waited ${holdMs} ms, failover.hold_timeout); ${seen}`));
       queueMicrotask(() => pump(s));
