@@ -155,10 +155,12 @@ export class ClusterMember extends EventEmitter implements PrimaryOwner {
     if (this.role === 'leader' && started >= this.leaseValidUntil) this.setRole('follower', 'its lease could not be renewed within lease_ttl');
     await this.leadershipRound(started).catch((err: Error) => this.log.debug({ err: err.message }, 'coordination: leadership round failed'));
     let state: ClusterState | null;
+    // The confirming read's own start: the leadership calls before it may have taken up to a few call deadlines.
+    const readStarted = this.clock.now();
     try {
       state = await this.store.readState();
       this.leaderName = (await this.store.leader())?.name ?? null;
-      this.etcdOkAt = started;
+      this.etcdOkAt = readStarted;
       this.peers = await this.store.members().then((m) => {
         m.delete(this.settings.name);
         return new Map([...m].map(([name, info]) => [name, (JSON.parse(info) as { admin?: string }).admin ?? '']));
@@ -172,7 +174,7 @@ export class ClusterMember extends EventEmitter implements PrimaryOwner {
       this.failsafeActive = false;
       this.log.warn('coordination: etcd answers again; failsafe over');
     }
-    this.follow(state, started);
+    this.follow(state, readStarted);
     if (this.role === 'leader' && !this.busy()) await this.publishObserved().catch((err: Error) => this.log.warn({ err: err.message }, 'coordination: could not publish the cluster state'));
   }
 

@@ -79,7 +79,12 @@ class StoreView implements CoordinationStore {
       return this.b.key?.name === name && this.b.key.lease === lease;
     });
   leader = () => this.call((k) => (k ? { ...k } : null));
-  readState = () => this.call(() => structuredClone(this.b.state));
+  /** When the last readState call was made (the confirming read: write windows count from its start). */
+  lastReadAt = 0;
+  readState = () => {
+    this.lastReadAt = this.b.clock.now();
+    return this.call(() => structuredClone(this.b.state));
+  };
   publish = (state: ClusterState, as: LeaderKey) =>
     this.call((k) => {
       if (k?.name !== as.name || k.lease !== as.lease) return false;
@@ -113,18 +118,19 @@ function setup(ttl = TTL) {
   const member = (name: string) => {
     const store = new StoreView(backing);
     const topo = nodes();
-    const i = { store, topo, busy: false, m: null as unknown as ClusterMember, lastTick: 0 };
+    const i = { store, topo, busy: false, m: null as unknown as ClusterMember, lastTick: 0, lastRead: 0 };
     const settings = { name, leaseTtlMs: ttl, failsafe: false };
     i.m = new ClusterMember(store, topo, clock, log, settings, () => 'async', () => i.busy);
     i.m.observe({ primary: 'pg1', conflicting: [] });
     return i;
   };
   type Instance = ReturnType<typeof member>;
-  /** One round of each instance, in order; remembers when each tick started. */
+  /** One round of each instance, in order; remembers when each tick started (its keepalive) and when its confirming read of the state started. */
   const tick = async (...xs: Instance[]) => {
     for (const x of xs) {
       x.lastTick = clock.now();
       await x.m.tick();
+      x.lastRead = x.store.lastReadAt;
     }
   };
   /** `n` times: ttl/3 passes, then the given instances tick (the others are stopped, paused or dead). */
@@ -140,7 +146,7 @@ function setup(ttl = TTL) {
 afterEach(() => void vi.useRealTimers());
 
 describe('ClusterMember', () => {
-  it('the first instance leads and publishes what its monitor sees; the next follows it; both may write until ttl after their last tick began', async () => {
+  it('the first instance leads and publishes what its monitor sees; the next follows it; both may write until ttl after their last read of the state began', async () => {
     const { clock, backing, member, tick } = setup();
     const [A, B] = [member('A'), member('B')];
     expect(A.topo.writableUntil).toBe(0);
@@ -154,8 +160,8 @@ describe('ClusterMember', () => {
     await clock.sleep(100);
     await tick(A);
     for (const x of [A, B]) {
-      expect(x.topo.writableUntil).toBe(x.lastTick + TTL);
-      expect(x.m.confirmedAt).toBe(x.lastTick);
+      expect(x.topo.writableUntil).toBe(x.lastRead + TTL);
+      expect(x.m.confirmedAt).toBe(x.lastRead);
     }
     expect(backing.state?.epoch).toBe(1);
   });
@@ -184,7 +190,7 @@ describe('ClusterMember', () => {
     const [A, B] = [member('A'), member('B')];
     await tick(A, B);
     const until = B.topo.writableUntil;
-    expect(until).toBe(B.lastTick + TTL);
+    expect(until).toBe(B.lastRead + TTL);
     B.store.down = true;
     await rounds(2, A, B);
     expect(B.topo.writableUntil).toBe(until);
@@ -192,11 +198,11 @@ describe('ClusterMember', () => {
     await rounds(2, A, B);
     expect(B.topo.writableUntil).toBe(until);
     expect(clock.now()).toBeGreaterThanOrEqual(B.topo.writableUntil); // no writes from B any more
-    expect(A.topo.writableUntil).toBe(A.lastTick + TTL); // A still confirms
+    expect(A.topo.writableUntil).toBe(A.lastRead + TTL); // A still confirms
     expect(clock.now()).toBeLessThan(A.topo.writableUntil);
     B.store.down = false;
     await tick(B);
-    expect(B.topo.writableUntil).toBe(B.lastTick + TTL);
+    expect(B.topo.writableUntil).toBe(B.lastRead + TTL);
     expect(clock.now()).toBeLessThan(B.topo.writableUntil);
     expect(B.topo.primary?.name).toBe('pg1');
   });
@@ -282,7 +288,7 @@ describe('ClusterMember', () => {
     await tick(B);
     expect(B.topo.primary?.name).toBe('pg3');
     expect(B.m.state?.epoch).toBe(3);
-    expect(B.topo.writableUntil).toBe(B.lastTick + TTL);
+    expect(B.topo.writableUntil).toBe(B.lastRead + TTL);
   });
 
   it('a leader whose promotion was never published puts its observed primary back once not busy', async () => {
@@ -315,7 +321,7 @@ describe('ClusterMember', () => {
     expect(B.topo.writableUntil).toBe(until);
     expect(clock.now()).toBeGreaterThanOrEqual(until);
     await tick(B);
-    expect(B.topo.writableUntil).toBe(B.lastTick + TTL);
+    expect(B.topo.writableUntil).toBe(B.lastRead + TTL);
     await B.m.stop();
   });
 
