@@ -1,10 +1,12 @@
 // `npm run bench:failover`: kills the primary under write load FAILOVER_TRIALS times per replication mode (fresh cluster and pgsplit process each time); prints kill→first-write times and lost commits, writes .tmp/failover-bench.json.
+// With FAILOVER_BENCH_INSTANCES=3 (or `-- --instances 3`) it runs the multi-instance trials instead (3 pgsplit instances through etcd; see lib/multi-instance-trials.ts), writing .tmp/failover-bench-instances.json.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { clusterInfo, findPgBinDir, startCluster, type Cluster, type ClusterInfo } from '../test/harness/cluster.js';
 import { REPO_ROOT, spawnProxy, type ProxyProcess } from '../test/harness/proxy.js';
+import { cleanupMultiInstance, instancesWanted, runMultiInstanceTrials } from './lib/multi-instance-trials.js';
 import { run, sleep } from './lib/proc.js';
 import { onShutdownSignal } from './lib/signals.js';
 
@@ -50,6 +52,7 @@ async function cleanupCurrent(): Promise<void> {
   await Promise.all(clients.map((c) => within(c.end().catch(() => {}), 2_000)));
   await proxy?.stop().catch(() => {});
   await cluster?.stop();
+  await cleanupMultiInstance();
 }
 
 let interrupted = false;
@@ -205,6 +208,13 @@ function printTable(rows: ReturnType<typeof summarize>): void {
 }
 
 async function main(): Promise<void> {
+  let instances: number;
+  try {
+    instances = instancesWanted(process.argv.slice(2), process.env);
+  } catch (err) {
+    say(`bench:failover: ${(err as Error).message}`);
+    process.exit(2);
+  }
   if (!findPgBinDir()) {
     say('bench:failover: the PostgreSQL server binaries were not found; install them (apt-get install postgresql) or set PGSPLIT_PG_BINDIR.');
     process.exit(1);
@@ -216,6 +226,12 @@ async function main(): Promise<void> {
       say(`bench:failover: npm run build failed: ${(r.stdout + r.stderr).trim().split('\n').slice(-5).join(' | ')}`);
       process.exit(1);
     }
+  }
+  if (instances === 3) {
+    // One repetition unless FAILOVER_TRIALS says otherwise: a full multi-instance run is 12 fresh sets.
+    const rs = await runMultiInstanceTrials({ trials: process.env.FAILOVER_TRIALS ? TRIALS : 1, interrupted: () => interrupted, say });
+    if (!interrupted && rs.some((r) => !r.ok || r.problems.length > 0)) process.exitCode = 1;
+    return;
   }
   const started = Date.now();
   say(`bench:failover: ${TRIALS} trial(s) per mode (${MODES.join(', ')}), ${CLIENTS} writing clients, monitor interval 500ms, failure_threshold 3 (defaults); ${os.cpus().length} CPUs, load ${os.loadavg()[0]!.toFixed(2)}`);
