@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './ports.js';
+import { isAlive, runsFrom } from './processes.js';
 
 export interface EtcdMember {
   name: string;
@@ -153,29 +154,12 @@ const live = new Map<string, EtcdInfo>();
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 let handlersInstalled = false;
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
-// A PID recorded by a dead owner may since belong to another process: only kill it when its command
-// line still names our directory (every member gets --data-dir inside it).
-function isOurEtcd(pid: number, dir: string): boolean {
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir);
-  } catch {
-    return false;
-  }
-}
 
 function killInfoSync(info: EtcdInfo): void {
   for (const pid of info.pids) {
     try {
-      if (isAlive(pid) && (info.ownerPid === process.pid || isOurEtcd(pid, info.dir))) process.kill(pid, 'SIGKILL');
+      if (isAlive(pid) && (info.ownerPid === process.pid || runsFrom(pid, info.dir))) process.kill(pid, 'SIGKILL');
     } catch {
       /* best effort */
     }

@@ -5,6 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './ports.js';
+import { isAlive, runsFrom } from './processes.js';
 
 export interface HaproxyServer {
   /** Server name in the config and in "show stat" (e.g. 'p1'). */
@@ -150,28 +151,11 @@ const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 let exitInstalled = false;
 let signalsInstalled = false;
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
-// A PID recorded by a dead owner may since belong to another process: only kill it when its command
-// line still names our directory (the config file is inside it).
-function isOurHaproxy(pid: number, dir: string): boolean {
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir);
-  } catch {
-    return false;
-  }
-}
 
 function killInfoSync(info: HaproxyInfo): void {
   try {
-    if (info.pid && isAlive(info.pid) && (info.ownerPid === process.pid || isOurHaproxy(info.pid, info.dir))) process.kill(info.pid, 'SIGKILL');
+    if (info.pid && isAlive(info.pid) && (info.ownerPid === process.pid || runsFrom(info.pid, info.dir))) process.kill(info.pid, 'SIGKILL');
   } catch {
     /* best effort */
   }
