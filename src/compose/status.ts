@@ -53,13 +53,7 @@ export function statusDocument(config: Config, control: Control, totals: Fronten
       failovers: failover.failovers,
       events: failover.events,
     },
-    replication: {
-      mode: config.replication.mode,
-      strict: config.replication.strict,
-      synchronous_standby_names: failover.sync.names,
-      synchronous_standbys: failover.sync.members,
-      degraded: failover.sync.degraded,
-    },
+    replication: replicationStatus(config, control),
     config: redactConfig(config),
   };
 }
@@ -81,4 +75,14 @@ function coordinationStatus(control: Control) {
     lease_ttl_ms: m.ttlMs,
     leadership_changes: m.leadershipChanges,
   };
+}
+
+/** The replication mode in force: this instance's own upkeep, or (on a follower, which runs none) what the leader published. */
+function replicationStatus(config: Config, control: Control) {
+  const { failover, member } = control;
+  const base = { mode: config.replication.mode, strict: config.replication.strict };
+  if (member !== null && member.role !== 'leader') {
+    return { ...base, synchronous_standby_names: null, synchronous_standbys: member.state?.synchronous ?? [], degraded: null, published_by: member.state?.leader ?? null };
+  }
+  return { ...base, synchronous_standby_names: failover.sync.names, synchronous_standbys: failover.sync.members, degraded: failover.sync.degraded };
 }

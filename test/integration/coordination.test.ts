@@ -78,6 +78,13 @@ describe('several pgsplit instances through etcd', () => {
       const r = await using(proxyClient(i.target, info), write);
       expect(r.port, `write through ${i.name}`).toBe(node('pg1').port);
     }
+    // The leader's synchronous standbys are published: a follower shows them (and would decide a failover on them if it led).
+    const sync = (s: Status) => (s as unknown as { replication: { synchronous_standbys: string[] } }).replication.synchronous_standbys;
+    await eventually('followers to show the synchronous standbys the leader applied', async () => {
+      const ss = await Promise.all(instances.map(status));
+      const lead = sync(ss[0]!);
+      return lead.length > 0 && ss.every((x) => sync(x).join(',') === lead.join(',')) ? true : undefined;
+    }, 15_000);
   });
 
   it('an instance cut off from etcd stops writing within lease_ttl while reads go on, and writes again once healed', async () => {
@@ -128,9 +135,11 @@ describe('several pgsplit instances through etcd', () => {
 
   it('the primary killed: exactly one promotion, every instance writes to the new primary, no acknowledged commit lost', async () => {
     const live = alive();
-    await eventually('semi-sync not degraded', async () => {
-      const s = (await status(live[0]!)) as unknown as { replication: { degraded: boolean } };
-      return s.replication.degraded ? undefined : true;
+    // The leader runs the replication upkeep (followers show what it published, without a degraded flag).
+    await eventually('semi-sync not degraded on the leader', async () => {
+      const [l] = await leaders();
+      const s = l ? ((await status(l.i)) as unknown as { replication: { degraded: boolean | null } }) : null;
+      return s?.replication.degraded === false ? true : undefined;
     }, 30_000);
     const clients = await Promise.all(live.map((i) => proxyClient(i.target, info)));
     const acked: { id: number; port: number; via: string; at: number }[] = [];
