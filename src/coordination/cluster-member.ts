@@ -161,10 +161,7 @@ export class ClusterMember extends EventEmitter implements PrimaryOwner {
       state = await this.store.readState();
       this.leaderName = (await this.store.leader())?.name ?? null;
       this.etcdOkAt = readStarted;
-      this.peers = await this.store.members().then((m) => {
-        m.delete(this.settings.name);
-        return new Map([...m].map(([name, info]) => [name, (JSON.parse(info) as { admin?: string }).admin ?? '']));
-      }, () => this.peers);
+      this.peers = await this.store.members().then((m) => peerUrls(m, this.settings.name), () => this.peers);
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'coordination: cannot confirm the cluster state');
       if (this.settings.failsafe) await this.failsafeRound();
@@ -320,4 +317,21 @@ export class ClusterMember extends EventEmitter implements PrimaryOwner {
     if (this.lease !== null && this.role === 'leader') await this.store.revoke(this.lease).catch(() => {});
     this.store.close();
   }
+}
+
+/** The other members' admin URLs; an entry pgsplit did not write (not JSON, no URL) counts as a peer that cannot be asked. */
+export function peerUrls(members: ReadonlyMap<string, string>, self: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [name, info] of members) {
+    if (name === self) continue;
+    let admin = '';
+    try {
+      const v = JSON.parse(info) as { admin?: unknown };
+      if (typeof v.admin === 'string' && /^https?:\/\//.test(v.admin)) admin = v.admin;
+    } catch {
+      /* left empty: failsafe cannot get this member's answer, so it does not hold */
+    }
+    out.set(name, admin);
+  }
+  return out;
 }

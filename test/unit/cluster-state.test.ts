@@ -1,6 +1,7 @@
-// The published cluster state: round-trips through its stored form, rejects what pgsplit did not write, and its epoch grows exactly with changes of primary.
+// The published cluster state (its stored form, what is rejected, how the epoch grows) and how members' registry entries are read.
 import { describe, expect, it } from 'vitest';
 import { decodeState, encodeState, nextState, sameState, type ClusterState } from '../../src/coordination/cluster-state.js';
+import { peerUrls } from '../../src/coordination/cluster-member.js';
 
 const base: ClusterState = { epoch: 3, primary: 'pg1', fenced: ['pg9'], mode: 'semi-sync', synchronous: ['pg2'], leader: 'a', at: 1 };
 
@@ -45,5 +46,17 @@ describe('cluster state', () => {
     expect(sameState(base, { ...base, epoch: 4 })).toBe(false);
     expect(sameState(null, null)).toBe(true);
     expect(sameState(base, null)).toBe(false);
+  });
+});
+
+describe('peerUrls', () => {
+  it('keeps every other member, with an empty URL for an entry pgsplit did not write (it then cannot answer for failsafe)', () => {
+    const m = new Map([
+      ['a', JSON.stringify({ admin: 'http://10.0.0.1:9930' })],
+      ['self', JSON.stringify({ admin: 'http://10.0.0.2:9930' })],
+      ['junk', '{not json'],
+      ['odd', JSON.stringify({ admin: 'file:///etc/passwd' })],
+    ]);
+    expect(peerUrls(m, 'self')).toEqual(new Map([['a', 'http://10.0.0.1:9930'], ['junk', ''], ['odd', '']]));
   });
 });
