@@ -112,10 +112,12 @@ describe('a client that sends faster than its server reads is paused, not buffer
     const c = await RawConn.login(proxy.port, login);
     try {
       await c.query('SELECT 1');
-      // A long statement, then 2 MB pipelined behind it: over limits.max_pipeline (1 MB), so the proxy stops reading the client.
+      // A long statement, then 1.5 MB pipelined behind it: over limits.max_pipeline (1 MB), so the proxy stops reading
+      // the client; and within the 1 MB more it reads while paused to see whether the client is still there (beyond
+      // that, a vanished client is only noticed when its statement ends, as with PostgreSQL itself).
       c.socket.write(queryMsg(`SELECT pg_sleep(60) /* ${marker} */`));
       const q = queryMsg(`SELECT 1 /* ${'p'.repeat(2000)} */`);
-      c.socket.write(Buffer.concat(Array.from({ length: 1024 }, () => q)));
+      c.socket.write(Buffer.concat(Array.from({ length: 768 }, () => q)));
       await eventually('the long statement to run', async () => ((await backendsRunning(everywhere, marker)).some((b) => b.state === 'active') ? true : undefined));
       await sleep(300);
       c.destroy();
