@@ -129,7 +129,7 @@ describe('admin HTTP', () => {
 
   it('serves every metric the Grafana dashboard in deploy/ queries', async () => {
     await using(proxyClient(proxy, info), (c) => c.query('SELECT 1'));
-    const dashboard = JSON.parse(fs.readFileSync(new URL('../../deploy/grafana-dashboard.json', import.meta.url), 'utf8')) as { panels: { targets: { expr: string }[] }[] };
+    const dashboard = JSON.parse(fs.readFileSync(new URL('../../deploy/grafana/dashboards/pgsplit.json', import.meta.url), 'utf8')) as { panels: { targets: { expr: string }[] }[] };
     const queried = new Set(dashboard.panels.flatMap((p) => p.targets.flatMap((t) => t.expr.match(/pgsplit_[a-z_]+/g) ?? [])));
     expect(queried.size).toBeGreaterThan(10);
     const body = (await adminGet(proxy, '/metrics')).body;
