@@ -143,8 +143,16 @@ export function variableSet(f: Fields): StatementInfo {
   return info;
 }
 
+/**
+ * Settings that say whether the server takes writes. A standby always answers "on" for them, so they are asked of the
+ * primary: clients look at them to find a writable server (pgJDBC's targetServerType=primary runs
+ * SHOW transaction_read_only at login), and through pgsplit the answer must be the one server it stands for.
+ */
+const WRITABILITY_SETTINGS = new Set(['transaction_read_only', 'in_hot_standby']);
+
 export function variableShow(f: Fields): StatementInfo {
   const name = (str(f.name) ?? '').toLowerCase();
+  if (WRITABILITY_SETTINGS.has(name)) return { kind: 'read', target: 'primary', reason: 'show-writability' };
   if (!name.startsWith('pgsplit.')) return { kind: 'read', target: 'replica', reason: 'show' };
   const info: StatementInfo = { kind: 'read', target: 'session', reason: 'intercept', intercept: true, show: name };
   if (!PGSPLIT_SETTINGS.includes(name)) {

@@ -320,6 +320,8 @@ describe('reasons', () => {
     ['VALUES (1)', 'replica', 'select'],
     ['TABLE t', 'replica', 'select'],
     ['SHOW ALL', 'replica', 'show'],
+    ['SHOW transaction_read_only', 'primary', 'show-writability'],
+    ['SHOW in_hot_standby', 'primary', 'show-writability'],
     ['EXPLAIN SELECT 1', 'replica', 'explain'],
     ['EXPLAIN ANALYZE SELECT 1', 'replica', 'explain'],
     ['EXPLAIN UPDATE t SET a = 1', 'replica', 'explain'],
