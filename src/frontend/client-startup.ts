@@ -24,7 +24,7 @@ import { parseDuration } from '../config/units.js';
 import type { RoutingSettings, SessionContext } from './session.js';
 import type { WalPositions } from '../health/wal-positions.js';
 import type { Pools } from '../backend/pool.js';
-import { checkout, lowercased, parameterStatusFrames } from './pooled-login.js';
+import { checkout, loginParameters, lowercased, parameterStatusFrames } from './pooled-login.js';
 import { openServer } from './open-server.js';
 import { startupSettings } from './startup-settings.js';
 
@@ -265,7 +265,7 @@ async function serveClient(open: (slot: ReadSlot) => net.Socket, ctx: FrontendCo
         return;
       }
       session = routed;
-      greeting = parameterStatusFrames(parameters);
+      greeting = parameterStatusFrames(loginParameters(parameters, Date.now() < ctx.topology.writableUntil));
     }
     ctx.stats.clientConnections++;
     ctx.stats.clientConnectionsTotal++;

@@ -45,6 +45,17 @@ export function parameterStatusFrames(parameters: ReadonlyMap<string, string>): 
   return [...parameters].map(([k, v]) => parameterStatus(k, v));
 }
 
+/**
+ * What a client is told at login about taking writes. An instance that may not write now (cut off from the published
+ * state) says in_hot_standby = on, as a standby would: libpq's target_session_attrs=read-write|primary and pgJDBC's
+ * targetServerType=primary then try the next host of a multi-host connection string instead of waiting for
+ * failover.hold_timeout here. Servers older than 14 do not report in_hot_standby, and the client asks by query instead.
+ */
+export function loginParameters(parameters: ReadonlyMap<string, string>, writable: boolean): ReadonlyMap<string, string> {
+  if (writable || !parameters.has('in_hot_standby')) return parameters;
+  return new Map([...parameters, ['in_hot_standby', 'on']]);
+}
+
 /** Parameter names lowercased, to compare with startup parameters. */
 export function lowercased(parameters: ReadonlyMap<string, string>): Map<string, string> {
   return new Map([...parameters].map(([k, v]) => [k.toLowerCase(), v]));

@@ -13,6 +13,16 @@ interface Coordination { instance: string; role: string; leader: string | null; 
 interface Status { primary: string | null; coordination: Coordination; failover: { events: { kind: string; old_primary: string | null; new_primary: string; error?: string }[] } }
 
 const LEASE_TTL_MS = 2000;
+const INSERT_PORT = 'INSERT INTO coord (v) VALUES (1) RETURNING inet_server_port()';
+/** Debian's pgJDBC (libpostgresql-jdbc-java, installed by .ci/run). */
+const PGJDBC = '/usr/share/java/postgresql.jar';
+
+/** Runs a client program to its end: what it printed, its error output, and how long it took. */
+function runClient(cmd: string, args: string[], password: string): { out: string; stderr: string; error: string; ms: number } {
+  const started = Date.now();
+  const r = spawnSync(cmd, args, { env: { ...process.env, PGPASSWORD: password }, encoding: 'utf8', timeout: 30_000 });
+  return { out: r.stdout.trim(), stderr: r.stderr, error: r.status === 0 ? '' : `exit ${r.status ?? r.signal}: ${r.stderr}`, ms: Date.now() - started };
+}
 const HOLD_MS = 4000;
 
 interface Instance {
@@ -108,6 +118,20 @@ describe('several pgsplit instances through etcd', () => {
       expect((await c.query('SELECT count(*)::int AS n FROM coord')).rows[0].n).toBeGreaterThan(0);
       // The others write on.
       expect((await using(proxyClient(instances[0]!.target, info), write)).port).toBe(node('pg1').port);
+      // Multi-host clients asking for a writable server skip p3 (it says in_hot_standby = on at login) and write
+      // through the next host at once, instead of waiting hold_timeout on p3.
+      const hosts = [p3, instances[1]!];
+      const psql = runClient(cluster.bin('psql'), [`host=${hosts.map(() => '127.0.0.1').join(',')} port=${hosts.map((h) => h.proc.port).join(',')} user=${info.app.user} dbname=${info.app.database} target_session_attrs=read-write connect_timeout=5`, '-XAtq', '-c', INSERT_PORT], info.app.password);
+      expect(psql.error, psql.stderr).toBe('');
+      expect(Number(psql.out)).toBe(node('pg1').port);
+      expect(psql.ms).toBeLessThan(HOLD_MS);
+      const jdbc = runClient('java', ['-cp', PGJDBC, 'test/clients/JdbcStatements.java', `jdbc:postgresql://${hosts.map((h) => `127.0.0.1:${h.proc.port}`).join(',')}/${info.app.database}?targetServerType=primary&connectTimeout=5&sslmode=disable`, info.app.user, info.app.password, INSERT_PORT], info.app.password);
+      expect(jdbc.error, jdbc.stderr).toBe('');
+      expect(Number(jdbc.out)).toBe(node('pg1').port);
+      expect(jdbc.ms).toBeLessThan(HOLD_MS);
+      // Pointed at p3 alone, such a client is told why it was refused.
+      const alone = runClient(cluster.bin('psql'), [`host=127.0.0.1 port=${p3.proc.port} user=${info.app.user} dbname=${info.app.database} target_session_attrs=read-write connect_timeout=5`, '-XAtq', '-c', 'SELECT 1'], info.app.password);
+      expect(alone.stderr).toMatch(/read-only|hot standby/i);
       fault.heal();
       await eventually('p3 to write again', async () => ((await status(p3)).coordination.writes_allowed ? true : undefined), LEASE_TTL_MS * 4);
       expect((await write(c)).port).toBe(node('pg1').port);
