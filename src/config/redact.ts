@@ -1,7 +1,7 @@
 // Masks secrets in anything pgsplit shows (GET /status) or logs: passwords, tokens, hook commands, passwords inside conninfo strings and URIs.
 
 const MASK = '***';
-/** Keys whose value is a secret wherever they appear. */
+/** Keys whose value is a secret wherever they appear; shown as "***" when set, "" when empty. */
 const SECRET_KEYS = new Set(['password', 'token', 'secret']);
 /** Shell commands: they carry ${VAR} secrets already substituted; shown as "***" when set, "" when not. */
 const COMMAND_KEYS = new Set(['hook_command', 'rejoin_command', 'demote_command']);
@@ -22,7 +22,7 @@ export interface RedactOptions {
 }
 
 /**
- * A deep copy of `value` safe to show: every `password`/`token`/`secret` value becomes "***", the failover
+ * A deep copy of `value` safe to show: every `password`/`token`/`secret` value becomes "***" ("" stays ""), the failover
  * commands "***" (or "" when empty), every string has conninfo passwords masked, and `users` is dropped
  * unless opts.showUsers. Pure: the input is not changed.
  */
@@ -35,7 +35,8 @@ export function redact(value: unknown, opts: RedactOptions): unknown {
     for (const [k, x] of Object.entries(v)) {
       if (x === undefined) continue;
       if (k === 'users' && !opts.showUsers) continue;
-      if (SECRET_KEYS.has(k) && x !== null) out[k] = MASK;
+      // An empty secret stays "" (as the commands do): it says that none is set, which gives nothing away.
+      if (SECRET_KEYS.has(k) && x !== null) out[k] = x === '' ? '' : MASK;
       else if (COMMAND_KEYS.has(k) && typeof x === 'string') out[k] = x === '' ? '' : MASK;
       else out[k] = walk(x);
     }

@@ -71,6 +71,13 @@ const bool = () => leaf('true or false', (v) => (v === true || v === 'true' ? tr
 const oneOf = <T extends string>(values: readonly T[]) =>
   leaf(`one of ${values.join(', ')}`, (v) => (values.includes(v as T) ? (v as T) : INVALID));
 
+/**
+ * Descriptions that mark leaves parsed into milliseconds (DURATION) or bytes (SIZE), so that config/display.ts can
+ * show a parsed config in the units it is written in: `check-config` prints "30s", which loads again, not 30000.
+ */
+export const DURATION = 'pgsplit:duration';
+export const SIZE = 'pgsplit:size';
+
 const duration = (allowZero = false) =>
   leaf(`a duration with a unit like "500ms", "2s", "1m" or "1h" (${allowZero ? '>= 0' : '> 0'}, at most 596h)`, (v) => {
     if (typeof v !== 'string') return INVALID;
@@ -80,7 +87,7 @@ const duration = (allowZero = false) =>
     } catch {
       return INVALID;
     }
-  });
+  }).describe(DURATION);
 
 // Sizes are bytes after parsing; the default upper bound is PostgreSQL's own limit on a query string (1GB).
 const size = (min: number, max: number, maxLabel = '1GB') =>
@@ -92,7 +99,7 @@ const size = (min: number, max: number, maxLabel = '1GB') =>
     } catch {
       return INVALID;
     }
-  });
+  }).describe(SIZE);
 
 // A function name as routing lists hold it: "f" (any schema) or "schema.f".
 const functionName = () =>
@@ -104,13 +111,15 @@ const tagList = () => z.array(tag(), { errorMap: typeMap('a list of tags') });
 
 /** A leaf that may also be omitted or null (then null: "no bound"). */
 function orNone<T>(inner: z.ZodType<T, z.ZodTypeDef, unknown>) {
-  return z.unknown().transform((v, ctx): T | null => {
+  const outer = z.unknown().transform((v, ctx): T | null => {
     if (v === undefined || v === null) return null;
     const r = inner.safeParse(v);
     if (r.success) return r.data;
     for (const issue of r.error.issues) ctx.addIssue({ code: z.ZodIssueCode.custom, message: issue.message });
     return z.NEVER;
   });
+  // The inner leaf is hidden in the closure, so its unit marker (DURATION, SIZE) is carried out here.
+  return inner.description === undefined ? outer : outer.describe(inner.description);
 }
 
 function typeMap(expected: string): z.ZodErrorMap {
