@@ -1,6 +1,7 @@
 // The document GET /status serves: nodes, pools, clients, failover and replication, from the control half and the frontends' totals.
 import type { Config } from '../config/schema.js';
 import { redactConfig } from '../config/load.js';
+import { standbyNames } from '../failover/sync-standbys.js';
 import type { Control } from './control.js';
 import type { FrontendTotals } from '../workers/frontend-snapshot.js';
 
@@ -82,7 +83,9 @@ function replicationStatus(config: Config, control: Control) {
   const { failover, member } = control;
   const base = { mode: config.replication.mode, strict: config.replication.strict };
   if (member !== null && member.role !== 'leader') {
-    return { ...base, synchronous_standby_names: null, synchronous_standbys: member.state?.synchronous ?? [], degraded: null, published_by: member.state?.leader ?? null };
+    const s = member.state;
+    if (s === null) return { ...base, synchronous_standby_names: null, synchronous_standbys: [], degraded: null, published_by: null };
+    return { ...base, synchronous_standby_names: standbyNames(s.mode, s.synchronous), synchronous_standbys: s.synchronous, degraded: s.degraded, published_by: s.leader };
   }
   return { ...base, synchronous_standby_names: failover.sync.names, synchronous_standbys: failover.sync.members, degraded: failover.sync.degraded };
 }

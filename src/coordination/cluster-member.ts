@@ -52,6 +52,8 @@ export class ClusterMember extends EventEmitter implements PrimaryOwner {
   failsafeActive = false;
   /** Start of the last successful read from etcd (0: never). */
   private etcdOkAt = 0;
+  /** The last confirming read failed (said once at warn, when it starts and when it ends, not every round). */
+  private etcdFailing = false;
   /** The other instances as last read from etcd: name → admin URL. */
   private peers = new Map<string, string>();
   /** How peers reach this instance (its admin URL), registered with every new lease. */
@@ -163,9 +165,16 @@ export class ClusterMember extends EventEmitter implements PrimaryOwner {
       this.etcdOkAt = readStarted;
       this.peers = await this.store.members().then((m) => peerUrls(m, this.settings.name), () => this.peers);
     } catch (err) {
-      this.log.debug({ err: (err as Error).message }, 'coordination: cannot confirm the cluster state');
+      // At warn the first time: an instance that never reaches etcd (a wrong CA, a wrong password) must say why it takes no writes.
+      if (!this.etcdFailing) this.log.warn({ err: (err as Error).message }, 'coordination: cannot read the cluster state from etcd; writes through this instance stop (within lease_ttl) until it can');
+      else this.log.debug({ err: (err as Error).message }, 'coordination: cannot confirm the cluster state');
+      this.etcdFailing = true;
       if (this.settings.failsafe) await this.failsafeRound();
       return;
+    }
+    if (this.etcdFailing) {
+      this.etcdFailing = false;
+      this.log.warn('coordination: etcd answers again');
     }
     if (this.failsafeActive) {
       this.failsafeActive = false;
@@ -274,26 +283,26 @@ export class ClusterMember extends EventEmitter implements PrimaryOwner {
   }
 
   /** The leader's upkeep applied synchronous_standby_names: published for a leader that may follow it. */
-  async publishSynchronous(members: readonly string[]): Promise<void> {
+  async publishSynchronous(members: readonly string[], degraded: boolean): Promise<void> {
     const s = this.state;
-    if (this.role !== 'leader' || s === null || s.primary === null || s.synchronous.join(',') === members.join(',')) return;
-    await this.publishState(s.primary, members);
+    if (this.role !== 'leader' || s === null || s.primary === null || (s.synchronous.join(',') === members.join(',') && s.degraded === degraded)) return;
+    await this.publishState(s.primary, members, degraded);
   }
 
-  private async publishState(primary: string | null, synchronous: readonly string[] | undefined): Promise<ClusterState> {
+  private async publishState(primary: string | null, synchronous: readonly string[] | undefined, degraded?: boolean): Promise<ClusterState> {
     if (this.role !== 'leader' || this.lease === null) throw new Error('not the leader');
     // Built on the latest stored state, never on what this instance last happened to see.
     const readAt = this.clock.now();
     this.follow(await this.store.readState(), readAt);
     const prev = this.state;
-    const next = nextState(prev, { primary, fenced: [...this.topology.fenced].filter((n) => n !== primary), mode: this.mode(), synchronous }, this.settings.name, Date.now());
+    const next = nextState(prev, { primary, fenced: [...this.topology.fenced].filter((n) => n !== primary), mode: this.mode(), synchronous, degraded }, this.settings.name, Date.now());
     if (sameState(this.state, next)) return this.state!;
     const started = this.clock.now();
     if (!(await this.store.publish(next, { name: this.settings.name, lease: this.lease }, prev))) {
       this.setRole('follower', 'publishing the cluster state failed: the leader key is not ours, or the state changed meanwhile');
       throw new Error('lost the leadership (or a newer state was published) while publishing the cluster state');
     }
-    this.log.warn({ primary, epoch: next.epoch, synchronous: next.synchronous }, 'coordination: published the cluster state');
+    this.log.warn({ primary, epoch: next.epoch, synchronous: next.synchronous, degraded: next.degraded }, 'coordination: published the cluster state');
     this.follow(next, started);
     return next;
   }

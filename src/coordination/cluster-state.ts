@@ -13,6 +13,8 @@ export interface ClusterState {
    * may trust to hold every acknowledged commit (a leader that never ran upkeep itself knows them only from here).
    */
   synchronous: string[];
+  /** Fewer synchronous standbys than the mode wants, as the leader last saw it (for display on every instance). */
+  degraded: boolean;
   /** The instance that published it. */
   leader: string;
   /** When it was published (the leader's clock, ms since the epoch; for display only). */
@@ -43,19 +45,26 @@ export function decodeState(text: string | null | undefined): ClusterState | nul
   if (typeof o.mode !== 'string' || !MODES.includes(o.mode)) return null;
   if (typeof o.leader !== 'string' || typeof o.at !== 'number') return null;
   const synchronous = Array.isArray(o.synchronous) && o.synchronous.every((f) => typeof f === 'string') ? (o.synchronous as string[]) : [];
-  return { epoch: o.epoch as number, primary: o.primary as string | null, fenced: o.fenced as string[], mode: o.mode as ReplicationMode, synchronous, leader: o.leader, at: o.at };
+  const degraded = typeof o.degraded === 'boolean' ? o.degraded : o.mode !== 'async' && synchronous.length === 0;
+  return { epoch: o.epoch as number, primary: o.primary as string | null, fenced: o.fenced as string[], mode: o.mode as ReplicationMode, synchronous, degraded, leader: o.leader, at: o.at };
 }
 
 /** The next state after a change by `leader`: the epoch grows when the primary changes (and nobody is synchronous to a new one yet). */
-export function nextState(prev: ClusterState | null, change: { primary: string | null; fenced: readonly string[]; mode: ReplicationMode; synchronous?: readonly string[] }, leader: string, at: number): ClusterState {
+export function nextState(
+  prev: ClusterState | null,
+  change: { primary: string | null; fenced: readonly string[]; mode: ReplicationMode; synchronous?: readonly string[]; degraded?: boolean },
+  leader: string,
+  at: number,
+): ClusterState {
   const same = prev !== null && prev.primary === change.primary;
   const epoch = prev === null ? 1 : same ? prev.epoch : prev.epoch + 1;
   const synchronous = change.synchronous !== undefined ? [...change.synchronous] : same ? [...prev!.synchronous] : [];
-  return { epoch, primary: change.primary, fenced: [...change.fenced].sort(), mode: change.mode, synchronous, leader, at };
+  const degraded = change.degraded ?? (same && prev!.mode === change.mode ? prev!.degraded : change.mode !== 'async' && synchronous.length === 0);
+  return { epoch, primary: change.primary, fenced: [...change.fenced].sort(), mode: change.mode, synchronous, degraded, leader, at };
 }
 
 /** The two states say the same (a publish that would change nothing is skipped). */
 export function sameState(a: ClusterState | null, b: ClusterState | null): boolean {
   if (a === null || b === null) return a === b;
-  return a.epoch === b.epoch && a.primary === b.primary && a.mode === b.mode && a.fenced.join(',') === [...b.fenced].sort().join(',') && a.synchronous.join(',') === b.synchronous.join(',');
+  return a.epoch === b.epoch && a.primary === b.primary && a.mode === b.mode && a.fenced.join(',') === [...b.fenced].sort().join(',') && a.synchronous.join(',') === b.synchronous.join(',') && a.degraded === b.degraded;
 }

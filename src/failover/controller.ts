@@ -150,7 +150,7 @@ export class FailoverController {
     if (decision.kind === 'healthy' && primary?.up) {
       this.run('maintain', async () => {
         await this.upkeep.run(primary, cfg);
-        await this.authority.publishSynchronous(this.upkeep.sync.members);
+        await this.authority.publishSynchronous(this.upkeep.sync.members, this.upkeep.sync.degraded);
       });
     }
   }

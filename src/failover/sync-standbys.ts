@@ -12,6 +12,12 @@ export interface SyncPlan {
 
 const quoted = (names: readonly string[]) => names.map((n) => `"${n}"`).join(', ');
 
+/** The synchronous_standby_names value a mode gives for these standbys (also how a follower shows what the leader published). */
+export function standbyNames(mode: ReplicationMode, list: readonly string[]): string {
+  if (mode === 'async' || list.length === 0) return '';
+  return mode === 'semi-sync' ? `ANY 1 (${quoted(list)})` : `FIRST ${list.length} (${quoted(list)})`;
+}
+
 /**
  * `streaming`: promotable replicas streaming from the primary now; `all`: every promotable replica configured.
  * Without strict, a missing replica is left out (writes go on with fewer acknowledgements, or async when none);
@@ -22,6 +28,5 @@ export function planSyncStandbys(mode: ReplicationMode, strict: boolean, streami
   const list = strict ? [...all] : [...streaming];
   if (list.length === 0) return { names: '', members: [], degraded: true };
   const degraded = streaming.length < all.length;
-  if (mode === 'semi-sync') return { names: `ANY 1 (${quoted(list)})`, members: list, degraded };
-  return { names: `FIRST ${list.length} (${quoted(list)})`, members: list, degraded };
+  return { names: standbyNames(mode, list), members: list, degraded };
 }

@@ -12,8 +12,8 @@ export interface PrimaryOwner {
   publish(primary: string): Promise<void>;
   /** The synchronous standbys another instance applied on the current primary (null: only this instance knows). */
   synchronous(): readonly string[] | null;
-  /** The synchronous standbys now in force on the primary, for whoever decides a failover next. */
-  publishSynchronous(members: readonly string[]): Promise<void>;
+  /** The synchronous standbys now in force on the primary (and whether fewer than the mode wants), for whoever decides a failover next. */
+  publishSynchronous(members: readonly string[], degraded: boolean): Promise<void>;
 }
 
 /** One instance alone: probe rounds decide (a claimant that is not the primary is fenced), and failover's promotion is taken at once. */

@@ -89,12 +89,13 @@ describe('several pgsplit instances through etcd', () => {
       expect(r.port, `write through ${i.name}`).toBe(node('pg1').port);
     }
     // The leader's synchronous standbys are published: a follower shows them (and would decide a failover on them if it led).
-    const sync = (s: Status) => (s as unknown as { replication: { synchronous_standbys: string[] } }).replication.synchronous_standbys;
-    await eventually('followers to show the synchronous standbys the leader applied', async () => {
+    const replication = (s: Status) => (s as unknown as { replication: { synchronous_standbys: string[]; synchronous_standby_names: string; degraded: boolean } }).replication;
+    const shown = (s: Status) => JSON.stringify([replication(s).synchronous_standbys, replication(s).synchronous_standby_names, replication(s).degraded]);
+    const ss = await eventually('followers to show the synchronous standbys the leader applied', async () => {
       const ss = await Promise.all(instances.map(status));
-      const lead = sync(ss[0]!);
-      return lead.length > 0 && ss.every((x) => sync(x).join(',') === lead.join(',')) ? true : undefined;
+      return replication(ss[0]!).synchronous_standbys.length > 0 && ss.every((x) => shown(x) === shown(ss[0]!)) ? ss : undefined;
     }, 15_000);
+    expect(replication(ss[1]!)).toMatchObject({ synchronous_standby_names: 'ANY 1 ("pg2", "pg3")', degraded: false });
   });
 
   it('an instance cut off from etcd stops writing within lease_ttl while reads go on, and writes again once healed', async () => {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeState, encodeState, nextState, sameState, type ClusterState } from '../../src/coordination/cluster-state.js';
 import { peerUrls } from '../../src/coordination/cluster-member.js';
 
-const base: ClusterState = { epoch: 3, primary: 'pg1', fenced: ['pg9'], mode: 'semi-sync', synchronous: ['pg2'], leader: 'a', at: 1 };
+const base: ClusterState = { epoch: 3, primary: 'pg1', fenced: ['pg9'], mode: 'semi-sync', synchronous: ['pg2'], degraded: true, leader: 'a', at: 1 };
 
 describe('cluster state', () => {
   it('round-trips through its stored form', () => {
@@ -40,9 +40,22 @@ describe('cluster state', () => {
     expect(nextState(withSync, { primary: 'pg2', fenced: [], mode: 'semi-sync' }, 'a', 4).synchronous).toEqual([]);
   });
 
+  it('carries whether replication is degraded: as published, kept with the same primary, and with a new primary degraded until upkeep says otherwise', () => {
+    const whole = nextState(base, { primary: 'pg1', fenced: [], mode: 'semi-sync', synchronous: ['pg2', 'pg3'], degraded: false }, 'a', 2);
+    expect(whole.degraded).toBe(false);
+    expect(nextState(whole, { primary: 'pg1', fenced: ['pg9'], mode: 'semi-sync' }, 'a', 3).degraded).toBe(false);
+    expect(nextState(whole, { primary: 'pg2', fenced: [], mode: 'semi-sync' }, 'a', 4).degraded).toBe(true);
+    expect(nextState(whole, { primary: 'pg2', fenced: [], mode: 'async' }, 'a', 4).degraded).toBe(false);
+    // Stored before the flag existed: degraded when a synchronous mode has nobody synchronous.
+    const { degraded: _, ...old } = base;
+    expect(decodeState(JSON.stringify({ ...old, synchronous: [] }))?.degraded).toBe(true);
+    expect(decodeState(JSON.stringify(old))?.degraded).toBe(false);
+  });
+
   it('sameState ignores who published it and when, nothing else', () => {
     expect(sameState(base, { ...base, leader: 'b', at: 99 })).toBe(true);
     expect(sameState(base, { ...base, synchronous: [] })).toBe(false);
+    expect(sameState(base, { ...base, degraded: false })).toBe(false);
     expect(sameState(base, { ...base, epoch: 4 })).toBe(false);
     expect(sameState(null, null)).toBe(true);
     expect(sameState(base, null)).toBe(false);
