@@ -120,10 +120,10 @@ function cleanupAll(): Promise<void> {
 let interrupted = false;
 
 async function ensureBuilt(): Promise<string | null> {
-  if (fs.existsSync(path.join(REPO_ROOT, 'dist/cli.js'))) return null;
-  say('bench: dist/cli.js is missing; running `npm run build` ...');
+  if (fs.existsSync(path.join(REPO_ROOT, 'dist/cli/main.js'))) return null;
+  say('bench: dist/cli/main.js is missing; running `npm run build` ...');
   const r = await run('npm', ['run', 'build'], { cwd: REPO_ROOT, timeoutMs: 300_000 });
-  if (r.code !== 0 || !fs.existsSync(path.join(REPO_ROOT, 'dist/cli.js'))) {
+  if (r.code !== 0 || !fs.existsSync(path.join(REPO_ROOT, 'dist/cli/main.js'))) {
     return `npm run build failed (code ${r.code}): ${(r.stdout + r.stderr).trim().split('\n').slice(-5).join(' | ')}`;
   }
   return null;

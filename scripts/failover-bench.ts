@@ -219,8 +219,8 @@ async function main(): Promise<void> {
     say('bench:failover: the PostgreSQL server binaries were not found; install them (apt-get install postgresql) or set PGSPLIT_PG_BINDIR.');
     process.exit(1);
   }
-  if (!fs.existsSync(path.join(REPO_ROOT, 'dist/cli.js'))) {
-    say('bench:failover: dist/cli.js is missing; running `npm run build` ...');
+  if (!fs.existsSync(path.join(REPO_ROOT, 'dist/cli/main.js'))) {
+    say('bench:failover: dist/cli/main.js is missing; running `npm run build` ...');
     const r = await run('npm', ['run', 'build'], { cwd: REPO_ROOT, timeoutMs: 300_000 });
     if (r.code !== 0) {
       say(`bench:failover: npm run build failed: ${(r.stdout + r.stderr).trim().split('\n').slice(-5).join(' | ')}`);

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import YAML from 'yaml';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { REPO_ROOT, spawnProxy } from '../harness/proxy.js';
 
@@ -22,6 +23,75 @@ async function pgsplit(args: string[], env: Record<string, string> = {}): Promis
     return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout, stderr: e.stderr };
   }
 }
+
+describe('pgsplit command line: help, version, check-config', () => {
+  it('--help, -h and help list every command and the options, on stdout with exit 0', async () => {
+    const outputs: string[] = [];
+    for (const args of [['--help'], ['-h'], ['help']]) {
+      const r = await pgsplit(args);
+      expect(r.code, args[0]).toBe(0);
+      expect(r.stderr).toBe('');
+      outputs.push(r.stdout);
+    }
+    expect(new Set(outputs).size).toBe(1);
+    for (const word of ['check-config', 'route', 'switchover', 'help', '--config FILE', '--version']) expect(outputs[0], word).toContain(word);
+    const one = await pgsplit(['help', 'switchover']);
+    expect(one.code).toBe(0);
+    expect(one.stdout).toMatch(/^usage: pgsplit switchover --to NODE/);
+  });
+
+  it('--version prints the version in package.json', async () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+    const r = await pgsplit(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`pgsplit ${pkg.version}\n`);
+  });
+
+  it('an unknown command gets the usage on stderr and exit 2', async () => {
+    const r = await pgsplit(['frobnicate']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('unknown command "frobnicate"');
+    expect(r.stderr).toContain('usage: pgsplit');
+  });
+
+  it('check-config prints the effective config as YAML with every secret masked', async () => {
+    const file = path.join(dir, 'good.yaml');
+    fs.writeFileSync(file, [
+      'users: [ { name: app, password: plain-Literal-pw-93 } ]',
+      'nodes: [ { name: pg1, host: db1 } ]',
+      'monitor: { password: "${PGSPLIT_TEST_MON_PW}" }',
+      'admin: { auth: { token: admin-Token-41 } }',
+      'coordination: { etcd: { endpoints: [ "http://127.0.0.1:2379" ], password: etcd-Pw-77 } }',
+      '',
+    ].join('\n'));
+    const r = await pgsplit(['check-config', file], { PGSPLIT_TEST_MON_PW: 'env-Mon-pw-58' });
+    expect(r.code, r.stderr).toBe(0);
+    for (const secret of ['plain-Literal-pw-93', 'env-Mon-pw-58', 'admin-Token-41', 'etcd-Pw-77']) expect(r.stdout, secret).not.toContain(secret);
+    const shown = YAML.parse(r.stdout);
+    expect(shown.users).toEqual([{ name: 'app', password: '***' }]);
+    expect(shown.admin.auth.token).toBe('***');
+    expect(shown.coordination.etcd.password).toBe('***');
+    expect(shown.limits.client_login_timeout).toBe('1m');
+    expect(shown.nodes[0].port).toBe(5432);
+  });
+
+  it('check-config refuses an invalid config with exit 2, naming the key and why', async () => {
+    const file = path.join(dir, 'invalid.yaml');
+    fs.writeFileSync(file, 'users: [ { name: app, password: x } ]\nnodes: [ { name: pg1, host: db1 } ]\nrouting: { load_balance: fastest }\n');
+    const r = await pgsplit(['check-config', file]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('config: routing.load_balance: expected one of round-robin, random, least-connections, got "fastest"');
+  });
+
+  it('check-config accepts config/pgsplit.example.yaml (with its APP_PASSWORD set)', async () => {
+    const r = await pgsplit(['check-config', path.join(REPO_ROOT, 'config/pgsplit.example.yaml')], { APP_PASSWORD: 'example-App-pw-26' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).not.toContain('example-App-pw-26');
+    expect(YAML.parse(r.stdout).nodes).toHaveLength(2);
+  });
+});
 
 describe('pgsplit command line', () => {
   it('refuses a config with errors, naming every key path, and exits 2 before listening', async () => {

@@ -1,9 +1,9 @@
 // `pgsplit route`: prints where a fresh session would send a statement, and why, without any cluster.
 import { ConfigError, loadConfig, type Config } from '../config/load.js';
-import type { Classification } from './classification.js';
-import { Classifier } from './classifier.js';
-import { FunctionCatalog } from './functions.js';
-import { initParser } from './parser.js';
+import type { Classification } from '../router/classification.js';
+import { Classifier } from '../router/classifier.js';
+import { FunctionCatalog } from '../router/functions.js';
+import { initParser } from '../router/parser.js';
 
 export const ROUTE_USAGE = `usage: pgsplit route --sql "STATEMENT" [--config FILE] [--verbose]
        pgsplit route --jsonl [--config FILE] [--verbose]   (one JSON string per stdin line)

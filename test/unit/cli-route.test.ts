@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { runRouteCommand, type RouteIo } from '../../src/router/explain.js';
+import { runRouteCommand, type RouteIo } from '../../src/cli/route.js';
 
 function fakeIo(input: (string | Buffer)[] = [], extra: Partial<RouteIo> = {}) {
   const out: string[] = [];

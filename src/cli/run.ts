@@ -1,24 +1,27 @@
-// The `pgsplit` command line: `pgsplit --config FILE` runs the proxy; signals reload (SIGHUP) and drain (SIGTERM).
-import { ConfigError, loadConfig } from './config/load.js';
-import type { Config } from './config/schema.js';
-import { createLogger } from './util/logger.js';
-import { startPgsplit } from './main.js';
-import { runRouteCommand } from './router/explain.js';
-import { runSwitchoverCommand } from './admin/switchover-command.js';
-import cluster from 'node:cluster';
+// `pgsplit [run] --config FILE`: loads the config, runs the proxy (one process or a coordinator and workers) and handles signals.
 import os from 'node:os';
-import { resolveWorkers } from './workers/shares.js';
-import { startCoordinator } from './workers/coordinator.js';
-import { runWorker } from './workers/worker.js';
+import { ConfigError, loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { startPgsplit } from '../main.js';
+import { createLogger } from '../util/logger.js';
+import { startCoordinator } from '../workers/coordinator.js';
+import { resolveWorkers } from '../workers/shares.js';
+import type { CommandIo } from './io.js';
 
-const USAGE = `usage: pgsplit --config FILE        run the proxy (or set PGSPLIT_CONFIG)
-       pgsplit route --sql "STATEMENT"  where a fresh session would send it (JSON); --jsonl reads stdin
-       pgsplit switchover --to NODE [--config FILE] [--admin HOST:PORT]   planned promotion of a replica
-                 (sends admin.auth from the config, else PGSPLIT_ADMIN_TOKEN)
-       pgsplit --help | --version`;
+export const RUN_USAGE = `usage: pgsplit [run] [--config FILE]
+  -c, --config FILE   the YAML config (default: $PGSPLIT_CONFIG); \`pgsplit check-config FILE\` validates it first
+Runs the proxy in the foreground and logs JSON lines to stderr. SIGHUP reloads the config (keys that cannot
+change live are named in a warning); SIGTERM or SIGINT drains sessions (shutdown.drain_timeout), then exits.`;
 
-function parseArgs(argv: string[]): { config?: string; help?: boolean; version?: boolean } {
-  const out: { config?: string; help?: boolean; version?: boolean } = {};
+export interface RunArgs {
+  config?: string;
+  help?: boolean;
+  version?: boolean;
+}
+
+/** The flags of the run command (also the bare `pgsplit …`, where --help and --version mean the whole command). */
+export function parseRunArgs(argv: string[]): RunArgs {
+  const out: RunArgs = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--config' || a === '-c') {
@@ -33,51 +36,17 @@ function parseArgs(argv: string[]): { config?: string; help?: boolean; version?:
   return out;
 }
 
-export async function main(argv: string[]): Promise<void> {
-  // A worker forked by the coordinator (workers: N) gets its config over IPC, not from the command line.
-  if (cluster.isWorker) {
-    try {
-      await runWorker();
-    } catch (err) {
-      console.error(`pgsplit worker ${process.env.PGSPLIT_WORKER_INDEX ?? '?'}: ${(err as Error).message}`);
-      process.exit(1);
-    }
-    return;
-  }
-  if (argv[0] === 'switchover') {
-    process.exitCode = await runSwitchoverCommand(argv.slice(1), { stdout: process.stdout, stderr: process.stderr });
-    return;
-  }
-  if (argv[0] === 'route') {
-    process.exitCode = await runRouteCommand(argv.slice(1), { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
-    return;
-  }
-  let args;
-  try {
-    args = parseArgs(argv);
-  } catch (err) {
-    console.error(`pgsplit: ${(err as Error).message}\n${USAGE}`);
-    process.exit(2);
-  }
-  if (args.help) {
-    console.log(USAGE);
-    return;
-  }
-  if (args.version) {
-    console.log('pgsplit 0.1.0');
-    return;
-  }
-  const file = args.config ?? process.env.PGSPLIT_CONFIG;
-  if (!file) {
-    console.error(`pgsplit: no config file given\n${USAGE}`);
-    process.exit(2);
-  }
+/**
+ * Runs the proxy from `file` until a signal stops it. Resolves to 2 when the config is invalid (nothing is
+ * listening then); once serving it resolves to nothing and the process ends through the signal handlers.
+ */
+export async function runProxy(file: string, io: CommandIo): Promise<number | undefined> {
   let config: Config;
   try {
     config = loadConfig(file);
   } catch (err) {
-    console.error(err instanceof ConfigError ? err.message : `pgsplit: ${(err as Error).message}`);
-    process.exit(2);
+    io.stderr.write(`${err instanceof ConfigError ? err.message : `pgsplit: ${(err as Error).message}`}\n`);
+    return 2;
   }
   const log = createLogger(config.log.level);
   // The last line of defence: every session and socket has its own error path, so an exception that still
@@ -120,4 +89,5 @@ export async function main(argv: string[]): Promise<void> {
       log.error({ err: err instanceof ConfigError ? err.issues : (err as Error).message }, 'config reload failed; keeping the running config');
     }
   });
+  return undefined;
 }

@@ -1,13 +1,10 @@
 // `pgsplit switchover --to NODE`: asks a running pgsplit (its admin port) for a planned switchover and prints the answer.
 import { loadConfig } from '../config/load.js';
-import { authorizationHeader } from './auth.js';
+import { authorizationHeader } from '../admin/auth.js';
+import type { CommandIo } from './io.js';
 
-export interface CommandIo {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
-}
 
-const USAGE = `usage: pgsplit switchover --to NODE [--config FILE] [--admin HOST:PORT]
+export const SWITCHOVER_USAGE = `usage: pgsplit switchover --to NODE [--config FILE] [--admin HOST:PORT]
   credentials: admin.auth from --config FILE, else PGSPLIT_ADMIN_TOKEN (or PGSPLIT_ADMIN_USER and PGSPLIT_ADMIN_PASSWORD)
   --admin overrides the address the config gives`;
 
@@ -18,7 +15,7 @@ function adminAddress(host: string, port: number): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** Exit status: 0 done, 1 refused or failed, 2 usage. */
+/** Exit status: 0 done (or --help), 1 refused or failed, 2 usage. */
 export async function runSwitchoverCommand(argv: string[], io: CommandIo, env: Record<string, string | undefined> = process.env): Promise<number> {
   let to: string | undefined;
   let admin: string | undefined;
@@ -31,18 +28,21 @@ export async function runSwitchoverCommand(argv: string[], io: CommandIo, env: R
       return v;
     };
     try {
-      if (a === '--to') to = value();
+      if (a === '--help' || a === '-h') {
+        io.stdout.write(`${SWITCHOVER_USAGE}\n`);
+        return 0;
+      } else if (a === '--to') to = value();
       else if (a === '--admin') admin = value();
       else if (a === '--config' || a === '-c') config = value();
       else throw new Error(`unknown argument "${a}"`);
     } catch (err) {
-      io.stderr.write(`pgsplit switchover: ${(err as Error).message}\n${USAGE}\n`);
+      io.stderr.write(`pgsplit switchover: ${(err as Error).message}\n${SWITCHOVER_USAGE}\n`);
       return 2;
     }
   }
   config ??= env.PGSPLIT_CONFIG || undefined;
   if (!to || (!admin && !config)) {
-    io.stderr.write(`pgsplit switchover: ${!to ? 'which replica? --to NODE' : 'where is pgsplit? --admin HOST:PORT or --config FILE'}\n${USAGE}\n`);
+    io.stderr.write(`pgsplit switchover: ${!to ? 'which replica? --to NODE' : 'where is pgsplit? --admin HOST:PORT or --config FILE'}\n${SWITCHOVER_USAGE}\n`);
     return 2;
   }
   let authorization = authorizationHeader({ token: env.PGSPLIT_ADMIN_TOKEN || undefined, user: env.PGSPLIT_ADMIN_USER || undefined, password: env.PGSPLIT_ADMIN_PASSWORD });
