@@ -1,15 +1,28 @@
-// Vitest configuration: one shared PostgreSQL cluster (globalSetup), test files run one at a time.
+// Vitest configuration: unit tests (pure logic, no PostgreSQL, run in parallel) first, then integration tests on one shared PostgreSQL cluster (globalSetup), one file at a time.
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    globalSetup: ['test/global-setup.ts'],
-    include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
-    // Files share one cluster (and failover tests reshape it); 2 cores cannot run them in parallel anyway.
-    fileParallelism: false,
     teardownTimeout: 30_000,
     reporters: ['default'],
+    projects: [
+      {
+        extends: true,
+        test: { name: 'unit', include: ['test/unit/**/*.test.ts'], sequence: { groupOrder: 0 } },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts'],
+          globalSetup: ['test/global-setup.ts'],
+          // Files share one cluster (and failover tests reshape it); 2 cores cannot run them in parallel anyway.
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
+        },
+      },
+    ],
   },
 });
