@@ -6,6 +6,9 @@ import type { ClassifierCounters } from '../workers/frontend-snapshot.js';
 import type { LsnTracker } from '../health/lsn-tracker.js';
 import type { FailoverController } from '../failover/controller.js';
 import type { ClusterMember } from '../coordination/cluster-member.js';
+import type { PrimaryReadReason } from '../router/read-choice.js';
+
+const PRIMARY_READ_REASONS: readonly PrimaryReadReason[] = ['no-replica', 'replica-lag', 'read-your-writes', 'max-lag'];
 
 export function createMetrics(
   /** Read at every scrape (a coordinator replaces its workers' totals between scrapes). */
@@ -139,6 +142,9 @@ export function createMetrics(
     registers: [registry],
     collect() {
       this.reset();
+      // Every reason is exported from the start (at 0): a series born at its first increment hides that
+      // increment from rate() and increase(), and leaves the dashboard panel empty until then.
+      for (const reason of PRIMARY_READ_REASONS) this.inc({ reason }, 0);
       for (const [reason, n] of stats().readsOnPrimaryBy) this.inc({ reason }, n);
     },
   });
