@@ -1,13 +1,13 @@
 // `npm run bench:failover`: kills the primary under write load FAILOVER_TRIALS times per replication mode (fresh cluster and pgsplit process each time); prints kill→first-write times and lost commits, writes .tmp/failover-bench.json.
-// With FAILOVER_BENCH_INSTANCES=3 (or `-- --instances 3`) it runs the multi-instance trials instead (3 pgsplit instances through etcd; see lib/multi-instance-trials.ts), writing .tmp/failover-bench-instances.json.
+// With FAILOVER_BENCH_INSTANCES=3 (or `-- --instances 3`) it runs the multi-instance trials instead (3 pgsplit instances through etcd; see lib/multi-instance/run.ts), writing .tmp/failover-bench-instances.json.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { clusterInfo, findPgBinDir, startCluster, type Cluster, type ClusterInfo } from '../test/harness/cluster.js';
 import { REPO_ROOT, spawnProxy, type ProxyProcess } from '../test/harness/proxy.js';
-import { cleanupMultiInstance, instancesWanted, runMultiInstanceTrials } from './lib/multi-instance-trials.js';
-import { run, sleep } from './lib/proc.js';
+import { cleanupMultiInstance, instancesWanted, runMultiInstanceTrials } from './lib/multi-instance/run.js';
+import { run, sleep, waitFor, within } from './lib/proc.js';
 import { onShutdownSignal } from './lib/signals.js';
 
 const say = (s = ''): void => void process.stdout.write(`${s}\n`);
@@ -66,26 +66,9 @@ onShutdownSignal((sig) => {
   });
 });
 
-/** Waits for p, but no longer than ms (and leaves no timer behind to hold the process open). */
-async function within(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p, new Promise((r) => (timer = setTimeout(r, ms)))]).finally(() => clearTimeout(timer));
-}
-
 async function status(adminPort: number): Promise<any> {
   const r = await fetch(`http://127.0.0.1:${adminPort}/status`, { signal: AbortSignal.timeout(5_000) });
   return r.json();
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await Promise.resolve(fn()).catch(() => undefined);
-    if (v !== undefined) return v;
-    if (interrupted) throw new Error('interrupted');
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
 }
 
 async function client(info: ClusterInfo, port: number, database = info.app.database, direct = false): Promise<pg.Client> {
@@ -117,7 +100,7 @@ async function trial(mode: Mode, n: number): Promise<TrialResult> {
       const s = await status(proxy.adminPort);
       const applied = mode === 'async' ? s.replication.synchronous_standby_names === '' : s.replication.synchronous_standby_names !== '' && !s.replication.degraded;
       return applied ? s : undefined;
-    }, 15_000);
+    }, 15_000, 50, () => interrupted);
     res.synchronous_standby_names = st0.replication.synchronous_standby_names;
 
     for (let k = 0; k < CLIENTS; k++) current.clients.push(await client(info, proxy.port));
@@ -138,7 +121,7 @@ async function trial(mode: Mode, n: number): Promise<TrialResult> {
     const stopCalled = Date.now();
     await cluster.stopNode('pg1', 'immediate');
     const stopReturned = Date.now();
-    const first = await waitFor('a write acknowledged by a new primary', () => acked.find((a) => a.at >= stopCalled && a.port !== pg1.port), 30_000, 5);
+    const first = await waitFor('a write acknowledged by a new primary', () => acked.find((a) => a.at >= stopCalled && a.port !== pg1.port), 30_000, 5, () => interrupted);
     const killAt = Math.min(stopReturned, errors.find((e) => e.at >= stopCalled)?.at ?? stopReturned);
     await sleep(LOAD_MS);
     stopped = true;

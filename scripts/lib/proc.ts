@@ -158,3 +158,24 @@ export function startService(file: string, args: string[], opts: { cwd?: string;
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Waits for p, but no longer than ms (and leaves no timer behind to hold the process open). */
+export async function within(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise((r) => (timer = setTimeout(r, ms)))]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Calls fn every everyMs until it returns something other than undefined (a throw counts as undefined) and
+ * returns that; throws after timeoutMs, or at once when interrupted() says the script is stopping.
+ */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 50, interrupted: () => boolean = () => false): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await Promise.resolve(fn()).catch(() => undefined);
+    if (v !== undefined) return v;
+    if (interrupted()) throw new Error('interrupted');
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
