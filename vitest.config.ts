@@ -1,4 +1,4 @@
-// Vitest configuration: unit tests (pure logic, no PostgreSQL, run in parallel) first, then integration tests on one shared PostgreSQL cluster (globalSetup), one file at a time.
+// Vitest configuration: unit tests (pure logic, no PostgreSQL) first, then integration tests on one shared PostgreSQL cluster (globalSetup); one file at a time.
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -7,6 +7,9 @@ export default defineConfig({
     hookTimeout: 120_000,
     teardownTimeout: 30_000,
     reporters: ['default'],
+    // Integration files share one cluster (and failover tests reshape it); 2 cores cannot run them in parallel anyway.
+    // Vitest sets this for the whole run only, so unit files run one at a time too (a few seconds each).
+    fileParallelism: false,
     projects: [
       {
         extends: true,
@@ -18,8 +21,6 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           globalSetup: ['test/global-setup.ts'],
-          // Files share one cluster (and failover tests reshape it); 2 cores cannot run them in parallel anyway.
-          fileParallelism: false,
           sequence: { groupOrder: 1 },
         },
       },
