@@ -213,7 +213,11 @@ async function serveClient(open: (slot: ReadSlot) => net.Socket, ctx: FrontendCo
     if (gone()) return;
     if (!primary) {
       const seen = ctx.topology.all().map((n) => `${n.name}: ${n.up ? n.role : `down (${n.lastError ?? 'not probed yet'})`}`);
-      throw errors.noPrimary(`no node is known to be out of recovery${s.holdTimeout > 0 ? ` after waiting ${s.holdTimeout} ms` : ''}; ${seen.join('; ')}`);
+      const waited = s.holdTimeout > 0 ? ` after waiting ${s.holdTimeout} ms` : '';
+      // With coordination the primary is the one published in etcd: what the probes see does not make one.
+      const unconfirmed = ctx.topology.writableUntil !== Infinity && Date.now() >= ctx.topology.writableUntil;
+      const why = unconfirmed ? `this instance could not confirm the cluster state in etcd (coordination)${waited}, so no primary is published to it` : `no node is known to be out of recovery${waited}`;
+      throw errors.noPrimary(`${why}; as probed: ${seen.join('; ')}`);
     }
     // Every server the session uses gets the same user, database and startup parameters.
     const onEnd = (done: ClientSession) => {

@@ -127,10 +127,12 @@ async function expectNeverWritable(i: Instance, why: RegExp[]): Promise<void> {
   try {
     // With no primary ever confirmed, the login already waits for one (a client connected earlier would wait at its write).
     const t0 = Date.now();
-    const err = await using(proxyClient(target(i), info), write).then(() => null, (e: Error & { code?: string; severity?: string }) => e);
+    const err = await using(proxyClient(target(i), info), write).then(() => null, (e: Error & { code?: string; severity?: string; detail?: string }) => e);
     const took = Date.now() - t0;
     expect(err?.code, err?.message).toBe('57P03');
     expect(err?.message).toBe('pgsplit: no primary server is available');
+    // The client is told it is this instance's view of etcd, not the cluster, that is missing.
+    expect(err?.detail).toMatch(/^this instance could not confirm the cluster state in etcd/);
     expect(took).toBeGreaterThanOrEqual(HOLD_MS - 100);
   } finally {
     sampling = false;
