@@ -132,7 +132,8 @@ export class ServerPool implements LinkOwner {
       this.grow();
       return;
     }
-    if (!reusable || this.draining || this.expired(link, Date.now()) || link.busy) {
+    // Over pool.size (lowered by a reload): the pool shrinks as connections come back.
+    if (!reusable || this.draining || this.expired(link, Date.now()) || link.busy || this.total >= this.settings().size) {
       this.close(link);
       this.grow();
       return;
@@ -162,8 +163,8 @@ export class ServerPool implements LinkOwner {
     this.idle.push(link);
   }
 
-  /** Open connections while sessions wait and the pool is under its size. */
-  private grow(): void {
+  /** Open connections while sessions wait and the pool is under its size (also after a reload raised it). */
+  grow(): void {
     const { size } = this.settings();
     while (this.waiting.length > this.opening && this.total < size && !this.draining) this.openOne(true);
   }
@@ -200,7 +201,7 @@ export class ServerPool implements LinkOwner {
     for (let i = this.idle.length - 1; i >= 0; i--) {
       const link = this.idle[i];
       const idleTooLong = s.serverIdleTimeoutMs > 0 && now - link.releasedAt >= s.serverIdleTimeoutMs && this.total > s.minIdle;
-      if (link.closed || idleTooLong || this.expired(link, now)) {
+      if (link.closed || idleTooLong || this.expired(link, now) || this.total > s.size) {
         this.idle.splice(i, 1);
         if (!link.closed) this.close(link);
       }
@@ -309,6 +310,12 @@ export class Pools {
       pool.retired = true;
       this.pools.delete(key);
     }
+  }
+
+  /** pool.* reloaded: a raised size serves waiting sessions at once (a lowered one shrinks on release and sweep). */
+  settingsChanged(): void {
+    for (const pool of this.pools.values()) pool.grow();
+    this.sweep();
   }
 
   status(): PoolStatus[] {

@@ -195,6 +195,15 @@ export class LsnTracker implements WalPositions {
     p.poller.request();
   }
 
+  /** Nodes removed from the config: their polls stop and their connections close. */
+  forget(names: readonly string[]): void {
+    for (const name of names) {
+      this.replicaPollers.get(name)?.poller.close();
+      this.replicaPollers.delete(name);
+      this.replayed.delete(name);
+    }
+  }
+
   private answer(lsn: number | null, upTo: number): void {
     if (lsn === null || !this.answers.add(upTo, lsn)) return;
     this.onAnswer?.(upTo, lsn);

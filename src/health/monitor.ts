@@ -34,8 +34,8 @@ class NodeProbe {
   private client: pg.Client | null = null;
 
   constructor(
-    private readonly host: string,
-    private readonly port: number,
+    readonly host: string,
+    readonly port: number,
     private readonly settings: () => MonitorSettings,
   ) {}
 
@@ -130,6 +130,13 @@ export class Monitor {
 
   private async doRound(): Promise<void> {
     const nodes = this.topology.all();
+    // A node removed from the config (or moved to another address) keeps no probe connection behind.
+    for (const [name, probe] of this.probes) {
+      const n = this.topology.node(name);
+      if (n && n.host === probe.host && n.port === probe.port) continue;
+      probe.close();
+      this.probes.delete(name);
+    }
     await Promise.all(
       nodes.map(async (n) => {
         let probe = this.probes.get(n.name);

@@ -72,8 +72,8 @@ function freeze(c: Classification): Classification {
 /** One per proxy: decisions are shared by all sessions (they depend only on the text and the catalog). */
 export class Classifier {
   private catalogValue: FunctionCatalog;
-  private readonly cache: LruCache<Classification>;
-  private readonly maxParseLength: number;
+  private cache: LruCache<Classification>;
+  private maxParseLength: number;
   private readonly now: () => number;
   private readonly observe?: ClassifierOptions['observe'];
   private counters = { lexical: 0, parsed: 0, parseErrors: 0, tooLong: 0, seconds: 0 };
@@ -108,6 +108,19 @@ export class Classifier {
   setCatalog(catalog: FunctionCatalog): void {
     this.catalogValue = catalog;
     this.cache.clear();
+  }
+
+  /**
+   * routing.max_parse_length or routing.parse_cache_size reloaded: every cached decision was made under the old
+   * bound (a statement parsed as a read may now be over it), so the cache starts empty at its new size.
+   */
+  setLimits(limits: { maxParseLength: number; cacheSize: number }): void {
+    const { hits, misses } = this.cache;
+    this.cache = new LruCache(limits.cacheSize);
+    // The counters feed cumulative metrics: they carry on across the new cache.
+    this.cache.hits = hits;
+    this.cache.misses = misses;
+    this.maxParseLength = limits.maxParseLength;
   }
 
   get stats(): ClassifierStats {

@@ -177,4 +177,48 @@ describe('ServerPool', () => {
     expect(a.errs[0]?.message).toBe('connection refused');
     expect(pool.total).toBe(0);
   });
+
+  it('follows a reloaded pool.size: raised, a waiting client gets a connection at once; lowered, connections over it close on release and sweep', async () => {
+    let current = { ...settings, size: 1 };
+    const pool = new ServerPool('pg1', 'app', 'db', open, () => current, log);
+    const [a, b, c] = [waiter(), waiter(), waiter()];
+    pool.acquire(a.w);
+    pool.acquire(b.w);
+    await flush();
+    expect(a.got).toHaveLength(1);
+    expect(b.got).toHaveLength(0);
+    current = { ...current, size: 3 };
+    pool.grow();
+    await flush();
+    expect(b.got).toHaveLength(1);
+    expect(opened).toHaveLength(2);
+    pool.acquire(c.w);
+    await flush();
+    expect(pool.total).toBe(3);
+    current = { ...current, size: 1 };
+    // Two over the new size: the first two back are closed, the last one stays.
+    pool.release(a.got[0], true);
+    pool.release(b.got[0], true);
+    expect(opened[0].ended + opened[1].ended).toBe(2);
+    expect(pool.idleCount).toBe(0);
+    pool.release(c.got[0], true);
+    expect(pool.idleCount).toBe(1);
+    expect(pool.total).toBe(1);
+  });
+
+  it('closes idle connections over a lowered pool.size at the next sweep', async () => {
+    let current = { ...settings, size: 2 };
+    const pool = new ServerPool('pg1', 'app', 'db', open, () => current, log);
+    const [a, b] = [waiter(), waiter()];
+    pool.acquire(a.w);
+    pool.acquire(b.w);
+    await flush();
+    pool.release(a.got[0], true);
+    pool.release(b.got[0], true);
+    expect(pool.idleCount).toBe(2);
+    current = { ...current, size: 1 };
+    pool.sweep(Date.now());
+    expect(pool.idleCount).toBe(1);
+    expect(opened.filter((s) => s.ended > 0)).toHaveLength(1);
+  });
 });

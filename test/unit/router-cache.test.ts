@@ -126,6 +126,20 @@ describe('Classifier', () => {
     expect(k.classify('SELECT f()')).toMatchObject({ target: 'primary', reason: 'volatile-function:public.f' });
   });
 
+  it('new limits (a reload) drop every cached decision: a read cached under a larger bound is too long now', () => {
+    const k = new Classifier({ maxParseLength: 1024, cacheSize: 10 });
+    const sql = `SELECT '${'x'.repeat(100)}' AS pad`;
+    expect(k.classify(sql).target).toBe('replica');
+    expect(k.classify(sql).target).toBe('replica');
+    k.setLimits({ maxParseLength: 64, cacheSize: 0 });
+    expect(k.classify(sql)).toMatchObject({ target: 'primary', reason: 'too-long' });
+    k.classify('SELECT a FROM t1');
+    k.classify('SELECT a FROM t1');
+    expect(k.cacheSize).toBe(0);
+    // Counters are cumulative for /metrics: they carry on across the new cache.
+    expect(k.stats).toMatchObject({ cacheHits: 1, parsed: 3, tooLong: 1 });
+  });
+
   it('builds from the routing config', () => {
     const k = Classifier.fromConfig({ read_only_functions: ['f'], write_functions: ['g'], max_parse_length: 1024, parse_cache_size: 5 }, ['public.f', 'public.h']);
     expect(k.classify('SELECT f()').target).toBe('replica');
