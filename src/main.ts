@@ -9,6 +9,7 @@ import { Control } from './compose/control.js';
 import { Frontend } from './compose/frontend.js';
 import { startAdmin } from './compose/admin.js';
 import { statusDocument } from './compose/status.js';
+import { Reloader, type ReloadCounts, type ReloadResult } from './compose/reload.js';
 
 export interface Pgsplit {
   listenPort: number;
@@ -18,31 +19,19 @@ export interface Pgsplit {
   topology: Topology;
   stats: ProxyStats;
   classifier: Classifier;
-  /** Apply a new config; returns the keys that cannot change live (they keep their old value). */
-  reload(next: Config): string[];
+  /** Apply a parsed config as a reload would (see config/reload-rules.ts). */
+  reload(next: Config): Promise<ReloadResult>;
+  /** Re-read the config file (default: opts.configFile) and apply it: what SIGHUP, POST /reload and the admin console do. */
+  reloadConfig(file?: string): Promise<ReloadResult>;
+  /** Reloads so far, by result (pgsplit_config_reloads_total). */
+  reloads: ReloadCounts;
+  /** The config running now (the last reload's, with kept keys at their running values). */
+  config(): Config;
   /** Drain sessions (up to drainTimeoutMs, default shutdown.drain_timeout), then stop everything. */
   close(drainTimeoutMs?: number): Promise<void>;
 }
 
-/** listen, admin and workers cannot change live: the config applied keeps their old values and names them. */
-export function liveConfig(current: Config, next: Config): { applied: Config; refused: string[] } {
-  const refused: string[] = [];
-  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-  if (!same(next.listen.host, current.listen.host) || !same(next.listen.port, current.listen.port)) refused.push('listen');
-  if (!same(next.admin, current.admin)) refused.push('admin');
-  if (!same(next.workers, current.workers)) refused.push('workers');
-  if (!same(next.coordination, current.coordination)) refused.push('coordination');
-  const applied: Config = {
-    ...next,
-    coordination: current.coordination,
-    listen: { ...next.listen, host: current.listen.host, port: current.listen.port },
-    admin: current.admin,
-    workers: current.workers,
-  };
-  return { applied, refused };
-}
-
-export async function startPgsplit(initial: Config, opts: { logger?: Logger } = {}): Promise<Pgsplit> {
+export async function startPgsplit(initial: Config, opts: { logger?: Logger; configFile?: string } = {}): Promise<Pgsplit> {
   let config = initial;
   const log = opts.logger ?? createLogger(config.log.level);
   const startedAt = Date.now();
@@ -71,9 +60,19 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
     waitTimeouts: frontend.pools.waitTimeouts,
     pinnedClients: frontend.pinnedClients(),
   });
-  let admin;
+  let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
+  const reloader = new Reloader({
+    current: () => config,
+    runtime: () => ({ primary: control.topology.primary?.name ?? null, workers: 1 }),
+    async apply(next) {
+      control.reload(next);
+      frontend.reload(next);
+      admin?.setAuth(next.admin.auth);
+      config = next;
+    },
+  }, log, opts.configFile ?? null);
   try {
-    admin = await startAdmin({ config: () => config, control, totals, status: () => statusDocument(config, control, totals(), startedAt) }, log);
+    admin = await startAdmin({ config: () => config, control, totals, reloader, status: () => statusDocument(config, control, totals(), startedAt) }, log);
   } catch (err) {
     control.stop();
     await frontend.close(0);
@@ -88,17 +87,14 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger } = 
     topology: control.topology,
     stats: frontend.stats,
     classifier: frontend.classifier,
-    reload(next: Config): string[] {
-      const { applied, refused } = liveConfig(config, next);
-      control.reload(applied);
-      frontend.reload(applied);
-      config = applied;
-      return refused;
-    },
+    reload: (next) => reloader.reload(next),
+    reloadConfig: (file) => reloader.reloadConfig(file),
+    reloads: reloader.counts,
+    config: () => config,
     async close(drainTimeoutMs = config.shutdown.drain_timeout): Promise<void> {
       await frontend.close(drainTimeoutMs);
       control.stop();
-      await admin.close();
+      await admin?.close();
     },
   };
 }

@@ -1,4 +1,4 @@
-// The admin HTTP port: /metrics (Prometheus), /health (liveness), /ready (a primary is known and may be written to), /status (JSON), POST /switchover; locked by admin.auth.
+// The admin HTTP port: /metrics (Prometheus), /health (liveness), /ready (a primary is known and may be written to), /status (JSON), POST /switchover, POST /reload; locked by admin.auth.
 import http from 'node:http';
 import type net from 'node:net';
 import type { Registry } from 'prom-client';
@@ -16,6 +16,8 @@ export interface AdminContext {
   refresh?(): Promise<void>;
   /** Planned promotion of a replica; rejects with SwitchoverRefused when it cannot be done. */
   switchover?(to: string): Promise<unknown>;
+  /** Re-read the config file pgsplit was started from; the answer is sent as JSON (a rejected file gets 422). */
+  reload?(): Promise<{ result: string }>;
   /** Several instances: what this one tells its peers (GET /coordination). */
   coordination?(): unknown;
   /** admin.auth; without a token or user/password every mutating request is refused (403). */
@@ -120,6 +122,11 @@ export class AdminServer {
     return this.ctx.auth ?? { protect_reads: false };
   }
 
+  /** admin.auth reloaded: the next request is checked against these credentials. */
+  setAuth(auth: AdminAuth): void {
+    this.ctx.auth = auth;
+  }
+
   /** A browser page of another origin must not reach this port: an Origin header must name this server itself. */
   private originAllowed(req: http.IncomingMessage): boolean {
     const origin = req.headers.origin;
@@ -164,8 +171,10 @@ export class AdminServer {
     switch (path) {
       case '/switchover':
         return this.switchover(req, res);
+      case '/reload':
+        return this.reload(req, res);
       default:
-        json(res, 404, { error: `no POST endpoint ${path}; try POST /switchover` });
+        json(res, 404, { error: `no POST endpoint ${path}; try POST /switchover or POST /reload` });
     }
   }
 
@@ -186,6 +195,10 @@ export class AdminServer {
   private async read(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
     if (path === '/switchover') {
       json(res, 405, { error: 'use POST /switchover with {"to": "<node name>"}' }, { allow: 'POST' });
+      return;
+    }
+    if (path === '/reload') {
+      json(res, 405, { error: 'use POST /reload (with Content-Type: application/json)' }, { allow: 'POST' });
       return;
     }
     const authenticated = checkCredentials(req.headers.authorization, this.auth) === 'ok';
@@ -254,6 +267,14 @@ export class AdminServer {
     } catch (err) {
       json(res, err instanceof SwitchoverRefused ? 409 : 500, { error: (err as Error).message });
     }
+  }
+
+  // The file to read is the one pgsplit started from, never one named in the request: the admin port must not open files.
+  private async reload(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    await readBody(req, this.maxBodyBytes);
+    if (!this.ctx.reload) return json(res, 404, { error: 'reload is not available (pgsplit was not started from a config file)' });
+    const r = await this.ctx.reload();
+    json(res, r.result === 'rejected' ? 422 : 200, r);
   }
 
   listen(host: string, port: number): Promise<number> {

@@ -11,7 +11,8 @@ import type { CommandIo } from './io.js';
 export const RUN_USAGE = `usage: pgsplit [run] [--config FILE]
   -c, --config FILE   the YAML config (default: $PGSPLIT_CONFIG); \`pgsplit check-config FILE\` validates it first
 Runs the proxy in the foreground and logs JSON lines to stderr. SIGHUP reloads the config (keys that cannot
-change live are named in a warning); SIGTERM or SIGINT drains sessions (shutdown.drain_timeout), then exits.`;
+change live keep their running value and are named in a warning; an invalid file is rejected whole);
+SIGTERM or SIGINT drains sessions (shutdown.drain_timeout), then exits.`;
 
 export interface RunArgs {
   config?: string;
@@ -55,9 +56,9 @@ export async function runProxy(file: string, io: CommandIo): Promise<number | un
   process.on('unhandledRejection', (err) => log.error({ err: (err as Error)?.stack ?? String(err) }, 'unhandled promise rejection (a bug); pgsplit keeps running'));
   const workers = resolveWorkers(config, os.availableParallelism());
   if (workers.reducedBy) log.warn({ workers: workers.count, bound: workers.reducedBy }, `workers: fewer worker processes than asked for, so that each has a share of ${workers.reducedBy}`);
-  let proxy: { reload(next: Config): string[]; close(): Promise<void> };
+  let proxy: { reloadConfig(): Promise<unknown>; config(): Config; close(): Promise<void> };
   try {
-    proxy = workers.count > 1 ? await startCoordinator(config, workers.count, log) : await startPgsplit(config, { logger: log });
+    proxy = workers.count > 1 ? await startCoordinator(config, workers.count, log, { configFile: file }) : await startPgsplit(config, { logger: log, configFile: file });
   } catch (err) {
     log.fatal({ err: (err as Error).message }, 'pgsplit failed to start');
     await new Promise((r) => setTimeout(r, 50));
@@ -71,7 +72,7 @@ export async function runProxy(file: string, io: CommandIo): Promise<number | un
       process.exit(1);
     }
     stopping = true;
-    log.info({ signal, drain_timeout_ms: config.shutdown.drain_timeout }, 'draining: no new clients; waiting for transactions to finish');
+    log.info({ signal, drain_timeout_ms: proxy.config().shutdown.drain_timeout }, 'draining: no new clients; waiting for transactions to finish');
     void proxy.close().then(() => {
       log.info('pgsplit stopped');
       setTimeout(() => process.exit(0), 20);
@@ -79,15 +80,9 @@ export async function runProxy(file: string, io: CommandIo): Promise<number | un
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // The reloader logs what it applied, kept or rejected (compose/reload.ts).
   process.on('SIGHUP', () => {
-    try {
-      const next = loadConfig(file);
-      const refused = proxy.reload(next);
-      for (const key of refused) log.warn({ key }, 'config reload: this key cannot change while running; restart pgsplit to apply it');
-      log.info('config reloaded');
-    } catch (err) {
-      log.error({ err: err instanceof ConfigError ? err.issues : (err as Error).message }, 'config reload failed; keeping the running config');
-    }
+    proxy.reloadConfig().catch((err: unknown) => log.error({ err: (err as Error)?.stack ?? String(err) }, 'config reload failed unexpectedly (a bug)'));
   });
   return undefined;
 }

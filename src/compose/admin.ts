@@ -2,10 +2,12 @@
 import os from 'node:os';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../util/logger.js';
-import { createMetrics } from '../metrics/registry.js';
+import { createMetrics, registerReloadMetrics } from '../metrics/registry.js';
 import { registerPoolMetrics } from '../metrics/pool-metrics.js';
 import { AdminServer } from '../admin/server.js';
 import type { Control } from './control.js';
+import type { Reloader } from './reload.js';
+import type { AdminAuth } from '../admin/auth.js';
 import type { FrontendTotals } from '../workers/frontend-snapshot.js';
 import type client from 'prom-client';
 
@@ -13,6 +15,8 @@ export interface AdminPlane {
   adminPort: number | null;
   metricsPort: number | null;
   registry: client.Registry | null;
+  /** admin.auth reloaded. */
+  setAuth(auth: AdminAuth): void;
   close(): Promise<void>;
 }
 
@@ -26,19 +30,23 @@ export interface AdminSources {
   refresh?: () => Promise<void>;
   /** More metrics for the same registry (a coordinator's worker gauges). */
   extraMetrics?: (registry: client.Registry) => void;
+  /** Serves POST /reload (when it knows a file) and counts reloads for /metrics. */
+  reloader?: Reloader;
 }
 
 export async function startAdmin(src: AdminSources, log: Logger): Promise<AdminPlane> {
   const config = src.config();
-  if (!config.admin.enabled) return { adminPort: null, metricsPort: null, registry: null, close: async () => {} };
+  if (!config.admin.enabled) return { adminPort: null, metricsPort: null, registry: null, setAuth: () => {}, close: async () => {} };
   const { control } = src;
   // The registry reads the totals at scrape time, so a refresh that replaces them is seen.
   const classifier = { get stats() { return src.totals().classifier.stats; }, get timings() { return src.totals().classifier.timings; } };
   const registry = createMetrics(() => src.totals().stats, control.topology, classifier, control.lsn, control.failover, () => src.config().replication.mode, control.member);
   registerPoolMetrics(registry, { status: () => src.totals().pools, waitTimeouts: () => src.totals().waitTimeouts, pinnedClients: () => src.totals().pinnedClients });
   src.extraMetrics?.(registry);
-  // admin.* cannot change on reload, so the server keeps the auth it started with.
-  const admin = new AdminServer({ registry, topology: control.topology, status: src.status, refresh: src.refresh, switchover: (to) => control.switchover(to), coordination: control.member ? () => control.member!.peerView() : undefined, auth: config.admin.auth });
+  const reloader = src.reloader;
+  if (reloader) registerReloadMetrics(registry, () => reloader.counts);
+  const reload = reloader?.file ? () => reloader.reloadConfig() : undefined;
+  const admin = new AdminServer({ registry, topology: control.topology, status: src.status, refresh: src.refresh, switchover: (to) => control.switchover(to), reload, coordination: control.member ? () => control.member!.peerView() : undefined, auth: config.admin.auth });
   const m = config.admin.metrics_port;
   const metricsServer = m !== null ? new AdminServer({ registry, topology: control.topology, status: src.status, refresh: src.refresh }, { role: 'metrics' }) : null;
   let where = `admin ${config.admin.host}:${config.admin.port}`;
@@ -62,6 +70,7 @@ export async function startAdmin(src: AdminSources, log: Logger): Promise<AdminP
     adminPort,
     metricsPort,
     registry,
+    setAuth: (auth) => admin.setAuth(auth),
     async close() {
       await admin.close();
       await metricsServer?.close();

@@ -181,8 +181,18 @@ export class Control {
     this.config = next;
     // The frontend logs a TLS file that cannot be loaded; here the previous files are simply kept too.
     this.tlsState = loadTls(next, this.tlsState);
-    if (!same(next.monitor, prev.monitor)) this.monitor.setSettings(this.monitorSettings(next.monitor));
-    if (!same(next.nodes, prev.nodes)) this.topology.setAddresses(next.nodes);
+    // Probe connections carry the monitor credentials and each node's TLS: either changing means reconnecting.
+    // (Nodes added or removed are the monitor's own business: it probes what the topology lists.)
+    const tlsBefore = new Map(prev.nodes.map((n) => [n.name, JSON.stringify(n.tls)]));
+    const tlsChanged = !same(next.server_tls, prev.server_tls) || next.nodes.some((n) => tlsBefore.has(n.name) && tlsBefore.get(n.name) !== JSON.stringify(n.tls));
+    if (!same(next.monitor, prev.monitor) || tlsChanged) this.monitor.setSettings(this.monitorSettings(next.monitor));
+    if (!same(next.nodes, prev.nodes)) {
+      this.topology.setAddresses(next.nodes);
+      const names = new Set(next.nodes.map((n) => n.name));
+      this.lsn.forget(prev.nodes.filter((n) => !names.has(n.name)).map((n) => n.name));
+      // An added node (or a new address) is known at once rather than one monitor.interval later.
+      void this.monitor.probeAll();
+    }
     this.log.level = next.log.level;
   }
 

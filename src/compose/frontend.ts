@@ -63,6 +63,16 @@ function poolSettings(c: Config): PoolSettings {
   };
 }
 
+/** How pgsplit reaches a node: a server connection made under other terms is not reused after a reload. */
+const reachedAs = (c: Config, n: Config['nodes'][number]) =>
+  JSON.stringify([n.host, n.port, n.tls ?? c.server_tls, n.allow_cleartext_password]);
+
+/** Nodes removed, or reached differently (address, TLS, cleartext password), between two configs. */
+export function changedNodes(prev: Config, next: Config): string[] {
+  const now = new Map(next.nodes.map((n) => [n.name, reachedAs(next, n)]));
+  return prev.nodes.filter((n) => now.get(n.name) !== reachedAs(prev, n)).map((n) => n.name);
+}
+
 const catalogFor = (c: Config, names: readonly string[]) =>
   new FunctionCatalog({ volatile: names, readOnly: c.routing.read_only_functions, write: c.routing.write_functions });
 
@@ -144,13 +154,20 @@ export class Frontend {
     this.classifier.setCatalog(catalogFor(this.config, names));
   }
 
-  /** Apply a new config (listen and admin are the caller's business: they cannot change live). */
+  /** Apply a new config (already planned by config/reload-plan.ts: keys that cannot change live hold their running values). */
   reload(next: Config): void {
-    const routingChanged = JSON.stringify(next.routing) !== JSON.stringify(this.config.routing);
+    const prev = this.config;
     this.config = next;
-    if (routingChanged) this.classifier.setCatalog(catalogFor(next, this.volatile));
+    const r = next.routing;
+    if (r.max_parse_length !== prev.routing.max_parse_length || r.parse_cache_size !== prev.routing.parse_cache_size) {
+      this.classifier.setLimits({ maxParseLength: r.max_parse_length, cacheSize: r.parse_cache_size });
+    }
+    if (JSON.stringify(r) !== JSON.stringify(prev.routing)) this.classifier.setCatalog(catalogFor(next, this.volatile));
     this.tlsState = loadTls(next, this.tlsState, (err, kept) => this.deps.log.error({ err: err.message }, `config reload: TLS files could not be loaded; ${kept}`));
     this.settings = frontendSettings(next, this.tlsState);
+    // Connections to a node that went away or is reached differently now must not be handed out again.
+    for (const name of changedNodes(prev, next)) this.pools.drainNode(name);
+    this.pools.settingsChanged();
     this.listener.scheduleSweep();
   }
 

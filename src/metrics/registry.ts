@@ -279,3 +279,19 @@ export function createMetrics(
   }
   return registry;
 }
+
+/** Config reloads (SIGHUP, POST /reload, the admin console) by result, read from the reloader's counts at scrape time. */
+export function registerReloadMetrics(registry: client.Registry, counts: () => Record<'applied' | 'partial' | 'rejected', number>): void {
+  new client.Counter({
+    name: 'pgsplit_config_reloads_total',
+    help: 'Config reloads by result: applied (every change live), partial (some keys kept until a restart), rejected (invalid file; the running config is kept).',
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const c = counts();
+      // Every result from the start (at 0), so that the first reload of a kind shows in rate() and increase().
+      for (const result of ['applied', 'partial', 'rejected'] as const) this.inc({ result }, c[result]);
+    },
+  });
+}

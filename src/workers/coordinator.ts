@@ -11,7 +11,7 @@ import type { Topology } from '../topology/topology.js';
 import { Control } from '../compose/control.js';
 import { startAdmin, type AdminPlane } from '../compose/admin.js';
 import { statusDocument } from '../compose/status.js';
-import { liveConfig } from '../main.js';
+import { Reloader, type ReloadCounts, type ReloadResult } from '../compose/reload.js';
 import { workerConfig } from './shares.js';
 import { isMessage, type FromWorker, type ToWorker } from './messages.js';
 import { foldSnapshots, retiredPart, sumSnapshots, type FrontendSnapshot, type FrontendTotals } from './frontend-snapshot.js';
@@ -44,6 +44,8 @@ interface Slot {
   missed: number;
   /** Worker ticket k was taken after coordinator ticket t: an answer covering t covers k. */
   tickets: { k: number; t: number }[];
+  /** The config its start message carried: a reload while it was starting may have reached it before it listened. */
+  startedWith: Config | null;
 }
 
 export interface Coordinator {
@@ -52,15 +54,19 @@ export interface Coordinator {
   metricsPort: number | null;
   topology: Topology;
   workerPids(): number[];
-  reload(next: Config): string[];
+  /** As Pgsplit.reload / reloadConfig: the coordinator plans, applies its half and sends the config to every worker. */
+  reload(next: Config): Promise<ReloadResult>;
+  reloadConfig(file?: string): Promise<ReloadResult>;
+  reloads: ReloadCounts;
+  config(): Config;
   close(drainTimeoutMs?: number): Promise<void>;
 }
 
-export async function startCoordinator(initial: Config, count: number, log: Logger): Promise<Coordinator> {
+export async function startCoordinator(initial: Config, count: number, log: Logger, opts: { configFile?: string } = {}): Promise<Coordinator> {
   let config = initial;
   const startedAt = Date.now();
   process.title = 'pgsplit: coordinator';
-  const slots: Slot[] = Array.from({ length: count }, (_, index) => ({ index, worker: null, pid: null, startedAt: 0, restarts: 0, restartDelay: RESTART_MIN_MS, serving: false, clients: 0, missed: 0, last: null, tickets: [] }));
+  const slots: Slot[] = Array.from({ length: count }, (_, index) => ({ index, worker: null, pid: null, startedAt: 0, restarts: 0, restartDelay: RESTART_MIN_MS, serving: false, clients: 0, missed: 0, last: null, tickets: [], startedWith: null }));
   /** Connections refused here because listen.max_client_connections was reached (added to the workers' counters). */
   let refused = 0;
   let retired: FrontendSnapshot[] = [];
@@ -134,10 +140,12 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
     const m = raw as FromWorker;
     switch (m.t) {
       case 'ready':
+        s.startedWith = config;
         sendTo(s, { t: 'start', index: s.index, count, config: workerConfig(config, s.index, count), topology: topology.snapshot(), volatile: [...control.volatile] });
         break;
       case 'serving':
         s.serving = true;
+        if (s.startedWith !== config) sendTo(s, { t: 'reload', config: workerConfig(config, s.index, count) });
         // It may have missed changes between its start message and now.
         sendTo(s, { t: 'topology', topology: topology.snapshot() });
         break;
@@ -339,7 +347,24 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
       },
     });
   };
-  let admin: AdminPlane;
+  let admin: AdminPlane | null = null;
+  const reloader = new Reloader({
+    current: () => config,
+    runtime: () => ({ primary: topology.primary?.name ?? null, workers: count }),
+    async apply(next) {
+      control.reload(next);
+      config = next;
+      admin?.setAuth(next.admin.auth);
+      // The new topology first (IPC is in order): a worker that drains a removed node's pools must not find it still listed.
+      feed();
+      for (const s of slots) sendTo(s, { t: 'reload', config: workerConfig(next, s.index, count) });
+      // A pong follows the reload it was sent after: every worker that answers runs the new config.
+      const answers = await askAll((id) => ({ t: 'ping', id }));
+      const confirmed = answers.filter((a) => a !== null).length;
+      if (confirmed < answers.length) log.warn({ workers: answers.length - confirmed }, 'config reload: some workers did not confirm (they apply it when they answer again, or get it when restarted)');
+      return { workers: { confirmed, serving: answers.length } };
+    },
+  }, log, opts.configFile ?? null);
   try {
     admin = await startAdmin({
       config: () => config,
@@ -347,6 +372,7 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
       totals: () => totals,
       refresh,
       extraMetrics,
+      reloader,
       status: () => statusDocument(config, control, totals, startedAt, { workers: workersStatus() }),
     }, log);
   } catch (err) {
@@ -363,13 +389,10 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
     metricsPort: admin.metricsPort,
     topology,
     workerPids: () => slots.flatMap((s) => (s.worker && s.pid !== null ? [s.pid] : [])),
-    reload(next: Config): string[] {
-      const { applied, refused } = liveConfig(config, next);
-      control.reload(applied);
-      config = applied;
-      for (const s of slots) sendTo(s, { t: 'reload', config: workerConfig(applied, s.index, count) });
-      return refused;
-    },
+    reload: (next) => reloader.reload(next),
+    reloadConfig: (file) => reloader.reloadConfig(file),
+    reloads: reloader.counts,
+    config: () => config,
     async close(drainTimeoutMs = config.shutdown.drain_timeout): Promise<void> {
       stopping = true;
       clearInterval(heartbeat);
@@ -386,7 +409,7 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
       await Promise.all(exits);
       clearTimeout(deadline);
       control.stop();
-      await admin.close();
+      await admin?.close();
     },
   };
 }

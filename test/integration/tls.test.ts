@@ -259,11 +259,11 @@ describe('clients to pgsplit over TLS (tls.*)', () => {
     try {
       const verifyWith = (ca: string) => psql(p, info, ['-c', 'SELECT 1'], { conninfo: conninfo(p, `sslmode=verify-full sslrootcert=${ca}`), timeoutMs: 20_000 });
       expect((await verifyWith(certs().ca)).code).toBe(0);
-      // A reload with a file that cannot be read: the running certificate stays.
-      p.reload(configFor(info, { extra: clientTls('allow', { cert: path.join(scratch, 'missing.crt'), key: certs().key }) }));
+      // A reload with a file that cannot be read is rejected, naming the key: the running certificate stays.
+      expect(await p.reload(configFor(info, { extra: clientTls('allow', { cert: path.join(scratch, 'missing.crt'), key: certs().key }) }))).toMatchObject({ result: 'rejected', error: expect.stringMatching(/^tls\.cert: cannot read/) });
       expect((await verifyWith(certs().ca)).code).toBe(0);
       // A reload with a new certificate: new connections get it.
-      p.reload(configFor(info, { extra: clientTls('allow', otherCert) }));
+      expect((await p.reload(configFor(info, { extra: clientTls('allow', otherCert) }))).result).toBe('applied');
       const r = await verifyWith(otherCa);
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
