@@ -1,10 +1,14 @@
 // Throwaway PostgreSQL streaming-replication cluster (1 primary + N hot standbys) built from local server binaries; used by tests, demo and bench.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { findPgBinDir } from './binaries.js';
 import { freePort } from './ports.js';
-import { isAlive } from './processes.js';
+import { asUser, isAlive, isRoot, logTail as tail, pgFreeEnv, runCommand, userIds, type RunResult } from './processes.js';
+import { makeTempDir, ownTempDir, removeDir, type DirKind, type OwnedDir } from './temp-dir.js';
+
+export { findPgBinDir };
 
 export interface ClusterNode {
   name: string;
@@ -13,11 +17,7 @@ export interface ClusterNode {
   dataDir: string;
 }
 
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type { RunResult };
 
 export interface RunOptions {
   env?: Record<string, string>;
@@ -86,140 +86,34 @@ export interface StartClusterOptions {
 }
 
 const SERVER_USER = 'postgres';
-const DIR_PREFIX = 'pgsplit-cluster-';
-const INFO_FILE = 'cluster.json';
 const APP = { user: 'app', password: 'secret', database: 'appdb' } as const;
 const PG_CTL_TIMEOUT_S = 60;
 const STREAMING_TIMEOUT_MS = 60_000;
-const REQUIRED_BINS = ['initdb', 'pg_ctl', 'pg_basebackup', 'postgres', 'psql'];
 
-const isRoot = (): boolean => typeof process.getuid === 'function' && process.getuid() === 0;
-
-function hasServerBins(dir: string): boolean {
-  return REQUIRED_BINS.every((b) => fs.existsSync(path.join(dir, b)));
-}
-
-function versionKey(dirName: string): number[] {
-  return dirName.split('.').map((p) => Number.parseInt(p, 10) || 0);
-}
-
-export function findPgBinDir(): string | null {
-  const explicit = process.env.PGSPLIT_PG_BINDIR;
-  // An explicit setting that is wrong should fail loudly rather than silently use another install.
-  if (explicit) return hasServerBins(explicit) ? path.resolve(explicit) : null;
-
-  const pgConfig = spawnSync('pg_config', ['--bindir'], { encoding: 'utf8' });
-  if (pgConfig.status === 0) {
-    const dir = pgConfig.stdout.trim();
-    if (dir && hasServerBins(dir)) return dir;
-  }
-
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (dir && hasServerBins(dir)) return path.resolve(dir);
-  }
-
-  const debianRoot = '/usr/lib/postgresql';
-  let versions: string[] = [];
-  try {
-    versions = fs.readdirSync(debianRoot);
-  } catch {
-    return null;
-  }
-  versions.sort((a, b) => {
-    const ka = versionKey(a);
-    const kb = versionKey(b);
-    for (let i = 0; i < Math.max(ka.length, kb.length); i++) {
-      const d = (kb[i] ?? 0) - (ka[i] ?? 0);
-      if (d !== 0) return d;
-    }
-    return 0;
-  });
-  for (const v of versions) {
-    const dir = path.join(debianRoot, v, 'bin');
-    if (hasServerBins(dir)) return dir;
-  }
-  return null;
-}
-
-// Inherited PG* variables (PGHOST, PGPORT, PGDATA, PGPASSWORD...) would silently redirect the
-// setup tools away from the cluster we are building.
-function childEnv(extra?: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (/^PG/.test(k) && !k.startsWith('PGSPLIT')) continue;
-    env[k] = v;
-  }
-  return { ...env, ...extra };
-}
-
-function runProcess(
+// Inherited PG* variables would silently redirect the setup tools away from the cluster we are building.
+async function runProcess(
   file: string,
   args: string[],
   opts: RunOptions & { cwd?: string } = {},
 ): Promise<RunResult> {
-  return new Promise((resolve) => {
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    let settled = false;
-    const finish = (r: RunResult): void => {
-      if (settled) return;
-      settled = true;
-      if (timer) clearTimeout(timer);
-      resolve(r);
-    };
-    // Own process group so a timeout can kill runuser together with the tool it started.
-    const child = spawn(file, args, {
-      cwd: opts.cwd,
-      env: childEnv(opts.env),
-      stdio: ['pipe', 'pipe', 'pipe'],
-      detached: true,
-    });
-    const timer = opts.timeoutMs
-      ? setTimeout(() => {
-          timedOut = true;
-          try {
-            if (child.pid) process.kill(-child.pid, 'SIGKILL');
-          } catch {
-            child.kill('SIGKILL');
-          }
-        }, opts.timeoutMs)
-      : undefined;
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.stdin.on('error', () => {});
-    child.on('error', (err) => finish({ code: 127, stdout, stderr: stderr + String(err) }));
-    child.on('close', (code, signal) => {
-      if (timedOut) finish({ code: 124, stdout, stderr: `${stderr}\n[timed out after ${opts.timeoutMs} ms]` });
-      else finish({ code: code ?? (signal ? 128 : 1), stdout, stderr });
-    });
-    child.stdin.end(opts.input ?? '');
-  });
-}
-
-function asServerUser(serverUser: string | null, file: string, args: string[]): [string, string[]] {
-  return serverUser ? ['runuser', ['-u', serverUser, '--', file, ...args]] : [file, args];
+  // Own process group so a timeout can kill runuser together with the tool it started.
+  const { code, stdout, stderr, timedOut } = await runCommand(file, args, { cwd: opts.cwd, env: pgFreeEnv(opts.env), input: opts.input ?? '', timeoutMs: opts.timeoutMs, group: true });
+  return { code, stdout, stderr: timedOut ? `${stderr}\n[timed out after ${opts.timeoutMs} ms]` : stderr };
 }
 
 function logTail(file: string, lines = 25): string {
-  try {
-    const text = fs.readFileSync(file, 'utf8').trimEnd().split('\n');
-    return text.slice(-lines).join('\n');
-  } catch {
-    return '(no server log)';
-  }
+  return tail(file, lines, '(no server log)');
 }
 
 function lookupUser(user: string): { uid: number; gid: number } {
-  const uid = spawnSync('id', ['-u', user], { encoding: 'utf8' });
-  const gid = spawnSync('id', ['-g', user], { encoding: 'utf8' });
-  if (uid.status !== 0 || gid.status !== 0) {
+  const ids = userIds(user);
+  if (!ids) {
     throw new Error(
       `Running as root, but there is no '${user}' OS user to run PostgreSQL as (it refuses to run as root). ` +
         `Install the server package (apt-get install postgresql) or create the user.`,
     );
   }
-  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+  return ids;
 }
 
 
@@ -239,10 +133,10 @@ function stopInfoSync(info: ClusterInfo): void {
   for (const node of info.nodes) {
     try {
       if (!fs.existsSync(path.join(node.dataDir, 'postmaster.pid'))) continue;
-      const [file, args] = asServerUser(info.serverUser, path.join(info.binDir, 'pg_ctl'), [
+      const [file, args] = asUser(info.serverUser, path.join(info.binDir, 'pg_ctl'), [
         'stop', '-D', node.dataDir, '-m', 'immediate', '-w', '-t', '10',
       ]);
-      const r = spawnSync(file, args, { cwd: info.dir, env: childEnv(), stdio: 'ignore', timeout: 15_000 });
+      const r = spawnSync(file, args, { cwd: info.dir, env: pgFreeEnv(), stdio: 'ignore', timeout: 15_000 });
       if (r.status !== 0) {
         const pid = postmasterPid(node.dataDir);
         if (pid && isAlive(pid)) process.kill(pid, 'SIGKILL');
@@ -251,77 +145,16 @@ function stopInfoSync(info: ClusterInfo): void {
       /* best effort */
     }
   }
-  try {
-    fs.rmSync(info.dir, { recursive: true, force: true });
-  } catch {
-    /* best effort */
-  }
+  removeDir(info.dir);
 }
 
-const liveClusters = new Map<string, ClusterInfo>();
-let handlersInstalled = false;
-const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-
-function cleanupAllSync(): void {
-  for (const info of liveClusters.values()) stopInfoSync(info);
-  liveClusters.clear();
-}
-
-function onSignal(sig: NodeJS.Signals): void {
-  cleanupAllSync();
-  uninstallHandlers();
-  // Our listener replaced the default "terminate" action; restore it unless someone else (e.g. the
-  // test runner) is handling the signal.
-  if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-}
-
-let signalsInstalled = false;
-
-function installHandlers(signals: boolean): void {
-  if (!handlersInstalled) {
-    handlersInstalled = true;
-    // Prepended because vitest's own 'exit' listener calls process.exit() again, which ends the process
-    // immediately and skips every listener registered after it.
-    process.prependListener('exit', cleanupAllSync);
-  }
-  if (signals && !signalsInstalled) {
-    signalsInstalled = true;
-    for (const s of SIGNALS) process.prependListener(s, onSignal);
-  }
-}
-
-function uninstallHandlers(): void {
-  if (handlersInstalled) process.off('exit', cleanupAllSync);
-  if (signalsInstalled) for (const s of SIGNALS) process.off(s, onSignal);
-  handlersInstalled = false;
-  signalsInstalled = false;
-}
-
-/** Removes clusters left in baseDir by processes that died without cleaning up (e.g. SIGKILL). */
-function reapStaleClusters(baseDir: string, log: (l: string) => void): void {
-  let entries: string[];
-  try {
-    entries = fs.readdirSync(baseDir).filter((e) => e.startsWith(DIR_PREFIX));
-  } catch {
-    return;
-  }
-  for (const e of entries) {
-    const infoPath = path.join(baseDir, e, INFO_FILE);
-    let info: ClusterInfo;
-    try {
-      info = JSON.parse(fs.readFileSync(infoPath, 'utf8')) as ClusterInfo;
-    } catch {
-      continue;
-    }
-    if (!info.ownerPid || isAlive(info.ownerPid)) continue;
-    log(`reaping stale cluster ${info.dir} (owner pid ${info.ownerPid} is gone)`);
-    stopInfoSync(info);
-  }
-}
+/** cluster.json is the whole ClusterInfo: attachCluster's callers get the same, and the reaper needs its nodes and binDir. */
+const CLUSTER_DIR: DirKind<ClusterInfo> = { prefix: 'pgsplit-cluster-', infoFile: 'cluster.json', what: 'cluster', teardown: stopInfoSync };
 
 // --- the Cluster object, shared by startCluster (owner) and attachCluster (workers) ---
 
-function buildCluster(info: ClusterInfo, owner: boolean): Cluster {
+/** owned: the clean-up registration of the process that started the cluster (null in workers that attach to it). */
+function buildCluster(info: ClusterInfo, owned: OwnedDir | null): Cluster {
   const nodeByName = (name: string): ClusterNode => {
     const n = info.nodes.find((x) => x.name === name);
     if (!n) throw new Error(`unknown cluster node '${name}' (have ${info.nodes.map((x) => x.name).join(', ')})`);
@@ -335,7 +168,7 @@ function buildCluster(info: ClusterInfo, owner: boolean): Cluster {
 
   const runAsServerUser = (cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> => {
     const file = !cmd.includes('/') && info.binDir && fs.existsSync(path.join(info.binDir, cmd)) ? bin(cmd) : cmd;
-    const [f, a] = asServerUser(info.serverUser, file, args);
+    const [f, a] = asUser(info.serverUser, file, args);
     // The server user cannot necessarily enter our cwd (e.g. /root), which makes pg tools complain.
     const cwd = info.dir && fs.existsSync(info.dir) ? info.dir : os.tmpdir();
     return runProcess(f, a, { ...opts, cwd });
@@ -436,10 +269,7 @@ function buildCluster(info: ClusterInfo, owner: boolean): Cluster {
       } catch {
         /* never throws */
       } finally {
-        if (owner) {
-          liveClusters.delete(info.dir);
-          if (liveClusters.size === 0) uninstallHandlers();
-        }
+        owned?.release();
       }
     })();
     return stopping;
@@ -468,7 +298,7 @@ export function clusterInfo(c: Cluster): ClusterInfo {
 }
 
 export function attachCluster(info: ClusterInfo): Cluster {
-  const c = buildCluster(info, false);
+  const c = buildCluster(info, null);
   infoByCluster.set(c, info);
   return c;
 }
@@ -570,10 +400,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
   const serverUser = isRoot() ? SERVER_USER : null;
   const ids = serverUser ? lookupUser(serverUser) : null;
 
-  const baseDir = path.resolve(opts.baseDir ?? os.tmpdir());
-  fs.mkdirSync(baseDir, { recursive: true });
-  reapStaleClusters(baseDir, log);
-  const dir = fs.mkdtempSync(path.join(baseDir, DIR_PREFIX));
+  const dir = makeTempDir(CLUSTER_DIR, { baseDir: opts.baseDir, log });
   if (ids) fs.chownSync(dir, ids.uid, ids.gid);
 
   const names = ['pg1', ...Array.from({ length: replicas }, (_, i) => `pg${i + 2}`)];
@@ -592,11 +419,9 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
     ownerPid: process.pid,
     tls: { ca: path.join(dir, 'tls', 'ca.crt'), cert: path.join(dir, 'tls', 'server.crt'), key: path.join(dir, 'tls', 'server.key') },
   };
-  fs.writeFileSync(path.join(dir, INFO_FILE), JSON.stringify(info, null, 2));
-  liveClusters.set(dir, info);
-  installHandlers(opts.signalHandlers ?? true);
+  const owned = ownTempDir(CLUSTER_DIR, info, { signals: opts.signalHandlers ?? true });
 
-  const cluster = buildCluster(info, true);
+  const cluster = buildCluster(info, owned);
   infoByCluster.set(cluster, info);
 
   const must = async (what: string, file: string, args: string[], input?: string, node?: ClusterNode): Promise<RunResult> => {

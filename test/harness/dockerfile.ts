@@ -1,7 +1,7 @@
 // Runs a Dockerfile's build without a Docker engine: each stage in a temp directory, COPY as file copies (honouring .dockerignore), RUN as shell steps.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { runCommand } from './processes.js';
 
 export interface Instruction {
   stage: string;
@@ -81,16 +81,6 @@ function words(args: string): string[] {
   return args.trim().startsWith('[') ? (JSON.parse(args) as string[]) : args.trim().split(/\s+/);
 }
 
-function sh(command: string, cwd: string, env: NodeJS.ProcessEnv): Promise<{ code: number; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn('sh', ['-c', command], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('close', (code) => resolve({ code: code ?? 1, output }));
-  });
-}
-
 /**
  * Builds every stage of the Dockerfile on the host. Paths inside a stage are mapped under its root; RUN steps run
  * with `sh -c` in the mapped WORKDIR after their --mount/--network flags are dropped (a cache mount is the host's
@@ -154,7 +144,7 @@ export async function buildDockerfile(o: BuildOptions): Promise<ImageConfig> {
       case 'RUN': {
         const command = ins.args.replace(/^(--(mount|network|security)=\S+\s+)+/, '').trim();
         if (!o.allowRun.test(command)) throw new Error(`RUN ${command}: not a step this harness runs on the host`);
-        const r = await sh(command, path.join(root, workdir), { ...process.env, ...env, ...o.env });
+        const r = await runCommand('sh', ['-c', command], { cwd: path.join(root, workdir), env: { ...process.env, ...env, ...o.env } });
         if (r.code !== 0) throw new Error(`RUN ${command} failed (exit ${r.code}):\n${r.output.slice(-3000)}`);
         break;
       }

@@ -1,12 +1,13 @@
 // Throwaway etcd cluster (3 members by default) on loopback free ports, for the multi-instance coordination tests (issue 11).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
-import os from 'node:os';
 import path from 'node:path';
+import { findBinary, requireBinary, type BinarySpec } from './binaries.js';
 import { freePort } from './ports.js';
-import { isAlive, runsFrom } from './processes.js';
+import { envWithout, logTail as tail, spawnToLog, terminate } from './processes.js';
+import { killPidsAndRemove, makeTempDir, ownTempDir, type DirKind, type ProcessDirInfo } from './temp-dir.js';
 
 export interface EtcdMember {
   name: string;
@@ -104,28 +105,16 @@ export interface StartEtcdOptions {
   auth?: boolean | { prefix?: string };
 }
 
-const DIR_PREFIX = 'pgsplit-etcd-';
-const INFO_FILE = 'etcd.json';
 const READY_KEY = '/pgsplit-harness/ready';
+
+/** The members' PIDs are kept current in etcd.json, for the exit clean-up and a later run's reaper. */
+const ETCD_DIR: DirKind<ProcessDirInfo> = { prefix: 'pgsplit-etcd-', infoFile: 'etcd.json', what: 'etcd cluster', teardown: killPidsAndRemove };
+
+const ETCD_BIN: BinarySpec = { env: 'PGSPLIT_ETCD_BIN', fallbackDirs: ['/usr/bin'] };
 
 /** Where etcd is: PGSPLIT_ETCD_BIN, then PATH, then /usr/bin/etcd (Debian's etcd-server). Null when missing. */
 export function findEtcdBin(): string | null {
-  const explicit = process.env.PGSPLIT_ETCD_BIN;
-  // A wrong explicit setting should fail loudly rather than silently use another install.
-  if (explicit) return isExecutable(explicit) ? path.resolve(explicit) : null;
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (dir && isExecutable(path.join(dir, 'etcd'))) return path.resolve(dir, 'etcd');
-  }
-  return isExecutable('/usr/bin/etcd') ? '/usr/bin/etcd' : null;
-}
-
-function isExecutable(p: string): boolean {
-  try {
-    fs.accessSync(p, fs.constants.X_OK);
-    return fs.statSync(p).isFile();
-  } catch {
-    return false;
-  }
+  return findBinary('etcd', ETCD_BIN);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,102 +246,12 @@ export async function etcdStatus(endpoint: string, o: EtcdRequestOptions = {}): 
   return { memberId: r.header?.member_id ?? '', leader: r.leader ?? '0', raftTerm: r.raftTerm ?? '0', version: r.version ?? '' };
 }
 
-// ---------------------------------------------------------------------------------------------
-// Synchronous teardown for process 'exit' and signals, where async work never runs (same scheme as
-// the PostgreSQL harness in cluster.ts): every live member's PID is SIGKILLed and the dir removed.
-
-interface EtcdInfo {
-  dir: string;
-  ownerPid: number;
-  pids: number[];
-}
-
-const live = new Map<string, EtcdInfo>();
-const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-let handlersInstalled = false;
-
-
-
-function killInfoSync(info: EtcdInfo): void {
-  for (const pid of info.pids) {
-    try {
-      if (isAlive(pid) && (info.ownerPid === process.pid || runsFrom(pid, info.dir))) process.kill(pid, 'SIGKILL');
-    } catch {
-      /* best effort */
-    }
-  }
-  try {
-    fs.rmSync(info.dir, { recursive: true, force: true });
-  } catch {
-    /* best effort */
-  }
-}
-
-function cleanupAllSync(): void {
-  for (const info of live.values()) killInfoSync(info);
-  live.clear();
-}
-
-function onSignal(sig: NodeJS.Signals): void {
-  cleanupAllSync();
-  uninstallHandlers();
-  // Our listener replaced the default "terminate" action; restore it unless someone else handles the signal.
-  if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-}
-
-function installHandlers(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  // Prepended because vitest's own 'exit' listener calls process.exit() again, which skips later listeners.
-  process.prependListener('exit', cleanupAllSync);
-  for (const s of SIGNALS) process.prependListener(s, onSignal);
-}
-
-function uninstallHandlers(): void {
-  if (!handlersInstalled) return;
-  process.off('exit', cleanupAllSync);
-  for (const s of SIGNALS) process.off(s, onSignal);
-  handlersInstalled = false;
-}
-
-/** Removes clusters left behind by processes that died without cleaning up (SIGKILL of the test worker). */
-function reapStale(baseDir: string, log: (l: string) => void): void {
-  let entries: string[];
-  try {
-    entries = fs.readdirSync(baseDir).filter((e) => e.startsWith(DIR_PREFIX));
-  } catch {
-    return;
-  }
-  for (const e of entries) {
-    let info: EtcdInfo;
-    try {
-      info = JSON.parse(fs.readFileSync(path.join(baseDir, e, INFO_FILE), 'utf8')) as EtcdInfo;
-    } catch {
-      continue;
-    }
-    if (!info.ownerPid || isAlive(info.ownerPid)) continue;
-    log(`reaping stale etcd cluster ${info.dir} (owner pid ${info.ownerPid} is gone)`);
-    killInfoSync(info);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function tail(file: string, lines: number): string {
-  try {
-    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
 
 // Inherited ETCD_* variables are read by etcd as flags (ETCD_NAME, ETCD_DATA_DIR, ...) and would
 // change or break the members we start.
 function childEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('ETCD')) env[k] = v;
+  const env = envWithout(/^ETCD/);
   // etcd 3.4 refuses to start on architectures other than amd64/ppc64le unless this names the arch.
   const goArch: Record<string, string> = { arm64: 'arm64', arm: 'arm', ia32: '386', s390x: 's390x', riscv64: 'riscv64' };
   if (process.arch !== 'x64' && process.arch !== 'ppc64') env.ETCD_UNSUPPORTED_ARCH = goArch[process.arch] ?? process.arch;
@@ -431,19 +330,8 @@ async function enableAuth(endpoint: string, client: EtcdClientOptions, a: EtcdAu
 export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdCluster> {
   const count = opts.members ?? 3;
   const log = opts.log ?? (() => {});
-  const bin = findEtcdBin();
-  if (!bin) {
-    throw new Error(
-      'etcd not found (looked in PATH and /usr/bin/etcd' +
-        (process.env.PGSPLIT_ETCD_BIN ? `; PGSPLIT_ETCD_BIN=${process.env.PGSPLIT_ETCD_BIN} is not executable` : '') +
-        '). Install it: apt-get install etcd-server (Debian/Ubuntu), or set PGSPLIT_ETCD_BIN to an etcd >= 3.4 binary.',
-    );
-  }
-
-  const baseDir = path.resolve(opts.dir ?? os.tmpdir());
-  fs.mkdirSync(baseDir, { recursive: true });
-  reapStale(baseDir, log);
-  const dir = fs.mkdtempSync(path.join(baseDir, DIR_PREFIX));
+  const bin = requireBinary('etcd', ETCD_BIN, 'Install it: apt-get install etcd-server (Debian/Ubuntu), or set PGSPLIT_ETCD_BIN to an etcd >= 3.4 binary.');
+  const dir = makeTempDir(ETCD_DIR, { baseDir: opts.dir, log });
 
   const scheme = opts.tls ? 'https' : 'http';
   const members: EtcdMember[] = [];
@@ -466,23 +354,17 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdCluste
   // Filled in as the cluster gets TLS and then auth, so every later call (ready(), tests) can reach it.
   const client: EtcdClientOptions = {};
   const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
-  const info: EtcdInfo = { dir, ownerPid: process.pid, pids: [] };
+  const info: ProcessDirInfo = { dir, ownerPid: process.pid, pids: [] };
   const children: (ChildProcess | null)[] = members.map(() => null);
   const exited: (Promise<void> | null)[] = members.map(() => null);
   const logFile = (i: number): string => path.join(dir, `${members[i].name}.log`);
   let stopped = false;
 
+  const owned = ownTempDir(ETCD_DIR, info);
   const saveInfo = (): void => {
     info.pids = members.map((m) => m.pid).filter((p): p is number => p !== null);
-    try {
-      fs.writeFileSync(path.join(dir, INFO_FILE), JSON.stringify(info));
-    } catch {
-      /* the dir may be going away during stop() */
-    }
+    owned.save();
   };
-  live.set(dir, info);
-  installHandlers();
-  saveInfo();
 
   const spawnMember = (i: number): void => {
     const m = members[i];
@@ -506,15 +388,7 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdCluste
       '--log-outputs', 'stderr',
       ...(tls ? ['--cert-file', tls.serverCert, '--key-file', tls.serverKey, '--trusted-ca-file', tls.ca, '--client-cert-auth'] : []),
     ];
-    const fd = fs.openSync(logFile(i), 'a');
-    let child: ChildProcess;
-    try {
-      child = spawn(bin, args, { cwd: dir, env: childEnv(), stdio: ['ignore', fd, fd] });
-    } finally {
-      fs.closeSync(fd);
-    }
-    // Do not hold the test process open; the exit handler kills it if stop() is never called.
-    child.unref();
+    const child = spawnToLog(bin, args, logFile(i), { cwd: dir, env: childEnv() });
     children[i] = child;
     m.pid = child.pid ?? null;
     exited[i] = new Promise<void>((resolve) => {
@@ -543,16 +417,7 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdCluste
   const kill = async (i: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
     const child = children[i];
     if (!child) return;
-    const done = exited[i];
-    // Unref'd children do not keep the event loop alive: without this a script whose only pending work
-    // is this wait would exit before the child's 'exit' event arrives.
-    child.ref();
-    try {
-      child.kill(signal);
-    } catch {
-      /* already gone */
-    }
-    await done;
+    await terminate(child, { signal, exited: exited[i]! });
   };
 
   const running = (): number[] => members.map((_, i) => i).filter((i) => children[i] !== null);
@@ -616,9 +481,7 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdCluste
     if (stopped) return;
     stopped = true;
     await Promise.all(members.map((_, i) => kill(i)));
-    live.delete(dir);
-    if (live.size === 0) uninstallHandlers();
-    fs.rmSync(dir, { recursive: true, force: true });
+    owned.dispose();
   };
 
   const cluster: EtcdCluster = {

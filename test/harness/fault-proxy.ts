@@ -1,5 +1,6 @@
 // TCP fault proxy on loopback in front of one endpoint (e.g. an etcd member): tests break and heal the link to simulate resets and network partitions.
 import net from 'node:net';
+import { listenOn } from './ports.js';
 
 export type FaultMode = 'reset' | 'blackhole';
 
@@ -97,15 +98,7 @@ export async function startFaultProxy(targetHost: string, targetPort: number, op
   server.maxConnections = maxConnections;
   server.on('error', () => {});
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  const port = await listenOn(server);
 
   return {
     port,

@@ -1,11 +1,11 @@
 // Throwaway HAProxy (foreground, -db) on a loopback free port in front of pgsplit instances, health-checked through their admin /ready (as deploy/haproxy.cfg); server states read over its stats socket.
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
+import { findBinary, requireBinary, type BinarySpec } from './binaries.js';
 import { freePort } from './ports.js';
-import { isAlive, runsFrom } from './processes.js';
+import { logTail as tail, spawnToLog, terminate } from './processes.js';
+import { killPidsAndRemove, makeTempDir, ownTempDir, type DirKind, type ProcessDirInfo } from './temp-dir.js';
 
 export interface HaproxyServer {
   /** Server name in the config and in "show stat" (e.g. 'p1'). */
@@ -79,27 +79,16 @@ export interface Haproxy {
   stop(): Promise<void>;
 }
 
-const DIR_PREFIX = 'pgsplit-haproxy-';
-const INFO_FILE = 'haproxy.json';
 export const HAPROXY_BACKEND = 'pgsplit';
 
-function isExecutable(p: string): boolean {
-  try {
-    fs.accessSync(p, fs.constants.X_OK);
-    return fs.statSync(p).isFile();
-  } catch {
-    return false;
-  }
-}
+/** HAProxy's PID is kept in haproxy.json, for the exit clean-up and a later run's reaper. */
+const HAPROXY_DIR: DirKind<ProcessDirInfo> = { prefix: 'pgsplit-haproxy-', infoFile: 'haproxy.json', what: 'haproxy', teardown: killPidsAndRemove };
+
+const HAPROXY_BIN: BinarySpec = { env: 'PGSPLIT_HAPROXY_BIN', fallbackDirs: ['/usr/sbin'] };
 
 /** Where haproxy is: PGSPLIT_HAPROXY_BIN, then PATH, then /usr/sbin/haproxy (Debian's package; sbin is often not on a user's PATH). Null when missing. */
 export function findHaproxyBin(): string | null {
-  const explicit = process.env.PGSPLIT_HAPROXY_BIN;
-  if (explicit) return isExecutable(explicit) ? path.resolve(explicit) : null;
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (dir && isExecutable(path.join(dir, 'haproxy'))) return path.resolve(dir, 'haproxy');
-  }
-  return isExecutable('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : null;
+  return findBinary('haproxy', HAPROXY_BIN);
 }
 
 /** The config text: deploy/haproxy.cfg with loopback addresses, a runtime API socket and health-check logging. */
@@ -136,89 +125,6 @@ export function haproxyConfig(o: { port: number; socket: string; servers: Haprox
     '',
   ].join('\n');
 }
-
-// ---------------------------------------------------------------------------------------------
-// Synchronous teardown for process 'exit' and signals (same scheme as cluster.ts and etcd.ts).
-
-interface HaproxyInfo {
-  dir: string;
-  ownerPid: number;
-  pid: number | null;
-}
-
-const live = new Map<string, HaproxyInfo>();
-const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-let exitInstalled = false;
-let signalsInstalled = false;
-
-
-
-function killInfoSync(info: HaproxyInfo): void {
-  try {
-    if (info.pid && isAlive(info.pid) && (info.ownerPid === process.pid || runsFrom(info.pid, info.dir))) process.kill(info.pid, 'SIGKILL');
-  } catch {
-    /* best effort */
-  }
-  try {
-    fs.rmSync(info.dir, { recursive: true, force: true });
-  } catch {
-    /* best effort */
-  }
-}
-
-function cleanupAllSync(): void {
-  for (const info of live.values()) killInfoSync(info);
-  live.clear();
-}
-
-function onSignal(sig: NodeJS.Signals): void {
-  cleanupAllSync();
-  uninstallHandlers();
-  // Our listener replaced the default "terminate" action; restore it unless someone else handles the signal.
-  if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-}
-
-function installHandlers(signals: boolean): void {
-  if (!exitInstalled) {
-    exitInstalled = true;
-    // Prepended because vitest's own 'exit' listener calls process.exit() again, which skips later listeners.
-    process.prependListener('exit', cleanupAllSync);
-  }
-  if (signals && !signalsInstalled) {
-    signalsInstalled = true;
-    for (const s of SIGNALS) process.prependListener(s, onSignal);
-  }
-}
-
-function uninstallHandlers(): void {
-  if (exitInstalled) process.off('exit', cleanupAllSync);
-  if (signalsInstalled) for (const s of SIGNALS) process.off(s, onSignal);
-  exitInstalled = false;
-  signalsInstalled = false;
-}
-
-/** Removes HAProxies left behind by processes that died without cleaning up (SIGKILL of the test worker). */
-function reapStale(baseDir: string, log: (l: string) => void): void {
-  let entries: string[];
-  try {
-    entries = fs.readdirSync(baseDir).filter((e) => e.startsWith(DIR_PREFIX));
-  } catch {
-    return;
-  }
-  for (const e of entries) {
-    let info: HaproxyInfo;
-    try {
-      info = JSON.parse(fs.readFileSync(path.join(baseDir, e, INFO_FILE), 'utf8')) as HaproxyInfo;
-    } catch {
-      continue;
-    }
-    if (!info.ownerPid || isAlive(info.ownerPid)) continue;
-    log(`reaping stale haproxy ${info.dir} (owner pid ${info.ownerPid} is gone)`);
-    killInfoSync(info);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -259,56 +165,27 @@ export function parseShowStat(csv: string): Record<string, string>[] {
 
 export async function startHaproxy(servers: HaproxyServer[], opts: StartHaproxyOptions = {}): Promise<Haproxy> {
   const log = opts.log ?? (() => {});
-  const bin = findHaproxyBin();
-  if (!bin) {
-    throw new Error(
-      'haproxy not found (looked in PATH and /usr/sbin/haproxy' +
-        (process.env.PGSPLIT_HAPROXY_BIN ? `; PGSPLIT_HAPROXY_BIN=${process.env.PGSPLIT_HAPROXY_BIN} is not executable` : '') +
-        '). Install it: apt-get install haproxy (Debian/Ubuntu; then stop and disable the haproxy service it starts), or set PGSPLIT_HAPROXY_BIN to a haproxy >= 2.2 binary.',
-    );
-  }
+  const bin = requireBinary(
+    'haproxy',
+    HAPROXY_BIN,
+    'Install it: apt-get install haproxy (Debian/Ubuntu; then stop and disable the haproxy service it starts), or set PGSPLIT_HAPROXY_BIN to a haproxy >= 2.2 binary.',
+  );
   if (servers.length === 0) throw new Error('startHaproxy: no servers');
 
-  const baseDir = path.resolve(opts.dir ?? os.tmpdir());
-  fs.mkdirSync(baseDir, { recursive: true });
-  reapStale(baseDir, log);
-  const dir = fs.mkdtempSync(path.join(baseDir, DIR_PREFIX));
+  const dir = makeTempDir(HAPROXY_DIR, { baseDir: opts.dir, log });
   const port = await freePort();
   const socket = path.join(dir, 'admin.sock');
   const configFile = path.join(dir, 'haproxy.cfg');
   const logFile = path.join(dir, 'haproxy.log');
   fs.writeFileSync(configFile, haproxyConfig({ port, socket, servers, balance: opts.balance, inter: opts.inter, fall: opts.fall, rise: opts.rise }));
 
-  const info: HaproxyInfo = { dir, ownerPid: process.pid, pid: null };
-  const saveInfo = (): void => {
-    try {
-      fs.writeFileSync(path.join(dir, INFO_FILE), JSON.stringify(info));
-    } catch {
-      /* the dir may be going away during stop() */
-    }
-  };
-  live.set(dir, info);
-  installHandlers(opts.signalHandlers ?? true);
-  saveInfo();
+  const info: ProcessDirInfo = { dir, ownerPid: process.pid, pid: null };
+  const owned = ownTempDir(HAPROXY_DIR, info, { signals: opts.signalHandlers ?? true });
 
-  const logTail = (lines = 30): string => {
-    try {
-      return fs.readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-    } catch {
-      return '(no log)';
-    }
-  };
+  const logTail = (lines = 30): string => tail(logFile, lines);
 
   // -db: foreground, no daemon, no master-worker; logs and alerts go to stderr (the log file).
-  const fd = fs.openSync(logFile, 'a');
-  let child: ChildProcess;
-  try {
-    child = spawn(bin, ['-f', configFile, '-db'], { cwd: dir, stdio: ['ignore', fd, fd] });
-  } finally {
-    fs.closeSync(fd);
-  }
-  // Do not hold the test process open; the exit handler kills it if stop() is never called.
-  child.unref();
+  const child = spawnToLog(bin, ['-f', configFile, '-db'], logFile, { cwd: dir });
   let stopped = false;
   let exited = false;
   let spawnError: Error | null = null;
@@ -316,7 +193,7 @@ export async function startHaproxy(servers: HaproxyServer[], opts: StartHaproxyO
     child.once('exit', (code, signal) => {
       exited = true;
       info.pid = null;
-      saveInfo();
+      owned.save();
       if (!stopped) log(`haproxy exited (${signal ?? `code ${code}`})`);
       resolve();
     });
@@ -327,20 +204,13 @@ export async function startHaproxy(servers: HaproxyServer[], opts: StartHaproxyO
     });
   });
   info.pid = child.pid ?? null;
-  saveInfo();
+  owned.save();
 
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    if (!exited && child.pid) {
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await exitedP;
-      clearTimeout(t);
-    }
-    live.delete(dir);
-    if (live.size === 0) uninstallHandlers();
-    fs.rmSync(dir, { recursive: true, force: true });
+    if (!exited) await terminate(child, { graceMs: 5_000, exited: exitedP });
+    owned.dispose();
   };
 
   const command = (cmd: string): Promise<string> => haproxyCommand(socket, cmd);

@@ -1,11 +1,12 @@
 // Throwaway Prometheus (Debian's `prometheus`) on a loopback free port, scraping given targets, for the dashboard and alert tests (issue 12).
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
+import { findBinary, requireBinary, type BinarySpec } from './binaries.js';
 import { freePort } from './ports.js';
-import { isAlive, runsFrom } from './processes.js';
+import { logTail as tail, spawnToLog, terminate } from './processes.js';
+import { killPidsAndRemove, makeTempDir, ownTempDir, type DirKind, type ProcessDirInfo } from './temp-dir.js';
 
 export interface PromSeries {
   metric: Record<string, string>;
@@ -61,113 +62,20 @@ export interface StartPrometheusOptions {
   readyTimeoutMs?: number;
 }
 
-const DIR_PREFIX = 'pgsplit-prometheus-';
-const INFO_FILE = 'prometheus.json';
+/** Prometheus' PID is kept in prometheus.json, for the exit clean-up and a later run's reaper. */
+const PROMETHEUS_DIR: DirKind<ProcessDirInfo> = { prefix: 'pgsplit-prometheus-', infoFile: 'prometheus.json', what: 'Prometheus', teardown: killPidsAndRemove };
+
+const PROMETHEUS_BIN: BinarySpec = { env: 'PGSPLIT_PROMETHEUS_BIN', fallbackDirs: ['/usr/bin'] };
 
 /** Where Prometheus is: PGSPLIT_PROMETHEUS_BIN, then PATH, then /usr/bin/prometheus (Debian's package). Null when missing. */
 export function findPrometheusBin(): string | null {
-  return findBin('prometheus', process.env.PGSPLIT_PROMETHEUS_BIN);
+  return findBinary('prometheus', PROMETHEUS_BIN);
 }
 
 /** promtool, from the same places (PGSPLIT_PROMTOOL_BIN). */
 export function findPromtoolBin(): string | null {
-  return findBin('promtool', process.env.PGSPLIT_PROMTOOL_BIN);
+  return findBinary('promtool', { env: 'PGSPLIT_PROMTOOL_BIN', fallbackDirs: ['/usr/bin'] });
 }
-
-function findBin(name: string, explicit: string | undefined): string | null {
-  // A wrong explicit setting should fail loudly rather than silently use another install.
-  if (explicit) return isExecutable(explicit) ? path.resolve(explicit) : null;
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (dir && isExecutable(path.join(dir, name))) return path.resolve(dir, name);
-  }
-  return isExecutable(`/usr/bin/${name}`) ? `/usr/bin/${name}` : null;
-}
-
-function isExecutable(p: string): boolean {
-  try {
-    fs.accessSync(p, fs.constants.X_OK);
-    return fs.statSync(p).isFile();
-  } catch {
-    return false;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Synchronous teardown for process 'exit' and signals, where async work never runs (the scheme of
-// etcd.ts and cluster.ts): a live Prometheus is SIGKILLed and its dir removed.
-
-interface PrometheusInfo {
-  dir: string;
-  ownerPid: number;
-  pid: number | null;
-}
-
-const live = new Map<string, PrometheusInfo>();
-const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-let handlersInstalled = false;
-
-function killInfoSync(info: PrometheusInfo): void {
-  try {
-    if (info.pid !== null && isAlive(info.pid) && (info.ownerPid === process.pid || runsFrom(info.pid, info.dir))) process.kill(info.pid, 'SIGKILL');
-  } catch {
-    /* best effort */
-  }
-  try {
-    fs.rmSync(info.dir, { recursive: true, force: true });
-  } catch {
-    /* best effort */
-  }
-}
-
-function cleanupAllSync(): void {
-  for (const info of live.values()) killInfoSync(info);
-  live.clear();
-}
-
-function onSignal(sig: NodeJS.Signals): void {
-  cleanupAllSync();
-  uninstallHandlers();
-  // Our listener replaced the default "terminate" action; restore it unless someone else handles the signal.
-  if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-}
-
-function installHandlers(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  // Prepended because vitest's own 'exit' listener calls process.exit() again, which skips later listeners.
-  process.prependListener('exit', cleanupAllSync);
-  for (const s of SIGNALS) process.prependListener(s, onSignal);
-}
-
-function uninstallHandlers(): void {
-  if (!handlersInstalled || live.size > 0) return;
-  process.off('exit', cleanupAllSync);
-  for (const s of SIGNALS) process.off(s, onSignal);
-  handlersInstalled = false;
-}
-
-/** Removes Prometheus dirs left behind by test processes that died without cleaning up (SIGKILL of the worker). */
-function reapStale(baseDir: string, log: (l: string) => void): void {
-  let entries: string[];
-  try {
-    entries = fs.readdirSync(baseDir).filter((e) => e.startsWith(DIR_PREFIX));
-  } catch {
-    return;
-  }
-  for (const e of entries) {
-    let info: PrometheusInfo;
-    try {
-      info = JSON.parse(fs.readFileSync(path.join(baseDir, e, INFO_FILE), 'utf8')) as PrometheusInfo;
-    } catch {
-      continue;
-    }
-    if (!info.ownerPid || isAlive(info.ownerPid)) continue;
-    log(`reaping stale Prometheus ${info.dir} (owner pid ${info.ownerPid} is gone)`);
-    killInfoSync(info);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 
 /** The config to run: the given file's (or a minimal) config with our targets, interval and absolute rule paths. */
 export function prometheusConfig(o: Pick<StartPrometheusOptions, 'targets' | 'configFile' | 'scrapeInterval' | 'ruleFiles'>): string {
@@ -192,40 +100,13 @@ export function prometheusConfig(o: Pick<StartPrometheusOptions, 'targets' | 'co
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function tail(file: string, lines: number): string {
-  try {
-    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
 export async function startPrometheus(opts: StartPrometheusOptions): Promise<PrometheusServer> {
   const log = opts.log ?? (() => {});
-  const bin = findPrometheusBin();
-  if (!bin) {
-    throw new Error(
-      'prometheus not found (looked in PATH and /usr/bin/prometheus' +
-        (process.env.PGSPLIT_PROMETHEUS_BIN ? `; PGSPLIT_PROMETHEUS_BIN=${process.env.PGSPLIT_PROMETHEUS_BIN} is not executable` : '') +
-        '). Install it: apt-get install prometheus (Debian/Ubuntu), or set PGSPLIT_PROMETHEUS_BIN to a prometheus >= 2.40 binary.',
-    );
-  }
+  const bin = requireBinary('prometheus', PROMETHEUS_BIN, 'Install it: apt-get install prometheus (Debian/Ubuntu), or set PGSPLIT_PROMETHEUS_BIN to a prometheus >= 2.40 binary.');
   const config = prometheusConfig(opts);
-  const baseDir = path.resolve(opts.dir ?? os.tmpdir());
-  fs.mkdirSync(baseDir, { recursive: true });
-  reapStale(baseDir, log);
-  const dir = fs.mkdtempSync(path.join(baseDir, DIR_PREFIX));
-  const info: PrometheusInfo = { dir, ownerPid: process.pid, pid: null };
-  const saveInfo = (): void => {
-    try {
-      fs.writeFileSync(path.join(dir, INFO_FILE), JSON.stringify(info));
-    } catch {
-      /* the dir may be going away during stop() */
-    }
-  };
-  live.set(dir, info);
-  installHandlers();
-  saveInfo();
+  const dir = makeTempDir(PROMETHEUS_DIR, { baseDir: opts.dir, log });
+  const info: ProcessDirInfo = { dir, ownerPid: process.pid, pid: null };
+  const owned = ownTempDir(PROMETHEUS_DIR, info);
 
   const logFile = path.join(dir, 'prometheus.log');
   let child: ChildProcess | null = null;
@@ -235,18 +116,9 @@ export async function startPrometheus(opts: StartPrometheusOptions): Promise<Pro
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      // Unref'd children do not keep the event loop alive: the wait below needs it.
-      child.ref();
-      child.kill('SIGTERM');
-      // Prometheus flushes its head block on SIGTERM; a test TSDB is not worth waiting long for.
-      const t = setTimeout(() => child?.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(t);
-    }
-    killInfoSync(info);
-    live.delete(dir);
-    uninstallHandlers();
+    // Prometheus flushes its head block on SIGTERM; a test TSDB is not worth waiting long for.
+    if (child) await terminate(child, { graceMs: 5_000, exited });
+    owned.dispose();
   };
 
   try {
@@ -263,16 +135,9 @@ export async function startPrometheus(opts: StartPrometheusOptions): Promise<Pro
       `--web.console.libraries=${path.join(dir, 'console_libraries')}`,
       '--log.level=info',
     ];
-    const fd = fs.openSync(logFile, 'a');
-    try {
-      child = spawn(bin, args, { cwd: dir, stdio: ['ignore', fd, fd] });
-    } finally {
-      fs.closeSync(fd);
-    }
-    // Do not hold the test process open; the exit handler kills it if stop() is never called.
-    child.unref();
+    child = spawnToLog(bin, args, logFile, { cwd: dir });
     info.pid = child.pid ?? null;
-    saveInfo();
+    owned.save();
     const c = child;
     exited = new Promise<void>((resolve) => {
       c.once('exit', (code, signal) => {
@@ -316,7 +181,7 @@ export async function startPrometheus(opts: StartPrometheusOptions): Promise<Pro
       port,
       dir,
       get pid() {
-        return info.pid;
+        return info.pid ?? null;
       },
       config,
       async query(expr) {

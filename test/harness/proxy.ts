@@ -1,7 +1,6 @@
 // Starts pgsplit in front of a harness cluster (in-process or as a child process) with a config built for it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../../src/config/load.js';
@@ -10,6 +9,8 @@ import { startPgsplit, type Pgsplit } from '../../src/main.js';
 import { silentLogger, createLogger } from '../../src/util/logger.js';
 import type { ClusterInfo } from './cluster.js';
 import { freePort } from './ports.js';
+import { terminate } from './processes.js';
+import { killPidsAndRemove, makeTempDir, ownTempDir, type DirKind, type ProcessDirInfo } from './temp-dir.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -67,6 +68,9 @@ export async function startProxy(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 's
   return Object.assign(p, { host: '127.0.0.1', url: `postgres://${user}:${password}@127.0.0.1:${p.listenPort}/${database}` });
 }
 
+/** A spawned pgsplit's PID is kept in proxy.json, so that it is killed on exit and a later run reaps what a crashed one left. */
+const PROXY_DIR: DirKind<ProcessDirInfo> = { prefix: 'pgsplit-proxy-', infoFile: 'proxy.json', what: 'pgsplit', teardown: killPidsAndRemove };
+
 export interface ProxyProcess {
   child: ChildProcess;
   port: number;
@@ -79,10 +83,19 @@ export interface ProxyProcess {
 export async function spawnProxy(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'superuser'>, o: Parameters<typeof configYamlFor>[1] = {}): Promise<ProxyProcess> {
   const port = o.port || (await freePort());
   const adminPort = o.adminPort || (await freePort());
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgsplit-proxy-'));
+  const dir = makeTempDir(PROXY_DIR);
+  const info: ProcessDirInfo = { dir, ownerPid: process.pid, pid: null };
+  const owned = ownTempDir(PROXY_DIR, info);
   const configFile = path.join(dir, 'pgsplit.yaml');
   fs.writeFileSync(configFile, configYamlFor(cluster, { ...o, port, adminPort, logLevel: o.logLevel ?? 'info' }));
   const child = spawn(process.execPath, [...(process.env.PGSPLIT_NODE_FLAGS ? process.env.PGSPLIT_NODE_FLAGS.split(' ') : []), path.join(REPO_ROOT, 'bin/pgsplit.js'), '--config', configFile], { stdio: ['ignore', 'inherit', 'pipe'] });
+  info.pid = child.pid ?? null;
+  owned.save();
+  // Once it is gone its PID may be reused: the exit clean-up must not kill whatever has it then.
+  child.once('exit', () => {
+    info.pid = null;
+    owned.save();
+  });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
     stderr += d.toString();
@@ -90,7 +103,10 @@ export async function spawnProxy(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 's
   });
   const deadline = Date.now() + 20_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`pgsplit exited with ${child.exitCode}: ${stderr}`);
+    if (child.exitCode !== null) {
+      owned.dispose();
+      throw new Error(`pgsplit exited with ${child.exitCode}: ${stderr}`);
+    }
     try {
       const r = await fetch(`http://127.0.0.1:${adminPort}/ready`);
       if (r.status === 200) break;
@@ -98,20 +114,14 @@ export async function spawnProxy(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 's
       /* not listening yet */
     }
     if (Date.now() > deadline) {
-      child.kill('SIGKILL');
+      owned.dispose();
       throw new Error(`pgsplit did not become ready: ${stderr}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(t);
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
+    await terminate(child, { graceMs: 10_000 });
+    owned.dispose();
   };
   return { child, port, adminPort, configFile, stop };
 }

@@ -10,6 +10,7 @@ import type { ClusterNode } from '../harness/cluster.js';
 import { REPO_ROOT, adminAuthHeaders, configYamlFor, type RunningProxy } from '../harness/proxy.js';
 import { etcdGet, startEtcd, type EtcdCluster } from '../harness/etcd.js';
 import { freePort } from '../harness/ports.js';
+import { terminate } from '../harness/processes.js';
 import { directClient, endQuietly, eventually, proxyClient, using } from './helpers.js';
 
 const info = inject('cluster');
@@ -59,13 +60,7 @@ async function launch(name: string, etcd: string): Promise<Instance> {
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(t);
-    }
+    await terminate(child, { graceMs: 10_000 });
     fs.rmSync(dir, { recursive: true, force: true });
   };
   const inst: Instance = { name, child, port, adminPort, log: () => out, stop };

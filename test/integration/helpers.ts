@@ -1,8 +1,8 @@
 // Shared helpers for the proxy integration tests: clients through the proxy and direct, async child processes, polling, metrics parsing.
-import { spawn } from 'node:child_process';
 import net from 'node:net';
 import pg from 'pg';
 import type { ClusterInfo, ClusterNode } from '../harness/cluster.js';
+import { pgFreeEnv, runCommand, type RunResult } from '../harness/processes.js';
 import type { RunningProxy } from '../harness/proxy.js';
 
 export type ClientOptions = Partial<pg.ClientConfig>;
@@ -89,42 +89,16 @@ export async function eventually<T>(what: string, fn: () => Promise<T | undefine
   }
 }
 
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type { RunResult };
 
 /**
  * Runs a program asynchronously (never spawnSync: the proxy lives in this process and must keep
  * serving). Inherited PG* variables are dropped; a timeout kills the process and yields code 124.
  */
-export function run(file: string, args: string[], o: { env?: Record<string, string>; input?: string | Buffer; timeoutMs?: number } = {}): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const env: NodeJS.ProcessEnv = {};
-    for (const [k, v] of Object.entries(process.env)) if (!/^PG/.test(k) || k.startsWith('PGSPLIT')) env[k] = v;
-    const child = spawn(file, args, { env: { ...env, ...o.env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, o.timeoutMs ?? 60_000);
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.stdin.on('error', () => {});
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      resolve({ code: 127, stdout, stderr: stderr + String(err) });
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (timedOut) resolve({ code: 124, stdout, stderr: `${stderr}\n[timed out after ${o.timeoutMs ?? 60_000} ms]` });
-      else resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
-    });
-    child.stdin.end(o.input ?? '');
-  });
+export async function run(file: string, args: string[], o: { env?: Record<string, string>; input?: string | Buffer; timeoutMs?: number } = {}): Promise<RunResult> {
+  const timeoutMs = o.timeoutMs ?? 60_000;
+  const { code, stdout, stderr, timedOut } = await runCommand(file, args, { env: pgFreeEnv(o.env), input: o.input ?? '', timeoutMs });
+  return { code, stdout, stderr: timedOut ? `${stderr}\n[timed out after ${timeoutMs} ms]` : stderr };
 }
 
 /** psql through the proxy as app (no psqlrc, unaligned, tuples only, stop on error). */
