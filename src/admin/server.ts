@@ -20,6 +20,8 @@ export interface AdminContext {
   reload?(): Promise<{ result: string }>;
   /** Several instances: what this one tells its peers (GET /coordination). */
   coordination?(): unknown;
+  /** The last minutes the status page charts (GET /history); 404 without it. */
+  history?(): unknown;
   /** admin.auth; without a token or user/password every mutating request is refused (403). */
   auth?: AdminAuth;
 }
@@ -229,6 +231,10 @@ export class AdminServer {
         else json(res, 200, view);
         return;
       }
+      case '/history':
+        if (!this.ctx.history) json(res, 404, { error: 'no history is kept here' });
+        else json(res, 200, this.ctx.history());
+        return;
       case '/status':
         await this.ctx.refresh?.();
         send(res, 200, 'application/json', JSON.stringify(redact(this.ctx.status(), { showUsers: authenticated }), null, 2) + '\n');

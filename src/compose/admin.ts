@@ -6,6 +6,7 @@ import { createMetrics, registerReloadMetrics } from '../metrics/registry.js';
 import { registerPoolMetrics } from '../metrics/pool-metrics.js';
 import { AdminServer } from '../admin/server.js';
 import type { Control } from './control.js';
+import { startHistorySampler } from './history-sampler.js';
 import type { Reloader } from './reload.js';
 import type { AdminAuth } from '../admin/auth.js';
 import type { FrontendTotals } from '../workers/frontend-snapshot.js';
@@ -46,7 +47,9 @@ export async function startAdmin(src: AdminSources, log: Logger): Promise<AdminP
   const reloader = src.reloader;
   if (reloader) registerReloadMetrics(registry, () => reloader.counts);
   const reload = reloader?.file ? () => reloader.reloadConfig() : undefined;
-  const admin = new AdminServer({ registry, topology: control.topology, status: src.status, refresh: src.refresh, switchover: (to) => control.switchover(to), reload, coordination: control.member ? () => control.member!.peerView() : undefined, auth: config.admin.auth });
+  // The status page's charts: sampled from the start, so a page opened later already shows the last minutes.
+  const history = startHistorySampler({ status: src.status, totals: src.totals, refresh: src.refresh });
+  const admin = new AdminServer({ registry, topology: control.topology, status: src.status, refresh: src.refresh, switchover: (to) => control.switchover(to), reload, coordination: control.member ? () => control.member!.peerView() : undefined, history: () => history.view(), auth: config.admin.auth });
   const m = config.admin.metrics_port;
   const metricsServer = m !== null ? new AdminServer({ registry, topology: control.topology, status: src.status, refresh: src.refresh }, { role: 'metrics' }) : null;
   let where = `admin ${config.admin.host}:${config.admin.port}`;
@@ -59,6 +62,7 @@ export async function startAdmin(src: AdminSources, log: Logger): Promise<AdminP
       metricsPort = await metricsServer.listen(config.admin.metrics_host, m);
     }
   } catch (err) {
+    history.stop();
     await admin.close();
     throw new Error(`cannot listen on ${where}: ${(err as Error).message}`);
   }
@@ -72,6 +76,7 @@ export async function startAdmin(src: AdminSources, log: Logger): Promise<AdminP
     registry,
     setAuth: (auth) => admin.setAuth(auth),
     async close() {
+      history.stop();
       await admin.close();
       await metricsServer?.close();
     },
