@@ -6,6 +6,7 @@ import type { Topology } from '../topology/topology.js';
 import { SwitchoverRefused } from '../errors.js';
 import { redact } from '../config/redact.js';
 import { checkCredentials, challenges, type AdminAuth } from './auth.js';
+import { statusPage } from './status-page.js';
 
 export interface AdminContext {
   registry: Registry;
@@ -229,6 +230,12 @@ export class AdminServer {
         const view = this.ctx.coordination?.();
         if (view === undefined) json(res, 404, { error: 'this instance runs alone (no coordination.etcd)' });
         else json(res, 200, view);
+        return;
+      }
+      case '/': {
+        // The status page: HTML whose script reads /status, /history and /statements, sending the same credentials.
+        const page = statusPage();
+        send(res, 200, 'text/html; charset=utf-8', page.body, page.headers);
         return;
       }
       case '/history':
