@@ -62,6 +62,11 @@ export class ServerPool implements LinkOwner {
     return this.waiting.length;
   }
 
+  /** The idle connections, as SHOW SERVERS lists them. */
+  idleServers(): ServerInfo[] {
+    return this.idle.map((l) => ({ node: this.node, user: this.user, database: this.database, state: 'idle', client: null, backendPid: l.conn.pid, connectedAt: l.createdAt, since: l.releasedAt }));
+  }
+
   get total(): number {
     return this.idle.length + this.active + this.opening;
   }
@@ -266,6 +271,21 @@ export class ServerPool implements LinkOwner {
   messages(): void {}
 }
 
+/** One server connection as the admin console lists it: idle in a pool, or serving the client with that pid. */
+export interface ServerInfo {
+  node: string;
+  user: string;
+  database: string;
+  state: 'idle' | 'active';
+  /** The BackendKeyData pid pgsplit gave the client it serves. */
+  client: number | null;
+  /** The server process (pg_stat_activity.pid). */
+  backendPid: number;
+  connectedAt: number;
+  /** In this state since. */
+  since: number;
+}
+
 export interface PoolStatus {
   node: string;
   user: string;
@@ -331,6 +351,16 @@ export class Pools {
       max: size,
       draining: p.isDraining,
     }));
+  }
+
+  /** Idle connections of every pool, at most `max`. */
+  idleServers(max: number): ServerInfo[] {
+    const out: ServerInfo[] = [];
+    for (const p of this.pools.values()) {
+      if (out.length >= max) break;
+      out.push(...p.idleServers().slice(0, max - out.length));
+    }
+    return out;
   }
 
   private start(): void {

@@ -56,6 +56,8 @@ export class ServerLink {
   readonly createdAt = Date.now();
   /** Last release to its pool (for pool.server_idle_timeout). */
   releasedAt = Date.now();
+  /** When a session last took it (SHOW SERVERS). */
+  adoptedAt = Date.now();
   /** Names that may or may not be prepared on this server (a batch that Parsed them failed): Closed before a Parse. */
   unsure: Set<string> | null = null;
   /** The unnamed statement's Parse message on this server. */

@@ -18,7 +18,7 @@ import { SwitchoverRefused } from '../errors.js';
 import { askPeer } from '../coordination/peers.js';
 
 export interface ControlHooks {
-  /** After a switchover holds new writes: resolves once every process serving clients holds them too. */
+  /** After a switchover holds new writes (or PAUSE all units): resolves once every process serving clients holds them too. */
   writesPaused?(): Promise<void>;
 }
 
@@ -38,8 +38,11 @@ export class Control {
   // (a name volatile in one database goes to the primary in all: safe, never wrong).
   private readonly databases: Set<string>;
   private readonly pendingDatabases = new Map<string, Promise<void>>();
+  /** An operator's PAUSE: when it lifts itself (admin.pause_timeout), or null while not paused. */
+  pausedUntil: number | null = null;
+  private pauseTimer: NodeJS.Timeout | null = null;
 
-  constructor(private config: Config, private readonly log: Logger, hooks: ControlHooks = {}) {
+  constructor(private config: Config, private readonly log: Logger, private readonly hooks: ControlHooks = {}) {
     this.tlsState = loadTls(config, null);
     this.databases = new Set([config.monitor.database]);
     const topology = (this.topology = new Topology(config.nodes));
@@ -113,6 +116,39 @@ export class Control {
     const why = `the leader ${m.leaderName} answered ${r.status}: ${body.error ?? 'no reason given'}`;
     if (r.status === 409) throw new SwitchoverRefused(why);
     throw new Error(why);
+  }
+
+  /**
+   * PAUSE (admin console): every process serving clients holds new units, reads too, until resume() or
+   * admin.pause_timeout, whichever comes first (a forgotten PAUSE must not stop the application for ever).
+   * Resolves once every process holds them; a second PAUSE moves the deadline. Returns whether it was paused already.
+   */
+  async pause(): Promise<boolean> {
+    const already = this.topology.unitsPaused;
+    const ms = this.config.admin.pause_timeout;
+    if (this.pauseTimer) clearTimeout(this.pauseTimer);
+    this.pausedUntil = Date.now() + ms;
+    this.pauseTimer = setTimeout(() => {
+      this.log.warn({ pause_timeout_ms: ms }, 'PAUSE lifted by admin.pause_timeout: held statements run now');
+      this.resume();
+    }, ms);
+    this.pauseTimer.unref();
+    this.topology.pauseUnits();
+    if (!already) this.log.warn({ until: new Date(this.pausedUntil).toISOString() }, 'PAUSE: new statements are held');
+    // The same barrier a switchover uses: IPC is in order, so an answer from every worker means each has the pause.
+    await this.hooks.writesPaused?.();
+    return already;
+  }
+
+  /** RESUME: held units run. Returns whether anything was paused. */
+  resume(): boolean {
+    if (this.pauseTimer) clearTimeout(this.pauseTimer);
+    this.pauseTimer = null;
+    this.pausedUntil = null;
+    const was = this.topology.unitsPaused;
+    this.topology.resumeUnits();
+    if (was) this.log.warn('RESUME: held statements run');
+    return was;
   }
 
   // pgsplit's own connections to the nodes speak TLS as server_tls / nodes[].tls say (read live: a reload applies).
@@ -200,6 +236,7 @@ export class Control {
     // A leader that stops hands the leadership over at once (its lease is revoked) instead of after lease_ttl.
     void this.member?.stop();
     if (this.catalogTimer) clearInterval(this.catalogTimer);
+    if (this.pauseTimer) clearTimeout(this.pauseTimer);
     this.monitor.stop();
     this.lsn.close();
   }

@@ -8,6 +8,7 @@ import type { FrontendTotals } from '../workers/frontend-snapshot.js';
 export function statusDocument(config: Config, control: Control, totals: FrontendTotals, startedAt: number, extra: Record<string, unknown> = {}) {
   const { topology, failover } = control;
   const stats = totals.stats;
+  const bans = topology.operatorBans;
   return {
     version: '0.1.0',
     uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
@@ -15,6 +16,8 @@ export function statusDocument(config: Config, control: Control, totals: Fronten
     client_connections: stats.clientConnections,
     pinned_clients: totals.pinnedClients,
     pools: totals.pools,
+    // An operator's PAUSE (admin console): every new statement is held until RESUME or `until`.
+    paused: control.pausedUntil === null ? null : { until: new Date(control.pausedUntil).toISOString() },
     ...extra,
     nodes: topology.all().map((n) => ({
       name: n.name,
@@ -37,9 +40,10 @@ export function statusDocument(config: Config, control: Control, totals: Fronten
       replay_paused: n.replayPaused,
       lag_bytes: n.lagBytes,
       lag_seconds: n.lagSeconds,
-      banned: n.banned,
-      ban_reason: n.banReason,
-      banned_since: n.banned && n.banSince ? new Date(n.banSince).toISOString() : null,
+      // An operator's ban (BAN in the admin console) is named before any the monitor holds: only UNBAN lifts it.
+      banned: n.banned || bans.has(n.name),
+      ban_reason: bans.has(n.name) ? 'operator' : n.banReason,
+      banned_since: bans.has(n.name) ? new Date(bans.get(n.name)!).toISOString() : n.banned && n.banSince ? new Date(n.banSince).toISOString() : null,
       weight: n.weight ?? 1,
       tags: n.tags ?? [],
       delayed: n.delayed ?? false,
@@ -58,6 +62,8 @@ export function statusDocument(config: Config, control: Control, totals: Fronten
     config: redactConfig(config),
   };
 }
+
+export type StatusDocument = ReturnType<typeof statusDocument>;
 
 /** Several instances: this one's role, the leader, the published state and how fresh this instance's confirmation of it is. */
 function coordinationStatus(control: Control) {

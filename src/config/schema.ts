@@ -182,6 +182,12 @@ const userSchema = section({
   pool_mode: oneOf(POOL_MODES).optional(),
 });
 
+// Admin console users authenticate with SCRAM-SHA-256 only, so an empty password would lock them out: refused here.
+const adminUserSchema = section({
+  name: str(),
+  password: str({ secret: true }),
+});
+
 export const configSchema = section({
   listen: section({
     host: str().default('127.0.0.1'),
@@ -200,6 +206,10 @@ export const configSchema = section({
       /** true: /status and the other read endpoints need the credentials too (/health, /ready and /metrics stay open). */
       protect_reads: bool().default(false),
     }).default({}),
+    /** Who may log in to the admin console (database "pgsplit" on the listen port), each with its own password (SCRAM-SHA-256). */
+    users: z.array(adminUserSchema, { errorMap: typeMap('a list of { name, password }') }).default([]).superRefine(uniqueNames('admin user', 'admin.users')),
+    /** A PAUSE in the admin console lifts itself after this long if nobody sent RESUME (held statements then run). */
+    pause_timeout: duration().default('60s'),
     /** Serve /metrics on its own port (e.g. bound to 0.0.0.0 for a remote Prometheus); null: on the admin port. */
     metrics_port: orNone(port()),
     metrics_host: str().default('127.0.0.1'),

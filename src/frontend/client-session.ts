@@ -2,6 +2,36 @@
 import type { Cancellable } from './cancel-registry.js';
 import type { ClientLimits } from './client-startup.js';
 import type { ProxyError } from '../errors.js';
+import type { ServerInfo } from '../backend/pool.js';
+
+/** One client connection as the admin console lists it (SHOW CLIENTS). */
+export interface ClientInfo {
+  /** The BackendKeyData pid pgsplit gave the client. */
+  pid: number;
+  user: string;
+  database: string;
+  applicationName: string;
+  /** host:port of the client; null once the socket has no peer. */
+  address: string | null;
+  /** idle, active (a statement runs), waiting (queued for a server, or held by PAUSE), in transaction, in failed transaction. */
+  state: string;
+  connectedAt: number;
+  /** What keeps it on its primary connection (temp-table, listen …); empty when nothing does. */
+  pins: string[];
+  /** The node of the server connection serving it now, if any. */
+  target: string | null;
+  /** The replica it reads from (kept while usable). */
+  replica: string | null;
+  /** The server connections it holds now. */
+  servers: ServerInfo[];
+}
+
+/** host:port of a socket's peer (IPv6 in brackets), or null. */
+export function peerAddress(socket: { remoteAddress?: string; remotePort?: number }): string | null {
+  const a = socket.remoteAddress;
+  if (a === undefined) return null;
+  return a.includes(':') ? `[${a}]:${socket.remotePort}` : `${a}:${socket.remotePort}`;
+}
 
 export interface ClientSession extends Cancellable {
   /** The BackendKeyData pgsplit gave the client. */
@@ -19,4 +49,6 @@ export interface ClientSession extends Cancellable {
   end(err: ProxyError): void;
   /** Drop every socket now (the drain deadline passed). */
   destroy(): void;
+  /** What the admin console shows of it. */
+  info(): ClientInfo;
 }

@@ -11,7 +11,7 @@ import { sendCancel, type ServerConnection } from '../backend/connect.js';
 import type { CancelRegistry } from './cancel-registry.js';
 import { relayWrite, type ReadSlot } from '../util/read-slot.js';
 import type { ProxyStats } from './stats.js';
-import type { ClientSession } from './client-session.js';
+import { peerAddress, type ClientInfo, type ClientSession } from './client-session.js';
 import type { ClientLimits } from './client-startup.js';
 import { FrameError } from '../protocol/frame-scanner.js';
 import { closeSocket } from '../util/close-socket.js';
@@ -63,6 +63,8 @@ export class RelaySession implements ClientSession {
     readonly user: string,
     private readonly ctx: RelaySessionContext,
     private readonly onEnd: (s: RelaySession) => void,
+    /** The database and application_name it logged in with (SHOW CLIENTS). */
+    private readonly login: { database: string; applicationName: string } = { database: '', applicationName: '' },
   ) {
     const clientSink: FrameSink = {
       onFrameHeader: (type) => {
@@ -91,6 +93,15 @@ export class RelaySession implements ClientSession {
     this.clientScanner = new FrameScanner(CLIENT_MODES, clientSink, { maxFrame: ctx.limits().maxMessageSize });
     // A server message of any size streams through; only the head of an ErrorResponse is looked at.
     this.serverScanner = new FrameScanner(SERVER_MODES, serverSink, { maxCollect: 64 * 1024, truncate: true });
+  }
+
+  private readonly connectedAt = Date.now();
+
+  info(): ClientInfo {
+    const state = this.pending > 0 ? 'active' : this.txStatus === 0x54 ? 'in transaction' : this.txStatus === 0x45 ? 'in failed transaction' : 'idle';
+    const { database, applicationName } = this.login;
+    const server = { node: this.server.node, user: this.user, database, state: 'active' as const, client: this.key.pid, backendPid: this.server.pid, connectedAt: this.connectedAt, since: this.connectedAt };
+    return { pid: this.key.pid, user: this.user, database, applicationName, address: peerAddress(this.client), state, connectedAt: this.connectedAt, pins: [], target: this.server.node, replica: null, servers: [server] };
   }
 
   get node(): string {

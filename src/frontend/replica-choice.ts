@@ -31,6 +31,11 @@ export class ReplicaChoice {
     private readonly stats: ProxyStats,
   ) {}
 
+  /** The replica the session reads from now (null: none chosen yet). */
+  get current(): string | null {
+    return this.node;
+  }
+
   /** Look again at the next read (the session's tags changed, or its replica failed). */
   invalidate(): void {
     this.checkedAt = -1;

@@ -19,6 +19,7 @@ export function forward(s: SessionCore, link: ServerLink, chunk: Buffer, owned: 
     else s.ctx.log.debug({ pid: s.key.pid, node: link.node, bytes: chunk.length }, 'dropped output of an idle replica connection');
     return;
   }
+  if (head !== undefined && head.traffic !== null) head.traffic.bytesToClient += chunk.length;
   const ok = owned ? s.client.write(chunk) : relayWrite(s.client, chunk, link.conn.slot);
   if (!ok && !s.client.destroyed) link.conn.socket.pause();
 }
@@ -30,6 +31,7 @@ export function unitDone(s: SessionCore, link: ServerLink, status: number, faile
   while (i < s.inflight.length && !(s.inflight[i].link === link && s.inflight[i].sync)) i++;
   if (i === s.inflight.length) return;
   const u = s.inflight[i];
+  if (u.traffic !== null) u.traffic.ms += performance.now() - u.sentAt;
   // Units before it on the same link that owe nothing (Flush-ended parts of this batch) are done too.
   if (i === 0) s.inflight.shift();
   else s.inflight.splice(0, i + 1);

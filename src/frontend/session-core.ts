@@ -54,6 +54,8 @@ export interface SessionStartup {
   database: string;
   /** transaction: server connections go back to their pool whenever the session is idle; session: they stay until it ends. */
   poolMode: 'transaction' | 'session';
+  /** application_name at login (SHOW CLIENTS). */
+  applicationName?: string;
 }
 
 /** A replica whose connection failed is left alone this long. */
@@ -108,6 +110,10 @@ export abstract class SessionCore {
   maxLagMs: number | null;
   readonly database: string;
   readonly poolMode: 'transaction' | 'session';
+  readonly applicationName: string;
+  readonly connectedAt = Date.now();
+  /** Set while an operator's PAUSE holds the next unit: wakes the session on 'resume' (see operator-pause.ts). */
+  pauseWait: (() => void) | null = null;
   /** Server connections the session holds, and how it gets its primary connection. */
   abstract readonly links: SessionLinks;
   /** The replica this session reads from (kept while usable; its connection comes from the pool for each read). */
@@ -125,6 +131,7 @@ export abstract class SessionCore {
     startup: SessionStartup,
   ) {
     this.database = startup.database;
+    this.applicationName = startup.applicationName ?? '';
     this.poolMode = startup.poolMode;
     this.hint = startup.hint;
     this.maxLagMs = startup.maxLagMs ?? null;

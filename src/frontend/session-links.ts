@@ -60,6 +60,7 @@ export class SessionLinks {
   adopt(link: ServerLink): ServerLink {
     link.owner = this.owner;
     link.mode = 'relay';
+    link.adoptedAt = Date.now();
     // Its reads may have been paused for a client that read slowly; this session's own client decides from now on.
     link.conn.socket.resume();
     this.held.set(link.node, link);

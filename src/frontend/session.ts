@@ -17,7 +17,7 @@ import { sendCancel } from '../backend/connect.js';
 import { UNKNOWN_SETTINGS, type ServerLink, type LinkOwner } from '../backend/server-link.js';
 import type { ReadSlot } from '../util/read-slot.js';
 import { closeSocket } from '../util/close-socket.js';
-import type { ClientSession } from './client-session.js';
+import { peerAddress, type ClientInfo, type ClientSession } from './client-session.js';
 import type { ClientLimits } from './client-startup.js';
 import { own } from './unit.js';
 import { SessionState } from './session-state.js';
@@ -191,6 +191,23 @@ export class Session extends SessionCore implements ClientSession, LinkOwner, Pg
     }
   };
 
+  info(): ClientInfo {
+    const now = this.inflight[0]?.link ?? this.sticky ?? this.home;
+    const state =
+      this.inflight.length > 0 ? 'active'
+      : this.queue.length > 0 || this.batch !== null ? 'waiting'
+      : this.txStatus === TX.InTransaction ? 'in transaction'
+      : this.txStatus === TX.Failed ? 'in failed transaction'
+      : 'idle';
+    const servers = [...this.links.all()].map((l) => ({
+      node: l.node, user: this.user, database: this.database, state: 'active' as const, client: this.key.pid, backendPid: l.conn.pid, connectedAt: l.createdAt, since: l.adoptedAt,
+    }));
+    return {
+      pid: this.key.pid, user: this.user, database: this.database, applicationName: this.applicationName, address: peerAddress(this.client), state,
+      connectedAt: this.connectedAt, pins: [...this.state.pins], target: now?.node ?? null, replica: this.replicas.current, servers,
+    };
+  }
+
   fail(err: unknown): void {
     this.ctx.log.error({ pid: this.key.pid, err: (err as Error)?.stack ?? String(err) }, 'internal error in a session; closing it');
     this.end(errors.internal((err as Error)?.message ?? String(err)));
@@ -258,6 +275,8 @@ export class Session extends SessionCore implements ClientSession, LinkOwner, Pg
     for (const l of this.links.all()) l.conn.socket.resume();
     this.links.finish();
     this.prepared.releaseAll();
+    if (this.pauseWait !== null) this.ctx.topology.off('resume', this.pauseWait);
+    this.pauseWait = null;
     this.onEnd(this);
   }
 

@@ -1,5 +1,23 @@
 // Plain counters the relay bumps on its hot path; the metrics layer reads them at scrape time.
 
+/** What units sent to one node as one target (primary or replica) added up to. */
+export interface Traffic {
+  units: number;
+  /** Client messages relayed to the server. */
+  bytesToServer: number;
+  /** Server output relayed to the client. */
+  bytesToClient: number;
+  /** From dispatch to ReadyForQuery, summed over the units that owe one (ms). */
+  ms: number;
+}
+
+export interface NodeTraffic {
+  primary: Traffic;
+  replica: Traffic;
+}
+
+const noTraffic = (): Traffic => ({ units: 0, bytesToServer: 0, bytesToClient: 0, ms: 0 });
+
 export class ProxyStats {
   /** Client sessions (logged in). */
   clientConnections = 0;
@@ -26,12 +44,20 @@ export class ProxyStats {
   replicaTurn = 0;
   /** Units routed, by target then reason. */
   readonly routes = { primary: new Map<string, number>(), replica: new Map<string, number>() };
+  /** Routing sessions' units by node (SHOW STATS in the admin console). */
+  readonly traffic = new Map<string, NodeTraffic>();
   readonly backendConnections = new Map<string, number>();
   readonly backendConnectFailures = new Map<string, number>();
 
   routed(target: 'primary' | 'replica', reason: string): void {
     const m = this.routes[target];
     m.set(reason, (m.get(reason) ?? 0) + 1);
+  }
+
+  trafficTo(node: string): NodeTraffic {
+    let t = this.traffic.get(node);
+    if (t === undefined) this.traffic.set(node, (t = { primary: noTraffic(), replica: noTraffic() }));
+    return t;
   }
 
   readOnPrimary(reason: string): void {

@@ -15,6 +15,7 @@ import { own, type Unit } from './unit.js';
 import { failedTransactionReply } from './failed-transaction.js';
 import { refuseUnit } from './refusal.js';
 import { statusChar, type SessionCore } from './session-core.js';
+import { heldByPause } from './operator-pause.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -40,6 +41,7 @@ export function pump(s: SessionCore): void {
       if (u.local.length > 0) s.client.write(u.local);
       continue;
     }
+    if (heldByPause(s, u)) break;
     const link = chooseLink(s, u);
     if (!link) {
       if (u.local) continue; // refused (primary_reads: never): answered in order like a local reply
@@ -179,7 +181,12 @@ function dispatch(s: SessionCore, u: Unit, link: ServerLink): void {
   if (u.sync) link.owed++;
   s.copyLink = link;
   if (!u.sync) s.sticky = link; // the rest of this batch must follow
-  s.ctx.stats.routed(link === s.home ? 'primary' : 'replica', u.reason);
+  const target = link === s.home ? 'primary' : 'replica';
+  s.ctx.stats.routed(target, u.reason);
+  const traffic = (u.traffic = s.ctx.stats.trafficTo(link.node)[target]);
+  traffic.units++;
+  traffic.bytesToServer += u.bytes;
+  u.sentAt = performance.now();
   const pre = preparation(s, u, link);
   if (pre === null) {
     write(s, u, link);

@@ -3,6 +3,7 @@ import type { ServerLink } from '../backend/server-link.js';
 import type { ProxyError } from '../errors.js';
 import { COMMITS, effectFlags, MAY_WRITE, OPENS_TRANSACTION, SESSION_EFFECTS, type Classification } from '../router/classification.js';
 import { joinFrames } from '../protocol/frames.js';
+import type { Traffic } from './stats.js';
 
 export interface Unit {
   frames: Buffer[];
@@ -43,6 +44,9 @@ export interface Unit {
   notOnlyParses: boolean;
   /** A session limit the unit would exceed: the server is made to fail it instead of running it (see Session.refuse). */
   refusal: ProxyError | null;
+  /** Where its traffic is counted (set at dispatch), and when it was sent (performance.now()). */
+  traffic: Traffic | null;
+  sentAt: number;
   /**
    * Message type of its first frame. Once dispatched, a unit's frames may be views into the client's read buffer
    * that the next read overwrites: what is needed of them later is kept apart (this), or they are owned first.
@@ -66,7 +70,7 @@ export function push<T>(list: T[], item: T): T[] {
 export function newUnit(): Unit {
   return {
     frames: [], owned: false, ownedFrames: 0, parts: [], sync: false, opensTransaction: false, effects: false, commits: false, mayWrite: false, maxLagMs: null, local: null, needs: NONE, parses: NONE,
-    unnamedParse: null, link: null, retryable: false, retried: false, forcePrimary: false, reason: '', bytes: 0, split: false, refusal: null, notOnlyParses: false, first: 0,
+    unnamedParse: null, link: null, retryable: false, retried: false, forcePrimary: false, reason: '', bytes: 0, split: false, refusal: null, notOnlyParses: false, traffic: null, sentAt: 0, first: 0,
   };
 }
 

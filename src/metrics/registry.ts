@@ -166,7 +166,7 @@ export function createMetrics(
     });
   perReplica('pgsplit_replica_lag_bytes', "Bytes of WAL a replica's replay is behind the primary, at the last probe round.", (n) => n.lagBytes);
   perReplica('pgsplit_replica_lag_seconds', 'Seconds a replica has been behind what it received (0 when caught up), at the last probe round.', (n) => n.lagSeconds);
-  perReplica('pgsplit_node_banned', '1 while a replica gets no new reads (over routing.max_replica_lag or failing probes), else 0.', (n) => (n.banned ? 1 : 0));
+  perReplica('pgsplit_node_banned', '1 while a replica gets no new reads (over routing.max_replica_lag, failing probes, or BAN in the admin console), else 0.', (n) => (n.banned || topology.operatorBans.has(n.name) ? 1 : 0));
   new client.Gauge({
     name: 'pgsplit_primary',
     help: '1 for the node pgsplit sends writes to now.',

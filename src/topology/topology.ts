@@ -80,6 +80,10 @@ export interface TopologySnapshot {
   fenced: string[];
   writesPaused: boolean;
   writableUntil: number;
+  /** An operator's PAUSE: every new unit is held (see Topology.unitsPaused). */
+  unitsPaused: boolean;
+  /** Replicas an operator took out of reads, with when (ms since the epoch). */
+  operatorBans: [string, number][];
 }
 
 export function initialNodeState(a: NodeAddress): NodeState {
@@ -159,12 +163,12 @@ export class Topology extends EventEmitter<TopologyEvents> {
 
   /** Nodes that are up, in recovery, not the primary and not banned: the ones that may serve reads. */
   replicas(): readonly NodeState[] {
-    return (this.replicasCache ??= Object.freeze(this.all().filter((n) => n.up && n.role === 'replica' && n.name !== this.primaryName && !n.banned && !this.fenced.has(n.name))));
+    return (this.replicasCache ??= Object.freeze(this.all().filter((n) => n.up && n.role === 'replica' && n.name !== this.primaryName && !n.banned && !this.fenced.has(n.name) && !this.operatorBans.has(n.name))));
   }
 
-  /** Replicas that are up but banned (lagging or failing probes): reads that skip them say so. */
+  /** Replicas that are up but banned (lagging, failing probes, or by an operator): reads that skip them say so. */
   bannedReplicas(): NodeState[] {
-    return this.all().filter((n) => n.up && n.role === 'replica' && n.name !== this.primaryName && n.banned);
+    return this.all().filter((n) => n.up && n.role === 'replica' && n.name !== this.primaryName && (n.banned || this.operatorBans.has(n.name)));
   }
 
   update(name: string, patch: Partial<NodeState>): void {
@@ -208,6 +212,43 @@ export class Topology extends EventEmitter<TopologyEvents> {
     this.emit('change');
   }
 
+  /**
+   * An operator's PAUSE (admin console): sessions hold every new unit, reads too, until resumeUnits(). Kept apart
+   * from writesPaused, which a switchover sets and lifts on its own schedule.
+   */
+  unitsPaused = false;
+
+  pauseUnits(): void {
+    if (this.unitsPaused) return;
+    this.unitsPaused = true;
+    this.version++;
+    this.emit('pause');
+  }
+
+  resumeUnits(): void {
+    if (!this.unitsPaused) return;
+    this.unitsPaused = false;
+    this.version++;
+    this.emit('resume');
+  }
+
+  /**
+   * Replicas an operator took out of reads (BAN in the admin console), with when. Kept apart from NodeState.banned,
+   * which every probe round recomputes: the monitor's unban never lifts these, only UNBAN does.
+   */
+  operatorBans: ReadonlyMap<string, number> = new Map();
+
+  setOperatorBan(name: string, banned: boolean, at = Date.now()): void {
+    if (banned === this.operatorBans.has(name)) return;
+    const next = new Map(this.operatorBans);
+    if (banned) next.set(name, at);
+    else next.delete(name);
+    this.operatorBans = next;
+    this.replicasCache = null;
+    this.version++;
+    this.emit('change');
+  }
+
   /** Nodes that claim to be primary but are not the one routed to (an old primary back after a failover): no traffic. */
   fenced: ReadonlySet<string> = new Set();
 
@@ -229,21 +270,24 @@ export class Topology extends EventEmitter<TopologyEvents> {
   }
 
   snapshot(): TopologySnapshot {
-    return { nodes: this.all(), primary: this.primaryName, fenced: [...this.fenced], writesPaused: this.writesPaused, writableUntil: this.writableUntil };
+    return { nodes: this.all(), primary: this.primaryName, fenced: [...this.fenced], writesPaused: this.writesPaused, writableUntil: this.writableUntil, unitsPaused: this.unitsPaused, operatorBans: [...this.operatorBans] };
   }
 
   /** A worker's topology follows the coordinator's: it takes each snapshot whole and never decides anything itself. */
   follow(s: TopologySnapshot): void {
     this.nodes = new Map(s.nodes.map((n) => [n.name, n]));
     this.fenced = new Set(s.fenced);
+    this.operatorBans = new Map(s.operatorBans ?? []);
     this.replicasCache = null;
     this.version++;
     if (s.writesPaused && !this.writesPaused) this.pauseWrites();
+    if (s.unitsPaused) this.pauseUnits();
     // setPrimary emits 'primary' and 'change' only when the primary changed.
     const changed = s.primary !== this.primaryName;
     this.setPrimary(s.primary);
     if (!changed) this.emit('change');
     if (!s.writesPaused) this.resumeWrites();
+    if (!s.unitsPaused) this.resumeUnits();
     // Last, so that sessions it wakes find the rest of the snapshot in place. Infinity crosses IPC as null.
     this.setWritableUntil(typeof s.writableUntil === 'number' ? s.writableUntil : Infinity);
   }

@@ -3,6 +3,35 @@ import { ProxyStats } from '../frontend/stats.js';
 import type { PoolStatus } from '../backend/pool.js';
 import type { ClassifierStats, ClassificationSource } from '../router/classifier.js';
 import { BucketCounts } from '../util/bucket-counts.js';
+import type { ServerInfo } from '../backend/pool.js';
+import type { ClientInfo } from '../frontend/client-session.js';
+
+/** Rows SHOW CLIENTS and SHOW SERVERS list per process (and, with workers, in all): a bound on what one answer carries. */
+export const MAX_LISTED = 10_000;
+
+/** Client and server connections of one process (worker: null) or of all, as the admin console lists them. */
+export interface SessionListing {
+  clients: (Omit<ClientInfo, 'servers'> & { worker: number | null })[];
+  servers: (ServerInfo & { worker: number | null })[];
+  /** Rows left out beyond MAX_LISTED. */
+  omittedClients: number;
+  omittedServers: number;
+}
+
+/** Several processes' listings in one, each row marked with its worker, within MAX_LISTED. */
+export function mergeListings(parts: readonly { worker: number | null; listing: SessionListing }[]): SessionListing {
+  const out: SessionListing = { clients: [], servers: [], omittedClients: 0, omittedServers: 0 };
+  for (const { worker, listing } of parts) {
+    const room = (n: number) => Math.max(0, MAX_LISTED - n);
+    const c = listing.clients.slice(0, room(out.clients.length));
+    const v = listing.servers.slice(0, room(out.servers.length));
+    out.clients.push(...c.map((x) => ({ ...x, worker })));
+    out.servers.push(...v.map((x) => ({ ...x, worker })));
+    out.omittedClients += listing.omittedClients + listing.clients.length - c.length;
+    out.omittedServers += listing.omittedServers + listing.servers.length - v.length;
+  }
+  return out;
+}
 
 export interface FrontendSnapshot {
   stats: {
@@ -11,11 +40,28 @@ export interface FrontendSnapshot {
     routes: { primary: [string, number][]; replica: [string, number][] };
     backendConnections: [string, number][];
     backendConnectFailures: [string, number][];
+    /** node, target, units, bytes to server, bytes to client, ms. */
+    traffic: TrafficEntry[];
   };
   classifier: { stats: ClassifierStats; timings: Record<string, { bounds: number[]; counts: number[]; sum: number; count: number }> };
   pools: PoolStatus[];
   waitTimeouts: number;
   pinnedClients: number;
+  /** Only when asked for (the admin console's SHOW CLIENTS / SERVERS): /metrics scrapes do not carry every session. */
+  listing?: SessionListing;
+}
+
+export type TrafficEntry = [node: string, target: 'primary' | 'replica', units: number, bytesToServer: number, bytesToClient: number, ms: number];
+
+export function trafficEntries(stats: ProxyStats): TrafficEntry[] {
+  const out: TrafficEntry[] = [];
+  for (const [node, t] of stats.traffic) {
+    for (const target of ['primary', 'replica'] as const) {
+      const x = t[target];
+      if (x.units > 0) out.push([node, target, x.units, x.bytesToServer, x.bytesToClient, x.ms]);
+    }
+  }
+  return out;
 }
 
 const COUNTERS = [
@@ -44,6 +90,7 @@ export function takeSnapshot(stats: ProxyStats, classifier: ClassifierCounters, 
       routes: { primary: [...stats.routes.primary], replica: [...stats.routes.replica] },
       backendConnections: [...stats.backendConnections],
       backendConnectFailures: [...stats.backendConnectFailures],
+      traffic: trafficEntries(stats),
     },
     classifier: { stats: classifier.stats, timings },
     pools,
@@ -86,6 +133,13 @@ export function sumSnapshots(list: readonly FrontendSnapshot[]): FrontendTotals 
     addTo(stats.routes.replica, s.stats.routes.replica);
     addTo(stats.backendConnections, s.stats.backendConnections);
     addTo(stats.backendConnectFailures, s.stats.backendConnectFailures);
+    for (const [node, target, units, toServer, toClient, ms] of s.stats.traffic ?? []) {
+      const t = stats.trafficTo(node)[target];
+      t.units += units;
+      t.bytesToServer += toServer;
+      t.bytesToClient += toClient;
+      t.ms += ms;
+    }
     for (const k of Object.keys(cstats) as (keyof ClassifierStats)[]) cstats[k] += s.classifier.stats[k] ?? 0;
     for (const [source, t] of Object.entries(s.classifier.timings)) {
       let b = timings.get(source);

@@ -25,7 +25,7 @@ describe('parseConfig defaults and conversions', () => {
   it('fills every default', () => {
     expect(parseConfig(MIN, {})).toEqual({
       listen: { host: '127.0.0.1', port: 6432, max_client_connections: 1000 },
-      admin: { host: '127.0.0.1', port: 9930, enabled: true, auth: { protect_reads: false }, metrics_port: null, metrics_host: '127.0.0.1' },
+      admin: { host: '127.0.0.1', port: 9930, enabled: true, auth: { protect_reads: false }, users: [], pause_timeout: 60_000, metrics_port: null, metrics_host: '127.0.0.1' },
       tls: { mode: 'disable' },
       server_tls: { mode: 'disable' },
       limits: {
@@ -165,7 +165,7 @@ log: { level: loud }
     expect(errorsOf(text)).toEqual([
       'listen.port: expected an integer 0..65535, got 70000',
       'listen.max_client_connections: expected an integer >= 1, got 0',
-      'admin: expected a mapping with keys host, port, enabled, auth, metrics_port, metrics_host, got 5',
+      'admin: expected a mapping with keys host, port, enabled, auth, users, pause_timeout, metrics_port, metrics_host, got 5',
       'auth.method: expected one of scram-sha-256, md5, trust, got "password"',
       'nodes[1].port: expected an integer 0..65535, got "abc"',
       'monitor.interval: expected a duration with a unit like "500ms", "2s", "1m" or "1h" (> 0, at most 596h), got 1000',

@@ -2,6 +2,7 @@
 import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SessionLinks } from '../../src/frontend/session-links.js';
+import { ProxyStats } from '../../src/frontend/stats.js';
 import { pump } from '../../src/frontend/unit-dispatch.js';
 import { addFrame, newUnit, type Unit } from '../../src/frontend/unit.js';
 import { query } from '../../src/protocol/frontend-messages.js';
@@ -97,7 +98,7 @@ function setup(opts: { primary?: string | null; freeLink?: boolean; holdTimeoutM
       log: { warn() {}, debug() {}, info() {}, error() {} },
       limits: () => ({ maxPipeline: 1 << 20 }),
       maxPreparedPerServer: () => 100,
-      stats: { routed: vi.fn(), readOnPrimary: vi.fn(), readsRefused: 0 },
+      stats: Object.assign(new ProxyStats(), { routed: vi.fn(), readOnPrimary: vi.fn() }),
     },
     links: null as unknown as SessionLinks,
     get home(): ServerLink | null {
