@@ -9,6 +9,9 @@ import { Control } from './compose/control.js';
 import { Frontend } from './compose/frontend.js';
 import { startAdmin } from './compose/admin.js';
 import { statusDocument } from './compose/status.js';
+import { consoleDeps, localConsole } from './compose/console.js';
+import type { ConsoleBackend } from './console/console-session.js';
+import { consoleError } from './console/reply.js';
 import { Reloader, type ReloadCounts, type ReloadResult } from './compose/reload.js';
 
 export interface Pgsplit {
@@ -37,12 +40,15 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger; con
   const startedAt = Date.now();
   const control = new Control(config, log);
   await initParser();
+  // Commands need the admin half, made after the listener: until then the console says it is starting.
+  let consoleBackend: ConsoleBackend | null = null;
   const frontend = new Frontend(config, {
     topology: control.topology,
     lsn: control.lsn,
     noteDatabase: (name) => control.noteDatabase(name),
     volatile: control.volatile,
     log,
+    console: { run: (c) => consoleBackend?.run(c) ?? Promise.resolve(consoleError('57P03', 'pgsplit is starting; try again in a moment')) },
   });
   control.onCatalog((names) => frontend.setVolatile(names));
   await control.start();
@@ -71,6 +77,13 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger; con
       config = next;
     },
   }, log, opts.configFile ?? null);
+  consoleBackend = localConsole(consoleDeps({
+    control,
+    log,
+    gather: async () => ({ status: statusDocument(config, control, totals(), startedAt), totals: totals() }),
+    listing: async () => frontend.listing(),
+    reload: () => reloader.reloadConfig(),
+  }));
   try {
     admin = await startAdmin({ config: () => config, control, totals, reloader, status: () => statusDocument(config, control, totals(), startedAt) }, log);
   } catch (err) {

@@ -14,7 +14,8 @@ import { Classifier } from '../router/classifier.js';
 import { FunctionCatalog } from '../router/functions.js';
 import { Pools, type PoolSettings } from '../backend/pool.js';
 import { openServer } from '../frontend/open-server.js';
-import { takeSnapshot, type FrontendSnapshot } from '../workers/frontend-snapshot.js';
+import { ConsoleSession, type ConsoleBackend } from '../console/console-session.js';
+import { MAX_LISTED, takeSnapshot, type FrontendSnapshot, type SessionListing } from '../workers/frontend-snapshot.js';
 
 function frontendSettings(c: Config, t: TlsState): FrontendSettings {
   return {
@@ -30,6 +31,7 @@ function frontendSettings(c: Config, t: TlsState): FrontendSettings {
       : null,
     authMethod: c.auth.method,
     users: prepareScramKeys(c.auth.method, new Map(c.users.map((u) => [u.name, u.password]))),
+    adminUsers: prepareScramKeys('scram-sha-256', new Map(c.admin.users.map((u) => [u.name, u.password]))),
     maxClientConnections: c.listen.max_client_connections,
     limits: {
       maxMessageSize: c.limits.max_message_size,
@@ -87,6 +89,8 @@ export interface FrontendDeps {
   cancel?: CancelRegistryOptions;
   /** A client connection closed (see FrontendContext.onClientClosed). */
   onClientClosed?(): void;
+  /** Where admin console commands run (this process, or the coordinator through IPC). */
+  console?: ConsoleBackend;
 }
 
 export class Frontend {
@@ -132,6 +136,7 @@ export class Frontend {
       noteDatabase: deps.noteDatabase,
       pools: this.pools,
       onClientClosed: deps.onClientClosed,
+      console: deps.console ? (login) => new ConsoleSession({ ...login, log, limits: () => this.settings.limits }, deps.console!) : undefined,
     });
   }
 
@@ -177,8 +182,27 @@ export class Frontend {
     return n;
   }
 
-  snapshot(): FrontendSnapshot {
-    return takeSnapshot(this.stats, this.classifier, this.pools.status(), this.pools.waitTimeouts, this.pinnedClients());
+  snapshot(withListing = false): FrontendSnapshot {
+    const s = takeSnapshot(this.stats, this.classifier, this.pools.status(), this.pools.waitTimeouts, this.pinnedClients());
+    if (withListing) s.listing = this.listing();
+    return s;
+  }
+
+  /** This process's client and server connections for the admin console, at most MAX_LISTED of each. */
+  listing(): SessionListing {
+    const out: SessionListing = { clients: [], servers: [], omittedClients: 0, omittedServers: 0 };
+    for (const session of this.sessions) {
+      const { servers, ...client } = session.info();
+      if (out.clients.length < MAX_LISTED) out.clients.push({ ...client, worker: null });
+      else out.omittedClients++;
+      for (const v of servers) {
+        if (out.servers.length < MAX_LISTED) out.servers.push({ ...v, worker: null });
+        else out.omittedServers++;
+      }
+    }
+    const idle = this.pools.idleServers(MAX_LISTED - out.servers.length);
+    out.servers.push(...idle.map((v) => ({ ...v, worker: null })));
+    return out;
   }
 
   /** Drain sessions (refusing new clients), then close the pools. */

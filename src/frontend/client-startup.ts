@@ -7,6 +7,7 @@ import { decodeStartupPacket } from '../protocol/startup.js';
 import { ServerStartupError, type NodeConnectSettings } from '../backend/connect.js';
 import type { NodeState, Topology } from '../topology/topology.js';
 import { authenticateClient, type AuthMethod } from './auth.js';
+import { authenticateConsole, CONSOLE_DATABASE, consoleParameters } from './console-login.js';
 import { ClientGone, HandshakeReader, LoginTimeout } from './handshake-reader.js';
 import { startClientTls, tlsRequired } from './client-tls.js';
 import type { FrontendTls } from '../tls/frontend-tls.js';
@@ -45,6 +46,8 @@ export interface FrontendSettings {
   routing: RoutingSettings | null;
   authMethod: AuthMethod;
   users: ReadonlyMap<string, string>;
+  /** admin.users: who may log in to the admin console (SCRAM-SHA-256). */
+  adminUsers: ReadonlyMap<string, string>;
   /** Counted from accept: connections still logging in hold a place too. */
   maxClientConnections: number;
   limits: ClientLimits;
@@ -93,7 +96,19 @@ export interface FrontendContext {
   pools: Pools;
   /** A client connection closed (a worker tells its coordinator, which counts max_client_connections for the instance). */
   onClientClosed?(): void;
+  /** The admin console: a session for a client that logged in to database "pgsplit" (see console-login.ts). */
+  console?(login: ConsoleClient): ClientSession;
 }
+
+/** A client that logged in to the admin console, handed to the console session. */
+export interface ConsoleClient {
+  socket: net.Socket;
+  slot: ReadSlot;
+  user: string;
+  applicationName: string;
+  onEnd(s: ClientSession): void;
+}
+
 
 const NO = Buffer.from('N');
 
@@ -197,15 +212,38 @@ async function serveClient(open: (slot: ReadSlot) => net.Socket, ctx: FrontendCo
     }
     if (ctx.draining()) throw errors.shuttingDown();
     const s = ctx.settings();
+    const toConsole = params.get('database') === CONSOLE_DATABASE;
     const password = s.users.get(user);
     try {
-      await authenticateClient(socket, reader, s.authMethod, user, password, deadline);
+      if (toConsole) await authenticateConsole(socket, reader, s.adminUsers, s.users, user, deadline);
+      else await authenticateClient(socket, reader, s.authMethod, user, password, deadline);
     } catch (err) {
       if (err instanceof ProxyError && err.sqlstate === '28P01') {
         ctx.stats.authFailures++;
         ctx.log.info({ user, remote: socket.remoteAddress }, 'client authentication failed');
       }
       throw err;
+    }
+
+    const applicationName = (params.get('application_name') ?? '').slice(0, 63);
+    if (toConsole) {
+      // The console never opens a server connection and needs no primary: it must work when the cluster does not.
+      if (!ctx.console) throw errors.featureNotSupported('the admin console');
+      const session = ctx.console({
+        socket, slot, user, applicationName,
+        onEnd: (done) => {
+          ctx.sessions.delete(done);
+          ctx.cancels.unregister(done.key.pid);
+        },
+      });
+      Object.assign(session.key, ctx.cancels.register(session));
+      ctx.sessions.add(session);
+      started = true;
+      clearTimeout(timer);
+      ctx.log.info({ user, remote: socket.remoteAddress }, 'admin console login');
+      socket.write(Buffer.concat([...consoleParameters(user, applicationName, ctx.topology.primary?.serverVersion ?? null), backendKeyData(session.key.pid, session.key.secret), readyForQuery('I')]));
+      session.start(reader.detach());
+      return;
     }
 
     // During a failover there is briefly no primary: wait for one (failover.hold_timeout) rather than fail at once.
@@ -237,7 +275,7 @@ async function serveClient(open: (slot: ReadSlot) => net.Socket, ctx: FrontendCo
         server.socket.destroy();
         return;
       }
-      session = new RelaySession(socket, slot, server, primary, { pid: 0, secret: 0 }, user, { ...ctx, limits }, onEnd);
+      session = new RelaySession(socket, slot, server, primary, { pid: 0, secret: 0 }, user, { ...ctx, limits }, onEnd, { database, applicationName });
       greeting = server.startupFrames;
     } else {
       // The first session of a database waits for its VOLATILE functions to be known (once; bounded by probe_timeout).
@@ -255,7 +293,7 @@ async function serveClient(open: (slot: ReadSlot) => net.Socket, ctx: FrontendCo
         link.pool?.release(link, true);
         throw err;
       }
-      const startup = { ...startupRouting, database, poolMode: s.pool.userModes.get(user) ?? s.pool.mode };
+      const startup = { ...startupRouting, database, poolMode: s.pool.userModes.get(user) ?? s.pool.mode, applicationName };
       const routed = new Session(socket, slot, link, entries, { pid: 0, secret: 0 }, user, sessionContext(ctx), onEnd, startup);
       let parameters: ReadonlyMap<string, string>;
       try {

@@ -14,7 +14,10 @@ import { statusDocument } from '../compose/status.js';
 import { Reloader, type ReloadCounts, type ReloadResult } from '../compose/reload.js';
 import { workerConfig } from './shares.js';
 import { isMessage, type FromWorker, type ToWorker } from './messages.js';
-import { foldSnapshots, retiredPart, sumSnapshots, type FrontendSnapshot, type FrontendTotals } from './frontend-snapshot.js';
+import { foldSnapshots, mergeListings, retiredPart, sumSnapshots, type FrontendSnapshot, type FrontendTotals, type SessionListing } from './frontend-snapshot.js';
+import { consoleDeps, localConsole } from '../compose/console.js';
+import type { ConsoleBackend } from '../console/console-session.js';
+import { consoleError } from '../console/reply.js';
 
 /** A worker that does not answer a snapshot or ping within this long is left out (its last snapshot stands in). */
 const ANSWER_MS = 1000;
@@ -73,6 +76,8 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
   let stopping = false;
   let nextId = 1;
   const waiting = new Map<number, (m: FromWorker | null) => void>();
+  // Until the admin half exists (after the listener), a console command is told pgsplit is starting.
+  let consoleBackend: ConsoleBackend = { run: async () => consoleError('57P03', 'pgsplit is starting; try again in a moment') };
   const live = () => slots.filter((s): s is Slot & { worker: Worker } => s.worker !== null && s.serving);
   const sendTo = (s: Slot, m: ToWorker) => {
     if (s.worker?.isConnected()) s.worker.send(m);
@@ -169,9 +174,15 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
       case 'database':
         void control.noteDatabase(m.name).finally(() => sendTo(s, { t: 'database-done', name: m.name }));
         break;
-      case 'snapshot':
-        s.last = m.snapshot;
+      case 'snapshot': {
+        // A listing answers one console command; it is not kept (nor folded into a retired worker's counters).
+        const { listing: _, ...counters } = m.snapshot;
+        s.last = counters;
         waiting.get(m.id)?.(m);
+        break;
+      }
+      case 'console':
+        void consoleBackend.run(m.command).then((reply) => sendTo(s, { t: 'console-reply', id: m.id, reply }));
         break;
       case 'pong':
         waiting.get(m.id)?.(m);
@@ -347,6 +358,13 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
       },
     });
   };
+  // Console sessions live in the workers; their commands run here, where Control is (see console-relay.ts).
+  const listing = async (): Promise<SessionListing> => {
+    const serving = live();
+    const answers = await Promise.all(serving.map((s) => ask(s, (id) => ({ t: 'snapshot', id, listing: true }))));
+    const parts = answers.flatMap((a, i) => (a?.t === 'snapshot' && a.snapshot.listing ? [{ worker: serving[i]!.index, listing: a.snapshot.listing }] : []));
+    return mergeListings(parts);
+  };
   let admin: AdminPlane | null = null;
   const reloader = new Reloader({
     current: () => config,
@@ -365,6 +383,16 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
       return { workers: { confirmed, serving: answers.length } };
     },
   }, log, opts.configFile ?? null);
+  consoleBackend = localConsole(consoleDeps({
+    control,
+    log,
+    gather: async () => {
+      await refresh();
+      return { status: statusDocument(config, control, totals, startedAt, { workers: workersStatus() }), totals };
+    },
+    listing,
+    reload: () => reloader.reloadConfig(),
+  }));
   try {
     admin = await startAdmin({
       config: () => config,

@@ -2,6 +2,8 @@
 import type { Config } from '../config/schema.js';
 import type { TopologySnapshot } from '../topology/topology.js';
 import type { FrontendSnapshot } from './frontend-snapshot.js';
+import type { ConsoleCommand } from '../console/parse-command.js';
+import type { ConsoleReply } from '../console/reply.js';
 
 /** Coordinator → worker. */
 export type ToWorker =
@@ -21,7 +23,10 @@ export type ToWorker =
   /** A cancel request for one of this worker's sessions arrived at another worker. */
   | { t: 'cancel'; pid: number; secret: number }
   /** Answer with a snapshot (for /metrics and /status) or a pong (every earlier message is applied). */
-  | { t: 'snapshot'; id: number }
+  /** `listing`: with every client and server connection (the admin console's SHOW CLIENTS / SERVERS). */
+  | { t: 'snapshot'; id: number; listing?: boolean }
+  /** The answer to an admin console command the worker forwarded. */
+  | { t: 'console-reply'; id: number; reply: ConsoleReply }
   | { t: 'ping'; id: number }
   /** Stop taking clients, let sessions finish within timeoutMs, then exit. */
   | { t: 'drain'; timeoutMs: number };
@@ -40,6 +45,8 @@ export type FromWorker =
   | { t: 'cancel'; owner: number; pid: number; secret: number }
   | { t: 'database'; name: string }
   | { t: 'snapshot'; id: number; snapshot: FrontendSnapshot }
+  /** An admin console command of one of its sessions: the coordinator runs it (it owns Control). */
+  | { t: 'console'; id: number; command: ConsoleCommand }
   | { t: 'pong'; id: number };
 
 export const isMessage = (m: unknown): m is { t: string } => typeof m === 'object' && m !== null && typeof (m as { t: unknown }).t === 'string';

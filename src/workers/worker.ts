@@ -6,13 +6,16 @@ import { initParser } from '../router/parser.js';
 import { Frontend } from '../compose/frontend.js';
 import { RemoteWalPositions } from './remote-wal.js';
 import { isMessage, type FromWorker, type ToWorker } from './messages.js';
+import { ConsoleRelay } from './console-relay.js';
 
 /** A worker waits this long for the coordinator to load a new database's functions before it lets the client in anyway. */
 const DATABASE_WAIT_MS = 10_000;
 
-function send(m: FromWorker): void {
+function send(m: FromWorker): boolean {
   // The channel is gone only when the coordinator is: 'disconnect' below ends this worker.
-  if (process.connected) process.send!(m);
+  if (!process.connected) return false;
+  process.send!(m);
+  return true;
 }
 
 export async function runWorker(): Promise<void> {
@@ -71,8 +74,10 @@ export async function runWorker(): Promise<void> {
       });
     }
   };
+  const consoleRelay = new ConsoleRelay(send, () => config);
   const frontend = new Frontend(config, {
     onClientClosed: clientClosed,
+    console: consoleRelay,
     topology,
     lsn,
     noteDatabase,
@@ -125,7 +130,10 @@ export async function runWorker(): Promise<void> {
         frontend.cancels.cancel(m.pid, m.secret);
         break;
       case 'snapshot':
-        send({ t: 'snapshot', id: m.id, snapshot: frontend.snapshot() });
+        send({ t: 'snapshot', id: m.id, snapshot: frontend.snapshot(m.listing === true) });
+        break;
+      case 'console-reply':
+        consoleRelay.answered(m.id, m.reply);
         break;
       case 'ping':
         send({ t: 'pong', id: m.id });
