@@ -36,6 +36,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { onShutdownSignal } from '../test/harness/cleanup.js';
 import { clusterInfo, findPgBinDir, startCluster, type Cluster } from '../test/harness/cluster.js';
 import { REPO_ROOT } from '../test/harness/proxy.js';
 import { idleClients, manyClients, oneClientLatency, type IdleCase, type LatencyCase, type StormCase } from './lib/bench-cases.js';
@@ -45,7 +46,6 @@ import { restartWithSetting } from './lib/cluster-settings.js';
 import { reexecWithOpenFiles } from './lib/nofile.js';
 import { pgbenchInit, WORKLOADS, type Endpoint, type Workload } from './lib/pgbench.js';
 import { killRunningTools, run } from './lib/proc.js';
-import { onShutdownSignal } from './lib/signals.js';
 import { conns, printIdle, printLatency, printMatrix, printStorm, short, us } from './lib/bench-report.js';
 import { fmt, mb, ratio } from './lib/table.js';
 

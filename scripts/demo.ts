@@ -2,10 +2,10 @@
 import { clusterInfo, findPgBinDir, startCluster, type Cluster } from '../test/harness/cluster.js';
 import { TEST_ADMIN_TOKEN, configFor } from '../test/harness/proxy.js';
 import { startPgsplit, type Pgsplit } from '../src/main.js';
-import { preferredPort } from './lib/ports.js';
+import { onShutdownSignal } from '../test/harness/cleanup.js';
+import { preferredPort } from '../test/harness/ports.js';
 import { prettyLogger } from './lib/pretty-log.js';
 import { which } from './lib/proc.js';
-import { onShutdownSignal } from './lib/signals.js';
 
 const say = (s = ''): void => void process.stdout.write(`${s}\n`);
 

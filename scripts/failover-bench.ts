@@ -4,11 +4,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { onShutdownSignal } from '../test/harness/cleanup.js';
 import { clusterInfo, findPgBinDir, startCluster, type Cluster, type ClusterInfo } from '../test/harness/cluster.js';
 import { REPO_ROOT, spawnProxy, type ProxyProcess } from '../test/harness/proxy.js';
 import { cleanupMultiInstance, instancesWanted, runMultiInstanceTrials } from './lib/multi-instance/run.js';
 import { run, sleep, waitFor, within } from './lib/proc.js';
-import { onShutdownSignal } from './lib/signals.js';
 
 const say = (s = ''): void => void process.stdout.write(`${s}\n`);
 

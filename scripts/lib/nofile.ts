@@ -1,5 +1,6 @@
 // Makes sure the bench (and the pgbench, pgsplit and poolers it starts, which inherit the limit) may open enough files: re-executes itself under `bash -c 'ulimit -n …'` when the soft limit is too low.
 import { spawn } from 'node:child_process';
+import { onShutdownSignal } from '../../test/harness/cleanup.js';
 import { openFilesLimit } from './proc-stats.js';
 
 const MARK = 'PGSPLIT_BENCH_NOFILE_REEXEC';
@@ -21,14 +22,13 @@ export function reexecWithOpenFiles(need: number, want: number): { warning: stri
     stdio: 'inherit',
     env: { ...process.env, [MARK]: '1' },
   });
-  const forward = (sig: NodeJS.Signals) => () => {
+  onShutdownSignal((sig) => {
     try {
       child.kill(sig);
     } catch {
       /* gone */
     }
-  };
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, forward(sig));
+  });
   return {
     warning: null,
     child: new Promise<number>((resolve) => {

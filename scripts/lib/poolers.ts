@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import type { Endpoint } from './pgbench.js';
-import { freePort } from './ports.js';
+import { freePort } from '../../test/harness/ports.js';
 import { asServiceUser, run, serviceUserIds, sleep, startService, which, type Service } from './proc.js';
 
 export interface Pooler {

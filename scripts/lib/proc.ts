@@ -1,75 +1,39 @@
-// Child-process helpers for the demo and bench scripts: clean env, async run with timeout, long-running services, cleanup on exit.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
+// Child-process helpers for the demo and bench scripts, on test/harness/processes.ts: run with timeout, long-running services, the pooler user, killing what is left on exit.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { findBinary } from '../../test/harness/binaries.js';
+import { registerCleanup } from '../../test/harness/cleanup.js';
+import { asUser, isRoot, killGroup, pgFreeEnv, runCommand, terminate, userIds, type CommandResult } from '../../test/harness/processes.js';
 
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-}
+export type RunResult = Pick<CommandResult, 'code' | 'stdout' | 'stderr' | 'timedOut'>;
 
-export const isRoot = (): boolean => typeof process.getuid === 'function' && process.getuid() === 0;
+export { isRoot };
 
 /** The OS user that poolers run as when we are root (pgbouncer refuses root; PostgreSQL's user is the natural choice). */
 export const SERVICE_USER = 'postgres';
 
 /** Our environment without inherited PG* variables (PGHOST, PGPORT, ...), which would redirect the tools. */
-export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (/^PG/.test(k) && !k.startsWith('PGSPLIT')) continue;
-    env[k] = v;
-  }
-  return { ...env, ...extra };
-}
+export const cleanEnv = pgFreeEnv;
 
 /** Absolute path of an executable found on PATH or in the usual sbin directories, or null. */
 export function which(name: string): string | null {
-  const dirs = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/sbin', '/usr/local/sbin'];
-  for (const d of dirs) {
-    if (!d) continue;
-    const p = path.join(d, name);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      if (fs.statSync(p).isFile()) return p;
-    } catch {
-      /* not here */
-    }
-  }
-  return null;
+  return findBinary(name, { fallbackDirs: ['/usr/sbin', '/sbin', '/usr/local/sbin'] });
 }
 
 /** Wraps a command so that it runs as SERVICE_USER when we are root. */
 export function asServiceUser(file: string, args: string[]): [string, string[]] {
-  return isRoot() ? ['runuser', ['-u', SERVICE_USER, '--', file, ...args]] : [file, args];
+  return asUser(isRoot() ? SERVICE_USER : null, file, args);
 }
 
 /** uid/gid of SERVICE_USER when we are root (to chown temp dirs), else null. */
 export function serviceUserIds(): { uid: number; gid: number } | null {
   if (!isRoot()) return null;
-  const uid = spawnSync('id', ['-u', SERVICE_USER], { encoding: 'utf8' });
-  const gid = spawnSync('id', ['-g', SERVICE_USER], { encoding: 'utf8' });
-  if (uid.status !== 0 || gid.status !== 0) throw new Error(`running as root but there is no '${SERVICE_USER}' OS user to run services as`);
-  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+  const ids = userIds(SERVICE_USER);
+  if (!ids) throw new Error(`running as root but there is no '${SERVICE_USER}' OS user to run services as`);
+  return ids;
 }
 
 // Every child we start, so a signal or an error can take them all down (each is its own process group).
 const live = new Set<ChildProcess>();
-
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (!child.pid || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    try {
-      child.kill(signal);
-    } catch {
-      /* already gone */
-    }
-  }
-}
 
 // The subset started by run() (short-lived tools such as pgbench), which a Ctrl-C may simply kill.
 const tools = new Set<ChildProcess>();
@@ -84,37 +48,28 @@ export function killAllChildren(): void {
   for (const c of live) killGroup(c, 'SIGKILL');
   live.clear();
 }
-process.on('exit', killAllChildren);
+// On exit only: on a signal the scripts stop things with their own asynchronous handler.
+registerCleanup(killAllChildren, { signals: false });
 
 /** Runs a command to completion; never rejects (spawn failure is code 127, timeout is code 124). */
-export function run(file: string, args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {}): Promise<RunResult> {
-  return new Promise((resolve) => {
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    const child = spawn(file, args, { cwd: opts.cwd, env: cleanEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    live.add(child);
-    tools.add(child);
-    const timer = opts.timeoutMs
-      ? setTimeout(() => {
-          timedOut = true;
-          killGroup(child, 'SIGKILL');
-        }, opts.timeoutMs)
-      : undefined;
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    let done = false;
-    const finish = (code: number, extra = ''): void => {
-      if (done) return;
-      done = true;
-      if (timer) clearTimeout(timer);
-      live.delete(child);
-      tools.delete(child);
-      resolve({ code: timedOut ? 124 : code, stdout, stderr: stderr + extra, timedOut });
-    };
-    child.on('error', (err) => finish(127, String(err)));
-    child.on('close', (code, signal) => finish(code ?? (signal ? 128 : 1)));
+export async function run(file: string, args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {}): Promise<RunResult> {
+  const started: ChildProcess[] = [];
+  const r = await runCommand(file, args, {
+    cwd: opts.cwd,
+    env: cleanEnv(opts.env),
+    timeoutMs: opts.timeoutMs,
+    group: true,
+    onSpawn: (c) => {
+      started.push(c);
+      live.add(c);
+      tools.add(c);
+    },
   });
+  for (const c of started) {
+    live.delete(c);
+    tools.delete(c);
+  }
+  return { code: r.code, stdout: r.stdout, stderr: r.stderr, timedOut: r.timedOut };
 }
 
 /** A long-running process (a pooler) whose output is kept for error messages. */
@@ -145,13 +100,7 @@ export function startService(file: string, args: string[], opts: { cwd?: string;
     output: () => out,
     exited: () => child.exitCode !== null || child.signalCode !== null,
     stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 10_000) {
-      stopping ??= (async () => {
-        if (child.exitCode !== null || child.signalCode !== null || !child.pid) return;
-        killGroup(child, signal);
-        const t = setTimeout(() => killGroup(child, 'SIGKILL'), graceMs);
-        await exit;
-        clearTimeout(t);
-      })();
+      stopping ??= terminate(child, { signal, graceMs, group: true, exited: exit });
       return stopping;
     },
   };
