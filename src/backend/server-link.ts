@@ -3,6 +3,8 @@ import type { ServerConnection } from './connect.js';
 import { B } from '../protocol/codes.js';
 import { decodeErrorFields, decodeParameterStatus } from '../protocol/backend-messages.js';
 import { COLLECT, FrameScanner, frameModes, NOTICE, type FrameSink } from '../protocol/frame-scanner.js';
+import type { StatementRun } from '../stats/statement-run.js';
+import { rowsFromCommandTag } from '../stats/command-tag.js';
 
 /**
  * relay: output goes to the client as it arrives.
@@ -30,6 +32,8 @@ export interface LinkOwner {
 }
 
 const MODES = frameModes({ Z: COLLECT, E: COLLECT, S: COLLECT, A: NOTICE, N: NOTICE, G: NOTICE });
+/** With statement statistics: also where each statement's answer ends (CommandComplete, EmptyQueryResponse, PortalSuspended). */
+const COUNTING_MODES = frameModes({ Z: COLLECT, E: COLLECT, S: COLLECT, C: COLLECT, I: COLLECT, s: COLLECT, A: NOTICE, N: NOTICE, G: NOTICE });
 /** ServerLink.settings of a connection whose settings nobody knows (the next session replays its own). */
 export const UNKNOWN_SETTINGS = '\u0000unknown';
 const HOLD_LIMIT = 64 * 1024;
@@ -87,6 +91,8 @@ export class ServerLink {
     };
     conn.socket.on('close', () => {
       this.closed = true;
+      // What was running there is not counted: no answer came.
+      this.runs.length = 0;
       this.owner.linkClosed(this);
     });
     conn.socket.on('error', (err) => this.owner.linkError(this, err));
@@ -100,7 +106,12 @@ export class ServerLink {
         else if (type === B.ParameterStatus) {
           const [k, v] = decodeParameterStatus(body);
           this.conn.parameters.set(k, v);
+        } else if (type !== B.ErrorResponse) {
+          // CommandComplete, EmptyQueryResponse, PortalSuspended: scanned only while statements are counted.
+          const r = this.privateOwed === 0 ? this.runFor() : undefined;
+          if (r !== undefined) r.completed(type === B.CommandComplete ? rowsFromCommandTag(body) : 0, r.whole ? 0 : performance.now());
         } else {
+          if (this.privateOwed === 0 && this.runs.length > 0) this.runFor()!.failed(performance.now());
           const f = decodeErrorFields(body);
           this.sawError = true;
           this.lastError = f;
@@ -132,6 +143,29 @@ export class ServerLink {
 
   get busy(): boolean {
     return this.owed > 0 || this.privateOwed > 0;
+  }
+
+  /**
+   * Statement statistics of the units written to this connection whose answers are not complete, oldest first: a
+   * server answers in order, so each answer belongs to the oldest unit that can still take it.
+   */
+  readonly runs: StatementRun[] = [];
+  private counting = false;
+
+  /** A unit was written here and its statements are counted (from now on this connection's scanner reports where answers end). */
+  track(run: StatementRun): void {
+    if (!this.counting) {
+      this.counting = true;
+      this.scanner.setModes(COUNTING_MODES);
+    }
+    this.runs.push(run);
+  }
+
+  /** The unit the answer being scanned belongs to; Flush-ended pieces that can take no more are complete. */
+  private runFor(): StatementRun | undefined {
+    const runs = this.runs;
+    while (runs.length > 1 && runs[0].spent && !runs[0].sync) runs.shift()!.end(performance.now(), false);
+    return runs[0];
   }
 
   /** Send the proxy's own messages; `done` runs after their `readyCount` ReadyForQuery messages. */
@@ -218,6 +252,17 @@ export class ServerLink {
       return;
     }
     if (this.owed > 0) this.owed--;
+    if (this.runs.length > 0) {
+      // The unit ending here, and any Flush-ended pieces of its batch before it. A read the replica refused as
+      // read-only runs again on the primary (see unitDone), and only that run counts.
+      const now = performance.now();
+      for (;;) {
+        const r = this.runs.shift();
+        if (r === undefined) break;
+        r.end(now, refusal && r.retryable);
+        if (r.sync) break;
+      }
+    }
     // One unit in flight at a time outside relay mode, and relay reports each in order: keep the last.
     this.readyCount++;
     this.readyStatus = status;

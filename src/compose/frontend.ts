@@ -15,6 +15,8 @@ import { FunctionCatalog } from '../router/functions.js';
 import { Pools, type PoolSettings } from '../backend/pool.js';
 import { openServer } from '../frontend/open-server.js';
 import { ConsoleSession, type ConsoleBackend } from '../console/console-session.js';
+import { StatementKeys, type StatementCounting } from '../frontend/statement-keys.js';
+import { StatementStats } from '../stats/statement-stats.js';
 import { MAX_LISTED, takeSnapshot, type FrontendSnapshot, type SessionListing } from '../workers/frontend-snapshot.js';
 
 function frontendSettings(c: Config, t: TlsState): FrontendSettings {
@@ -99,6 +101,8 @@ export class Frontend {
   readonly classifier: Classifier;
   readonly pools: Pools;
   readonly cancels: CancelRegistry;
+  /** This process's statement statistics (null: stats.enabled is false; that is fixed at start). */
+  readonly statements: StatementStats | null;
   private readonly listener: Listener;
   private settings: FrontendSettings;
   private tlsState: TlsState;
@@ -112,6 +116,11 @@ export class Frontend {
     this.volatile = deps.volatile;
     this.classifier = Classifier.fromConfig(config.routing, deps.volatile);
     this.cancels = new CancelRegistry(deps.cancel);
+    let counting: StatementCounting | null = null;
+    if (config.stats.enabled) {
+      counting = { table: new StatementStats(config.stats.max_statements), keys: new StatementKeys(() => this.config.routing.max_parse_length) };
+    }
+    this.statements = counting?.table ?? null;
     // Pooled server connections start with only the user and database: each client's own parameters are settings (see SessionState).
     this.pools = new Pools(
       (node, user, database) => openServer({ topology, stats: this.stats, settings: () => this.settings }, node, user, new Map([['user', user], ['database', database]])),
@@ -128,6 +137,7 @@ export class Frontend {
       settings: () => this.settings,
       topology,
       stats: this.stats,
+      statements: counting,
       cancels: this.cancels,
       log,
       sessions: this.sessions,
@@ -170,6 +180,7 @@ export class Frontend {
     if (JSON.stringify(r) !== JSON.stringify(prev.routing)) this.classifier.setCatalog(catalogFor(next, this.volatile));
     this.tlsState = loadTls(next, this.tlsState, (err, kept) => this.deps.log.error({ err: err.message }, `config reload: TLS files could not be loaded; ${kept}`));
     this.settings = frontendSettings(next, this.tlsState);
+    if (this.statements !== null) this.statements.max = next.stats.max_statements;
     // Connections to a node that went away or is reached differently now must not be handed out again.
     for (const name of changedNodes(prev, next)) this.pools.drainNode(name);
     this.pools.settingsChanged();

@@ -70,6 +70,8 @@ export const RELOAD_RULES: Readonly<Record<string, ReloadRule>> = Object.freeze(
   'routing.max_replica_lag.time': live('bans are decided with it from the next probe round'),
   'routing.unban_after': live('bans are decided with it from the next probe round'),
   'routing.read_tags': live('next read choice of every session'),
+  'stats.enabled': restart('whether sessions count statements is decided once, at start (answers must match the units counted from the first)'),
+  'stats.max_statements': live('the next statement that needs room (a smaller bound drops the least used then)'),
   'failover.enabled': live('next failover decision'),
   'failover.failure_threshold': live('next probe round'),
   'failover.hold_timeout': live('waits for a primary that start after the reload'),

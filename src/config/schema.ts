@@ -288,6 +288,13 @@ export const configSchema = section({
     unban_after: duration(true).default('2s'),
     read_tags: tagList().default([]),
   }).default({}),
+  /** Statement statistics (GET /statements, SHOW STATEMENTS): what pg_stat_statements shows, seen from the proxy with the routing decision. */
+  stats: section({
+    /** Count every statement a routing session sends to a server: calls, target and reason, time, rows, errors. */
+    enabled: bool().default(true),
+    /** Distinct normalized statements kept (per process with workers: N); the least used make room for new ones. */
+    max_statements: int(10, 1_000_000).default(1000),
+  }).default({}),
   failover: section({
     enabled: bool().default(true),
     /** Consecutive failed probes of the primary before it is considered lost (then confirmed by the replicas). */

@@ -4,7 +4,7 @@ import { F, TX } from '../protocol/codes.js';
 import { readyForQuery } from '../protocol/backend-messages.js';
 import { localReply } from '../protocol/local-replies.js';
 import { relayWrite } from '../util/read-slot.js';
-import { addFrame, addPart, newUnit, NOT_ROUTED } from './unit.js';
+import { addFrame, addPart, newUnit, NOT_ROUTED, push } from './unit.js';
 import { intercept, interceptBatch, type PgsplitSettings } from './intercept.js';
 import { statusChar, type SessionCore } from './session-core.js';
 import { enqueue } from './unit-dispatch.js';
@@ -32,6 +32,8 @@ export function clientMessage(s: SessionCore & PgsplitSettings, type: number, bo
       const sql = body.toString('utf8', 0, Math.max(0, body.length - 1));
       const cls = s.ctx.classifier.classify(sql);
       addPart(u, cls);
+      // A statement the proxy answers itself is not counted (it never reaches a server).
+      if (s.ctx.statements && !cls.intercept) u.statements = [s.ctx.statements.keys.forText(cls, sql)];
       if (cls.intercept) u.local = intercept(cls, true, s);
       else if (cls.statements.length === 1 && cls.statements[0].kind === 'deallocate' && s.txStatus !== TX.Failed) {
         // DEALLOCATE of a protocol-level statement: servers know it by pgsplit's name (and others may share it), so only the client's name goes.
@@ -44,6 +46,8 @@ export function clientMessage(s: SessionCore & PgsplitSettings, type: number, bo
     case F.Parse: case F.Bind: case F.Describe: case F.Execute: case F.Close: {
       const u = (s.batch ??= newUnit());
       addFrame(u, s.prepared.analyze(u, type, body, frame));
+      // Each Execute is a call of the statement last bound (null: one the proxy saw no Parse for, not counted).
+      if (type === F.Execute && s.ctx.statements) u.statements = push(u.statements, s.ctx.statements.keys.of(s.prepared.bound));
       if (u.bytes > MAX_BATCH_PIECE && u.refusal === null) {
         // Sent on without waiting for the Sync (the server runs messages as they come anyway); the rest follows it.
         s.batch = null;

@@ -18,6 +18,7 @@ import { RelaySession } from './relay-session.js';
 import type { ClientSession } from './client-session.js';
 import { adoptAccepted, adoptHandle, ReadSlot } from '../util/read-slot.js';
 import type { ProxyStats } from './stats.js';
+import type { StatementCounting } from './statement-keys.js';
 import type { Classifier } from '../router/classifier.js';
 import type { RouteHint } from '../router/route.js';
 import { parseTagList } from '../router/variable-set.js';
@@ -82,6 +83,8 @@ export interface FrontendContext {
   settings(): FrontendSettings;
   topology: Topology;
   stats: ProxyStats;
+  /** Statement statistics (stats.enabled: fixed at start), or null. */
+  statements: StatementCounting | null;
   cancels: CancelRegistry;
   log: Logger;
   sessions: Set<ClientSession>;
@@ -108,7 +111,6 @@ export interface ConsoleClient {
   applicationName: string;
   onEnd(s: ClientSession): void;
 }
-
 
 const NO = Buffer.from('N');
 
@@ -224,7 +226,6 @@ async function serveClient(open: (slot: ReadSlot) => net.Socket, ctx: FrontendCo
       }
       throw err;
     }
-
     const applicationName = (params.get('application_name') ?? '').slice(0, 63);
     if (toConsole) {
       // The console never opens a server connection and needs no primary: it must work when the cluster does not.

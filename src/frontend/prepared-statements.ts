@@ -9,6 +9,7 @@ import type { Classification } from '../router/classification.js';
 import type { Classifier } from '../router/classifier.js';
 import { addPart, push, UNKNOWN_STATEMENT, type Unit } from './unit.js';
 import { NO_STATEMENT, SERVER_PREFIX, statementRegistry, type RegisteredStatement } from './statement-registry.js';
+import type { StatementKeys } from './statement-keys.js';
 
 // A unit may go to any server (pooled or not), so each statement is kept as the Parse message that prepares it
 // under its server-side name, to be sent to a server that does not have it (ServerLink.prepared says which do).
@@ -28,11 +29,15 @@ export class PreparedStatements {
   /** The same statements by server-side name, with how many of the client's names stand for each. */
   private byServerName: Map<string, { st: Statement; names: number }> = NO_SERVER_NAMES;
   private unnamed: { parse: Buffer; cls: Classification } | null = null;
+  /** The statement of the last Bind: what the next Execute runs (for the statement statistics). */
+  bound: Classification | null = null;
 
   constructor(
     private readonly classifier: Classifier,
     /** limits.max_prepared_statements, read when a new name is prepared. */
     private readonly maxNamed: () => number = () => Infinity,
+    /** With statement statistics: each Parse's text is named here once, so its Executes need no text. */
+    private readonly keys: StatementKeys | null = null,
   ) {}
 
   get size(): number {
@@ -53,6 +58,7 @@ export class PreparedStatements {
       }
       const cls = this.classifier.classify(query);
       addPart(u, cls);
+      if (this.keys !== null) this.keys.forText(cls, query);
       if (name === '') {
         u.notOnlyParses = true;
         const copy = Buffer.from(frame);
@@ -86,6 +92,7 @@ export class PreparedStatements {
         return renameStatement(frame, NO_STATEMENT);
       }
       if (name === '') {
+        if (type === F.Bind) this.bound = this.unnamed?.cls ?? null;
         if (u.unnamedParse === null) {
           u.needs = push(u.needs, '');
           if (this.unnamed) addPart(u, this.unnamed.cls);
@@ -93,6 +100,7 @@ export class PreparedStatements {
         return frame;
       }
       const s = this.named.get(name);
+      if (type === F.Bind) this.bound = s?.cls ?? null;
       if (s === undefined) {
         addPart(u, UNKNOWN_STATEMENT);
         // The server answers that it does not exist, as it would for the client's own name (never another session's).

@@ -33,6 +33,8 @@ export function refuseUnit(u: Unit): void {
   u.parts = [REFUSED];
   u.needs = [];
   u.parses = [];
+  // Not the client's statements that fail here but the proxy's limit: they are not counted.
+  u.statements = [];
   u.effects = u.commits = u.mayWrite = u.opensTransaction = false;
   u.local = null;
 }

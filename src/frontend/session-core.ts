@@ -18,6 +18,7 @@ import type { SessionState } from './session-state.js';
 import type { PreparedStatements } from './prepared-statements.js';
 import type { ReplicaChoice } from './replica-choice.js';
 import type { SessionLinks } from './session-links.js';
+import type { StatementCounting } from './statement-keys.js';
 
 export interface RoutingSettings {
   loadBalance: LoadBalance;
@@ -33,6 +34,8 @@ export interface RoutingSettings {
 
 export interface SessionContext {
   stats: ProxyStats;
+  /** Statement statistics (stats.enabled), or null: then nothing per statement is done for them. */
+  statements: StatementCounting | null;
   cancels: CancelRegistry;
   log: Logger;
   topology: Topology;

@@ -4,13 +4,14 @@
 // pipelined units back to back, a replica one at a time (its output is held so that a read-only refusal,
 // SQLSTATE 25006, can be retried on the primary unseen).
 import { errors, ProxyError } from '../errors.js';
-import { TX } from '../protocol/codes.js';
+import { F, TX } from '../protocol/codes.js';
 import { errorResponse, readyForQuery } from '../protocol/backend-messages.js';
 import { joinFrames } from '../protocol/frames.js';
 import { UNKNOWN_SETTINGS, type ServerLink } from '../backend/server-link.js';
 import { placeUnit } from '../router/placement.js';
 import type { PrimaryReadReason } from '../router/read-choice.js';
 import { relayWrite } from '../util/read-slot.js';
+import { StatementRun } from '../stats/statement-run.js';
 import { own, type Unit } from './unit.js';
 import { failedTransactionReply } from './failed-transaction.js';
 import { refuseUnit } from './refusal.js';
@@ -223,6 +224,9 @@ function write(s: SessionCore, u: Unit, link: ServerLink): void {
   // transaction) must outlive the read buffer they arrived in.
   if (!u.owned && (u.retryable || s.txStatus === TX.Failed)) own(u);
   link.mode = u.retryable ? 'hold' : 'relay';
+  const counting = s.ctx.statements;
+  // Every unit written gets a run, even with no statement to count, so that answers keep matching their units.
+  if (counting) link.track(new StatementRun(counting.table, u.statements, u.first === F.Query, u.sync, u.retryable, link === s.home ? 'primary' : 'replica', u.reason, performance.now()));
   for (const [name, parse] of u.parses) link.prepared.set(name, parse);
   if (u.unnamedParse) link.unnamed = u.unnamedParse;
   const out = joinFrames(u.frames);

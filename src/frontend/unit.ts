@@ -3,6 +3,7 @@ import type { ServerLink } from '../backend/server-link.js';
 import type { ProxyError } from '../errors.js';
 import { COMMITS, effectFlags, MAY_WRITE, OPENS_TRANSACTION, SESSION_EFFECTS, type Classification } from '../router/classification.js';
 import { joinFrames } from '../protocol/frames.js';
+import type { StatementKey } from '../stats/statement-stats.js';
 import type { Traffic } from './stats.js';
 
 export interface Unit {
@@ -34,6 +35,11 @@ export interface Unit {
   retried: boolean;
   /** Must run on the primary (a retry after a replica refused or was lost). */
   forcePrimary: boolean;
+  /**
+   * With statement statistics: the Query's statement, or the statement each Execute runs, in order (null: one the
+   * proxy cannot name); NONE otherwise.
+   */
+  statements: (StatementKey | null)[];
   /** Route decision reason, for metrics. */
   reason: string;
   /** Bytes of client messages in the unit (what the proxy holds while it waits). */
@@ -70,7 +76,7 @@ export function push<T>(list: T[], item: T): T[] {
 export function newUnit(): Unit {
   return {
     frames: [], owned: false, ownedFrames: 0, parts: [], sync: false, opensTransaction: false, effects: false, commits: false, mayWrite: false, maxLagMs: null, local: null, needs: NONE, parses: NONE,
-    unnamedParse: null, link: null, retryable: false, retried: false, forcePrimary: false, reason: '', bytes: 0, split: false, refusal: null, notOnlyParses: false, traffic: null, sentAt: 0, first: 0,
+    unnamedParse: null, statements: NONE, link: null, retryable: false, retried: false, forcePrimary: false, reason: '', bytes: 0, split: false, refusal: null, notOnlyParses: false, traffic: null, sentAt: 0, first: 0,
   };
 }
 

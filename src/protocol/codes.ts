@@ -15,6 +15,8 @@ export const B = {
   NoticeResponse: 0x4e, // 'N'
   NotificationResponse: 0x41, // 'A'
   CommandComplete: 0x43, // 'C'
+  EmptyQueryResponse: 0x49, // 'I'
+  PortalSuspended: 0x73, // 's'
   CopyInResponse: 0x47, // 'G'
   ParseComplete: 0x31, // '1'
   BindComplete: 0x32, // '2'

@@ -66,7 +66,7 @@ export class FrameScanner {
   private readonly truncate: boolean;
 
   constructor(
-    private readonly modes: Uint8Array,
+    private modes: Uint8Array,
     private readonly sink: FrameSink,
     limits: number | ScannerLimits = {},
   ) {
@@ -74,6 +74,11 @@ export class FrameScanner {
     this.maxCollect = l.maxCollect ?? 1 << 30;
     this.maxFrame = l.maxFrame ?? Infinity;
     this.truncate = l.truncate ?? false;
+  }
+
+  /** Which frame types to report from the next frame on (one already started keeps the mode it began with). */
+  setModes(modes: Uint8Array): void {
+    this.modes = modes;
   }
 
   /** True when the scanner stands exactly between two frames (nothing partial buffered). */

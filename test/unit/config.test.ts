@@ -64,6 +64,7 @@ describe('parseConfig defaults and conversions', () => {
         unban_after: 2000,
         read_tags: [],
       },
+      stats: { enabled: true, max_statements: 1000 },
       failover: { enabled: true, failure_threshold: 3, hold_timeout: 10_000, promote_timeout: 30_000, hook_command: '', rejoin_command: '', demote_command: '', switchover_timeout: 30_000, hook_timeout: 30_000 },
       replication: { mode: 'async', strict: false, synchronous_commit: 'on' },
       coordination: { name: '', etcd: { endpoints: [], prefix: '/pgsplit/default', lease_ttl: 5_000, user: '', password: '' }, failsafe: false },
@@ -142,7 +143,7 @@ describe('validation errors', () => {
     expect(errorsOf(`${MIN}lisen: {}\nlisten: { prot: 1 }\nmonitor: { intervall: 1s }`)).toEqual([
       'listen.prot: unknown key (allowed: host, port, max_client_connections)',
       'monitor.intervall: unknown key (allowed: user, password, database, interval, connect_timeout, probe_timeout)',
-      'lisen: unknown key (allowed: listen, admin, tls, server_tls, limits, pool, auth, users, nodes, monitor, backend, routing, failover, replication, coordination, workers, shutdown, log)',
+      'lisen: unknown key (allowed: listen, admin, tls, server_tls, limits, pool, auth, users, nodes, monitor, backend, routing, stats, failover, replication, coordination, workers, shutdown, log)',
     ]);
     expect(errorsOf('users: [{ name: a, password: b, role: x }]\nnodes: [{ name: a, host: h, role: primary }]')).toEqual([
       'users[0].role: unknown key (allowed: name, password, read_tags, pool_mode)',
