@@ -12,6 +12,7 @@ import { statusDocument } from './compose/status.js';
 import { consoleDeps, localConsole } from './compose/console.js';
 import type { ConsoleBackend } from './console/console-session.js';
 import { consoleError } from './console/reply.js';
+import { localStatements, type StatementsSource } from './stats/statements-source.js';
 import { Reloader, type ReloadCounts, type ReloadResult } from './compose/reload.js';
 
 export interface Pgsplit {
@@ -22,6 +23,8 @@ export interface Pgsplit {
   topology: Topology;
   stats: ProxyStats;
   classifier: Classifier;
+  /** Statement statistics (GET /statements; the admin console's SHOW STATEMENTS and RESET STATS). */
+  statements: StatementsSource;
   /** Apply a parsed config as a reload would (see config/reload-rules.ts). */
   reload(next: Config): Promise<ReloadResult>;
   /** Re-read the config file (default: opts.configFile) and apply it: what SIGHUP, POST /reload and the admin console do. */
@@ -66,6 +69,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger; con
     waitTimeouts: frontend.pools.waitTimeouts,
     pinnedClients: frontend.pinnedClients(),
   });
+  const statements = localStatements(frontend.statements);
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
   const reloader = new Reloader({
     current: () => config,
@@ -85,7 +89,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger; con
     reload: () => reloader.reloadConfig(),
   }));
   try {
-    admin = await startAdmin({ config: () => config, control, totals, reloader, status: () => statusDocument(config, control, totals(), startedAt) }, log);
+    admin = await startAdmin({ config: () => config, control, totals, reloader, statements, status: () => statusDocument(config, control, totals(), startedAt) }, log);
   } catch (err) {
     control.stop();
     await frontend.close(0);
@@ -100,6 +104,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger; con
     topology: control.topology,
     stats: frontend.stats,
     classifier: frontend.classifier,
+    statements,
     reload: (next) => reloader.reload(next),
     reloadConfig: (file) => reloader.reloadConfig(file),
     reloads: reloader.counts,

@@ -1,4 +1,4 @@
-// The admin HTTP port: /metrics (Prometheus), /health (liveness), /ready (a primary is known and may be written to), /status (JSON), POST /switchover, POST /reload; locked by admin.auth.
+// The admin HTTP port: /metrics (Prometheus), /health (liveness), /ready (a primary is known and may be written to), /status (JSON), POST /switchover, POST /reload, GET /statements, POST /statements/reset; locked by admin.auth.
 import http from 'node:http';
 import type net from 'node:net';
 import type { Registry } from 'prom-client';
@@ -7,6 +7,7 @@ import { SwitchoverRefused } from '../errors.js';
 import { redact } from '../config/redact.js';
 import { checkCredentials, challenges, type AdminAuth } from './auth.js';
 import { statusPage } from './status-page.js';
+import { DEFAULT_STATEMENT_ROWS, type StatementsSource } from '../stats/statements-source.js';
 
 export interface AdminContext {
   registry: Registry;
@@ -23,6 +24,8 @@ export interface AdminContext {
   coordination?(): unknown;
   /** The last minutes the status page charts (GET /history); 404 without it. */
   history?(): unknown;
+  /** Statement statistics (GET /statements, POST /statements/reset). */
+  statements?: StatementsSource;
   /** admin.auth; without a token or user/password every mutating request is refused (403). */
   auth?: AdminAuth;
 }
@@ -176,8 +179,10 @@ export class AdminServer {
         return this.switchover(req, res);
       case '/reload':
         return this.reload(req, res);
+      case '/statements/reset':
+        return this.resetStatements(req, res);
       default:
-        json(res, 404, { error: `no POST endpoint ${path}; try POST /switchover or POST /reload` });
+        json(res, 404, { error: `no POST endpoint ${path}; try POST /switchover, POST /reload or POST /statements/reset` });
     }
   }
 
@@ -198,6 +203,10 @@ export class AdminServer {
   private async read(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
     if (path === '/switchover') {
       json(res, 405, { error: 'use POST /switchover with {"to": "<node name>"}' }, { allow: 'POST' });
+      return;
+    }
+    if (path === '/statements/reset') {
+      json(res, 405, { error: 'use POST /statements/reset (with Content-Type: application/json)' }, { allow: 'POST' });
       return;
     }
     if (path === '/reload') {
@@ -232,6 +241,8 @@ export class AdminServer {
         else json(res, 200, view);
         return;
       }
+      case '/statements':
+        return this.statements(req, res);
       case '/': {
         // The status page: HTML whose script reads /status, /history and /statements, sending the same credentials.
         const page = statusPage();
@@ -247,7 +258,7 @@ export class AdminServer {
         send(res, 200, 'application/json', JSON.stringify(redact(this.ctx.status(), { showUsers: authenticated }), null, 2) + '\n');
         return;
       default:
-        send(res, 404, 'text/plain', 'not found; try /metrics, /health, /ready or /status\n');
+        send(res, 404, 'text/plain', 'not found; try /metrics, /health, /ready, /status or /statements\n');
     }
   }
 
@@ -280,6 +291,23 @@ export class AdminServer {
     } catch (err) {
       json(res, err instanceof SwitchoverRefused ? 409 : 500, { error: (err as Error).message });
     }
+  }
+
+  private async statements(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const src = this.ctx.statements;
+    if (!src) return json(res, 404, { error: 'statement statistics are not available here' });
+    const raw = new URL(req.url ?? '/', 'http://admin').searchParams.get('limit');
+    const limit = raw === null ? DEFAULT_STATEMENT_ROWS : /^\d{1,7}$/.test(raw) ? Number(raw) : NaN;
+    if (!(limit >= 1)) return json(res, 400, { error: `limit must be a whole number of rows >= 1, got ${JSON.stringify(raw)}` });
+    if (!src.enabled) return json(res, 200, { enabled: false, statements: [], hint: 'statement statistics are off: set stats.enabled: true in the config and restart' });
+    json(res, 200, { enabled: true, statements: await src.rows(limit) });
+  }
+
+  private async resetStatements(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    await readBody(req, this.maxBodyBytes);
+    if (!this.ctx.statements) return json(res, 404, { error: 'statement statistics are not available here' });
+    await this.ctx.statements.reset();
+    json(res, 200, { ok: true, enabled: this.ctx.statements.enabled });
   }
 
   // The file to read is the one pgsplit started from, never one named in the request: the admin port must not open files.

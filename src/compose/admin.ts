@@ -10,6 +10,7 @@ import { startHistorySampler } from './history-sampler.js';
 import type { Reloader } from './reload.js';
 import type { AdminAuth } from '../admin/auth.js';
 import type { FrontendTotals } from '../workers/frontend-snapshot.js';
+import type { StatementsSource } from '../stats/statements-source.js';
 import type client from 'prom-client';
 
 export interface AdminPlane {
@@ -33,6 +34,8 @@ export interface AdminSources {
   extraMetrics?: (registry: client.Registry) => void;
   /** Serves POST /reload (when it knows a file) and counts reloads for /metrics. */
   reloader?: Reloader;
+  /** GET /statements, POST /statements/reset. */
+  statements?: StatementsSource;
 }
 
 export async function startAdmin(src: AdminSources, log: Logger): Promise<AdminPlane> {
@@ -49,7 +52,7 @@ export async function startAdmin(src: AdminSources, log: Logger): Promise<AdminP
   const reload = reloader?.file ? () => reloader.reloadConfig() : undefined;
   // The status page's charts: sampled from the start, so a page opened later already shows the last minutes.
   const history = startHistorySampler({ status: src.status, totals: src.totals, refresh: src.refresh });
-  const admin = new AdminServer({ registry, topology: control.topology, status: src.status, refresh: src.refresh, switchover: (to) => control.switchover(to), reload, coordination: control.member ? () => control.member!.peerView() : undefined, history: () => history.view(), auth: config.admin.auth });
+  const admin = new AdminServer({ registry, topology: control.topology, status: src.status, refresh: src.refresh, switchover: (to) => control.switchover(to), reload, coordination: control.member ? () => control.member!.peerView() : undefined, statements: src.statements, history: () => history.view(), auth: config.admin.auth });
   const m = config.admin.metrics_port;
   const metricsServer = m !== null ? new AdminServer({ registry, topology: control.topology, status: src.status, refresh: src.refresh }, { role: 'metrics' }) : null;
   let where = `admin ${config.admin.host}:${config.admin.port}`;

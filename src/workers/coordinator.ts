@@ -18,6 +18,8 @@ import { foldSnapshots, mergeListings, retiredPart, sumSnapshots, type FrontendS
 import { consoleDeps, localConsole } from '../compose/console.js';
 import type { ConsoleBackend } from '../console/console-session.js';
 import { consoleError } from '../console/reply.js';
+import { mergeStatements, type StatementsSnapshot } from '../stats/statement-stats.js';
+import type { StatementsSource } from '../stats/statements-source.js';
 
 /** A worker that does not answer a snapshot or ping within this long is left out (its last snapshot stands in). */
 const ANSWER_MS = 1000;
@@ -57,6 +59,8 @@ export interface Coordinator {
   metricsPort: number | null;
   topology: Topology;
   workerPids(): number[];
+  /** Every worker's statement statistics merged (GET /statements; the admin console's SHOW STATEMENTS and RESET STATS). */
+  statements: StatementsSource;
   /** As Pgsplit.reload / reloadConfig: the coordinator plans, applies its half and sends the config to every worker. */
   reload(next: Config): Promise<ReloadResult>;
   reloadConfig(file?: string): Promise<ReloadResult>;
@@ -185,6 +189,7 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
         void consoleBackend.run(m.command).then((reply) => sendTo(s, { t: 'console-reply', id: m.id, reply }));
         break;
       case 'pong':
+      case 'statements':
         waiting.get(m.id)?.(m);
         break;
     }
@@ -358,6 +363,21 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
       },
     });
   };
+  // Each worker keeps its own table (nothing crosses IPC per statement); they are asked and added up on demand. A
+  // worker that does not answer within ANSWER_MS is left out of that answer; one that exited took its table with it.
+  const statements: StatementsSource = {
+    enabled: initial.stats.enabled,
+    async rows(limit) {
+      if (!initial.stats.enabled) return [];
+      const answers = await askAll((id) => ({ t: 'statements', id }));
+      const tables: StatementsSnapshot[] = [];
+      for (const a of answers) if (a?.t === 'statements' && a.statements !== null) tables.push(a.statements);
+      return mergeStatements(tables, limit);
+    },
+    async reset() {
+      if (initial.stats.enabled) await askAll((id) => ({ t: 'statements-reset', id }));
+    },
+  };
   // Console sessions live in the workers; their commands run here, where Control is (see console-relay.ts).
   const listing = async (): Promise<SessionListing> => {
     const serving = live();
@@ -401,6 +421,7 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
       refresh,
       extraMetrics,
       reloader,
+      statements,
       status: () => statusDocument(config, control, totals, startedAt, { workers: workersStatus() }),
     }, log);
   } catch (err) {
@@ -417,6 +438,7 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
     metricsPort: admin.metricsPort,
     topology,
     workerPids: () => slots.flatMap((s) => (s.worker && s.pid !== null ? [s.pid] : [])),
+    statements,
     reload: (next) => reloader.reload(next),
     reloadConfig: (file) => reloader.reloadConfig(file),
     reloads: reloader.counts,

@@ -4,6 +4,7 @@ import type { TopologySnapshot } from '../topology/topology.js';
 import type { FrontendSnapshot } from './frontend-snapshot.js';
 import type { ConsoleCommand } from '../console/parse-command.js';
 import type { ConsoleReply } from '../console/reply.js';
+import type { StatementsSnapshot } from '../stats/statement-stats.js';
 
 /** Coordinator → worker. */
 export type ToWorker =
@@ -28,6 +29,9 @@ export type ToWorker =
   /** The answer to an admin console command the worker forwarded. */
   | { t: 'console-reply'; id: number; reply: ConsoleReply }
   | { t: 'ping'; id: number }
+  /** Answer with the worker's statement statistics (GET /statements), or empty them and answer with a pong. */
+  | { t: 'statements'; id: number }
+  | { t: 'statements-reset'; id: number }
   /** Stop taking clients, let sessions finish within timeoutMs, then exit. */
   | { t: 'drain'; timeoutMs: number };
 
@@ -47,6 +51,8 @@ export type FromWorker =
   | { t: 'snapshot'; id: number; snapshot: FrontendSnapshot }
   /** An admin console command of one of its sessions: the coordinator runs it (it owns Control). */
   | { t: 'console'; id: number; command: ConsoleCommand }
+  /** null: stats are off. */
+  | { t: 'statements'; id: number; statements: StatementsSnapshot | null }
   | { t: 'pong'; id: number };
 
 export const isMessage = (m: unknown): m is { t: string } => typeof m === 'object' && m !== null && typeof (m as { t: unknown }).t === 'string';

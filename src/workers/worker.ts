@@ -138,6 +138,13 @@ export async function runWorker(): Promise<void> {
       case 'ping':
         send({ t: 'pong', id: m.id });
         break;
+      case 'statements':
+        send({ t: 'statements', id: m.id, statements: frontend.statements?.snapshot() ?? null });
+        break;
+      case 'statements-reset':
+        frontend.statements?.reset();
+        send({ t: 'pong', id: m.id });
+        break;
       case 'reload':
         config = m.config;
         log.level = config.log.level;
