@@ -4,6 +4,7 @@
 // and writes (every `… WHERE aid = n` gets the same object): the key is remembered against that object, so a
 // statement seen again costs one WeakMap lookup. Only a classification the proxy has not seen yet goes on to the
 // literal-free text (an LRU) and, for a shape not seen yet either, to the parser for the fingerprint.
+import { createHash } from 'node:crypto';
 import type { Classification } from '../router/classification.js';
 import { LruCache } from '../router/cache.js';
 import { literalFreeKey } from '../router/fingerprint.js';
@@ -12,6 +13,8 @@ import { clipText, type StatementKey, type StatementStats } from '../stats/state
 
 /** Literal-free texts remembered with their key, beyond the classifications the classifier's cache keeps alive. */
 const SHAPES = 4096;
+/** A longer literal-free text is remembered by its hash: a client may send statements of many megabytes. */
+const SHAPE_KEY_CHARS = 2048;
 
 export class StatementKeys {
   private readonly byClassification = new WeakMap<Classification, StatementKey>();
@@ -27,11 +30,12 @@ export class StatementKeys {
     let key = this.byClassification.get(cls);
     if (key !== undefined) return key;
     const shape = literalFreeKey(sql) ?? sql;
-    key = this.byShape.get(shape);
+    const shapeKey = shape.length <= SHAPE_KEY_CHARS ? shape : `\u0000${createHash('sha1').update(shape).digest('base64')}`;
+    key = this.byShape.get(shapeKey);
     if (key === undefined) {
       this.fingerprints++;
       key = { id: statementFingerprint(sql, shape, this.maxParseLength()), text: clipText(shape.trim()) };
-      this.byShape.set(shape, key);
+      this.byShape.set(shapeKey, key);
     }
     this.byClassification.set(cls, key);
     return key;

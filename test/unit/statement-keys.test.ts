@@ -90,6 +90,17 @@ describe('StatementKeys', () => {
     expect(keys.fingerprints).toBe(1);
   });
 
+  it('names a text over the parse bound by its shape, fingerprinted once', () => {
+    const classifier = new Classifier({ maxParseLength: 1000 });
+    const keys = new StatementKeys(() => 1000);
+    const long = (n: number) => `SELECT ${'1 + '.repeat(5000)}${n}`;
+    const a = keys.forText(classifier.classify(long(1)), long(1));
+    const b = keys.forText(classifier.classify(long(2)), long(2));
+    expect(b).toBe(a);
+    expect(keys.fingerprints).toBe(1);
+    expect(Buffer.byteLength(a.text)).toBeLessThanOrEqual(1024);
+  });
+
   it('keeps at most 1 KB of a long text', () => {
     const keys = new StatementKeys(() => 64 * 1024);
     const sql = `SELECT ${Array.from({ length: 400 }, (_, i) => `c${i}`).join(', ')} FROM t`;
