@@ -8,6 +8,9 @@
 //   tls                         -S simple with sslmode=require, direct and through pgsplit with TLS on both sides
 //   cpu                         the CPU columns (measured during the runs above; alone it means `simple`)
 //   latency                     one client (pgbench -c 1 -S, per-transaction logs): p50/p99 round trip per target
+//   stats                       what statement statistics cost: pgsplit with stats.enabled false and true side by side
+//                               (pgsplit-stats-off, pgsplit-stats-on), -S simple, -S extended and a 9:1 mix of -S and
+//                               TPC-B-like, BENCH_STATS_ROUNDS interleaved rounds; prints TPS on / off per workload
 //   idle                        BENCH_IDLE_CLIENTS (10,000) idle SCRAM-authenticated clients through pgsplit, pgsplit-2w and
 //                               pgbouncer: RSS before and with them, bytes per client
 //   c1000                       BENCH_STORM_CLIENTS (1,000) pgbench clients (-j 4 -S) against PostgreSQL restarted with
@@ -21,7 +24,7 @@
 // target is reported as "fails" with the reason; nothing here asserts a figure.
 //
 // Environment (defaults in brackets): BENCH_CLIENTS [8], BENCH_SECONDS [5] per run, BENCH_ROUNDS [3] interleaved
-// rounds (median reported), BENCH_WARMUP_SECONDS [2], BENCH_SCALE [10], BENCH_ONLY [all cases],
+// rounds (median reported), BENCH_STATS_ROUNDS [8] for the stats case, BENCH_WARMUP_SECONDS [2], BENCH_SCALE [10], BENCH_ONLY [all cases],
 // BENCH_TARGETS [all: direct,pgsplit,pgsplit-2w,pgsplit-relay,pgbouncer,pgpool-II,direct-tls,pgsplit-tls] for the
 // matrix and latency cases, BENCH_LATENCY_SECONDS [5], BENCH_IDLE_CLIENTS [10000], BENCH_IDLE_SECONDS [120] (deadline for
 // opening them), BENCH_STORM_CLIENTS [1000], BENCH_STORM_SECONDS [10] + BENCH_STORM_CONNECT_SECONDS [10] (pgbench -T
@@ -30,7 +33,8 @@
 // BENCH_PGSPLIT_EXTRA (YAML appended to every pgsplit config, e.g. "log: { level: error }"; a `pool:` in it replaces the
 // bench's; a `workers:` in it sets pgsplit's and the others' workers, not pgsplit-2w's, which stays at 2).
 // A full run takes about 12 minutes on a 2-core machine (the matrix about 9.5, the rest 2.5; about a minute more once
-// pgsplit serves the idle and 1,000-client cases rather than failing them early). The idle case needs ~idle+1000 open files:
+// pgsplit serves the idle and 1,000-client cases rather than failing them early), plus about 5 for the stats case
+// (BENCH_ONLY=stats alone: about 5.5 with the cluster's start). The idle case needs ~idle+1000 open files:
 // the bench re-executes itself under `ulimit -n` (up to the hard limit) when the soft limit is lower; pgbouncer and
 // pgpool-II get the hard limit too (runuser would leave them at 1024).
 import fs from 'node:fs';
@@ -41,12 +45,12 @@ import { clusterInfo, findPgBinDir, startCluster, type Cluster } from '../test/h
 import { REPO_ROOT } from '../test/harness/proxy.js';
 import { idleClients, manyClients, oneClientLatency, type IdleCase, type LatencyCase, type StormCase } from './lib/bench-cases.js';
 import { runMatrix, type MatrixResults } from './lib/bench-matrix.js';
-import { startTarget, storedSecret, TARGETS, TWO_WORKERS, type Target, type TargetContext, type TargetName, type TargetSizing } from './lib/bench-targets.js';
+import { startTarget, STATS_TARGETS, storedSecret, TARGETS, TWO_WORKERS, type Target, type TargetContext, type TargetName, type TargetSizing } from './lib/bench-targets.js';
 import { restartWithSetting } from './lib/cluster-settings.js';
 import { reexecWithOpenFiles } from './lib/nofile.js';
-import { pgbenchInit, WORKLOADS, type Endpoint, type Workload } from './lib/pgbench.js';
+import { MIXED, pgbenchInit, WORKLOADS, type Endpoint, type Workload } from './lib/pgbench.js';
 import { killRunningTools, run } from './lib/proc.js';
-import { conns, printIdle, printLatency, printMatrix, printStorm, short, us } from './lib/bench-report.js';
+import { conns, pairedRatio, printIdle, printLatency, printMatrix, printStatsCost, printStorm, short, us, type StatsCost } from './lib/bench-report.js';
 import { fmt, mb, ratio } from './lib/table.js';
 
 const say = (s = ''): void => void process.stdout.write(`${s}\n`);
@@ -74,13 +78,15 @@ function envList<T extends string>(name: string, allowed: readonly T[]): Set<T> 
   return new Set(want as T[]);
 }
 
-const CASES = ['simple', 'extended', 'prepared', 'tpcb', 'connect', 'tls', 'cpu', 'latency', 'idle', 'c1000'] as const;
+const CASES = ['simple', 'extended', 'prepared', 'tpcb', 'connect', 'tls', 'cpu', 'latency', 'stats', 'idle', 'c1000'] as const;
 type CaseName = (typeof CASES)[number];
 const ONLY = envList<CaseName>('BENCH_ONLY', CASES);
 const TARGET_SET = envList<TargetName>('BENCH_TARGETS', TARGETS);
 const CLIENTS = envInt('BENCH_CLIENTS', 8, 1);
 const SECONDS = envInt('BENCH_SECONDS', 5, 1);
 const ROUNDS = envInt('BENCH_ROUNDS', 3, 1);
+// A cost of a few percent is within one round's noise on a shared machine: the stats case takes more rounds.
+const STATS_ROUNDS = envInt('BENCH_STATS_ROUNDS', 8, 1);
 const WARMUP_SECONDS = envInt('BENCH_WARMUP_SECONDS', 2, 0);
 const SCALE = envInt('BENCH_SCALE', 10, 1);
 const LATENCY_SECONDS = envInt('BENCH_LATENCY_SECONDS', 5, 1);
@@ -101,7 +107,9 @@ const PGSPLIT_YAML = [/^pool:/m.test(PGSPLIT_EXTRA) ? '' : `pool: { mode: transa
 
 // `tls` and `cpu` ride on -S simple.
 const matrixWorkloads: Workload[] = WORKLOADS.filter((w) => ONLY.has(w.key as CaseName) || (w.key === 'simple' && (ONLY.has('tls') || ONLY.has('cpu'))));
-const matrixTargets = TARGETS.filter((t) => TARGET_SET.has(t) && (!t.endsWith('-tls') || ONLY.has('tls')));
+const isStatsTarget = (t: TargetName) => (STATS_TARGETS as readonly string[]).includes(t);
+const matrixTargets = TARGETS.filter((t) => TARGET_SET.has(t) && !isStatsTarget(t) && (!t.endsWith('-tls') || ONLY.has('tls')));
+const statsWorkloads: Workload[] = [...WORKLOADS.filter((w) => w.key === 'simple' || w.key === 'extended'), MIXED];
 const latencyTargets: TargetName[] = ['direct', 'pgsplit', 'pgsplit-2w', 'pgsplit-relay', 'pgbouncer', 'pgpool-II'].filter((t) => TARGET_SET.has(t as TargetName)) as TargetName[];
 
 // Cleanups run in reverse order, once, on normal exit, on error and on Ctrl-C/SIGTERM.
@@ -208,7 +216,7 @@ async function main(): Promise<void> {
     say('bench: the PostgreSQL server binaries were not found; install them (apt-get install postgresql) or set PGSPLIT_PG_BINDIR.');
     process.exit(1);
   }
-  say(`bench: cases ${[...ONLY].join(',')}; ${CLIENTS} clients, ${JOBS} threads, ${ROUNDS} interleaved rounds of ${SECONDS}s per target and workload (median reported) after a ${WARMUP_SECONDS}s warm-up, scale ${SCALE}; ${os.cpus().length} CPUs`);
+  say(`bench: cases ${[...ONLY].join(',')}; ${CLIENTS} clients, ${JOBS} threads, ${ROUNDS} interleaved rounds of ${SECONDS}s per target and workload (median reported${ONLY.has('stats') ? `; ${STATS_ROUNDS} for the stats case` : ''}) after a ${WARMUP_SECONDS}s warm-up, scale ${SCALE}; ${os.cpus().length} CPUs`);
   const loadStart = os.loadavg()[0]!;
   // Anything else busy on the machine skews every ratio; say so rather than let it pass silently.
   if (loadStart > os.cpus().length / 2) say(`bench: warning: load average is ${loadStart.toFixed(2)} before starting; other work will distort the figures`);
@@ -243,6 +251,8 @@ async function main(): Promise<void> {
   const latency: LatencyCase[] = [];
   const idle: IdleCase[] = [];
   const storm: StormCase[] = [];
+  let statsCost: StatsCost[] = [];
+  let statsTop: unknown[] = [];
   const stormNotes: string[] = [];
   let routed: { replica: number; primary: number } | null = null;
   let routed2w: PgsplitMetrics | null = null;
@@ -295,7 +305,48 @@ async function main(): Promise<void> {
     await stopTargets(live);
   }
 
-  // 2. Idle clients: fresh pgsplit and pgbouncer that accept that many clients.
+  // 2. What statement statistics cost: the same pgsplit with them off and on, interleaved like the matrix.
+  await phase('stats', async () => {
+    if (!ONLY.has('stats')) return;
+    const live = await startTargets([...STATS_TARGETS], ctx, { clients: CLIENTS }, skipped, 'stats');
+    for (const t of live) versions[t.name] = t.version;
+    try {
+      if (live.length < 2) return;
+      const m = await runMatrix({
+        pgbenchBin,
+        workloads: statsWorkloads,
+        targets: live,
+        clients: CLIENTS,
+        jobs: JOBS,
+        seconds: SECONDS,
+        rounds: STATS_ROUNDS,
+        warmupSeconds: WARMUP_SECONDS,
+        beforeTpcb: () => resetForTpcb(psqlBin, direct),
+        interrupted: () => interrupted,
+        say,
+      });
+      // What the table saw over the whole case: the statements that took most time.
+      const on = live.find((t) => t.name === 'pgsplit-stats-on');
+      if (on?.adminPort) {
+        try {
+          const r = (await (await fetch(`http://127.0.0.1:${on.adminPort}/statements?limit=5`)).json()) as { statements: { query: string; calls: number; rows: number; errors: number; mean_ms: number; p99_ms: number; replica_calls: number }[] };
+          statsTop = r.statements;
+          for (const x of r.statements) say(`  stats        ${String(x.calls).padStart(8)} calls ${String(x.replica_calls).padStart(8)} on replicas  mean ${x.mean_ms.toFixed(3)} ms  p99 ${x.p99_ms.toFixed(3)} ms  ${x.errors} errors  ${x.query.replace(/\s+/g, ' ').slice(0, 70)}`);
+        } catch (err) {
+          say(`bench: could not read GET /statements: ${(err as Error).message}`);
+        }
+      }
+      statsCost = statsWorkloads.map((w) => {
+        const off = m.get(`${w.name}|pgsplit-stats-off`);
+        const on = m.get(`${w.name}|pgsplit-stats-on`);
+        return { workload: w.name, off: off ?? null, on: on ?? null };
+      });
+    } finally {
+      await stopTargets(live);
+    }
+  });
+
+  // 3. Idle clients: fresh pgsplit and pgbouncer that accept that many clients.
   await phase('idle', async () => {
     if (!ONLY.has('idle')) return;
     const sizing: TargetSizing = { clients: POOL_SIZE, poolSize: POOL_SIZE, maxClientConn: IDLE_CLIENTS + 100, logLevel: 'error' };
@@ -326,7 +377,7 @@ async function main(): Promise<void> {
     }
   });
 
-  // 3. Many clients against a PostgreSQL with few connection slots. Last: it restarts the nodes.
+  // 4. Many clients against a PostgreSQL with few connection slots. Last: it restarts the nodes.
   await phase('c1000', async () => {
     if (!ONLY.has('c1000')) return;
     say(`  c1000        restarting every node with max_connections = ${STORM_MAX_CONNECTIONS} ...`);
@@ -372,6 +423,10 @@ async function main(): Promise<void> {
     printLatency(latency, LATENCY_SECONDS);
     say('');
   }
+  if (statsCost.length) {
+    printStatsCost(statsCost, { clients: CLIENTS, jobs: JOBS, rounds: STATS_ROUNDS, seconds: SECONDS, scale: SCALE });
+    say('');
+  }
   if (idle.length) {
     printIdle(idle, IDLE_CLIENTS);
     say('');
@@ -407,6 +462,9 @@ async function main(): Promise<void> {
       routed_units: routed2w?.routed ?? null,
       worker_restarts: routed2w?.workerRestarts ?? null,
     },
+    // Statement statistics: pgsplit-stats-on's TPS over pgsplit-stats-off's, per workload (the issue: on by default only if >= 0.97);
+    // of the medians, and the median of the ratios round by round.
+    stats_on_vs_off: Object.fromEntries(statsCost.map((c) => [c.workload, { medians: ratio(c.on?.ok ? c.on.tps : null, c.off?.ok ? c.off.tps : null), by_round: pairedRatio(c) }])),
     tls_vs_plaintext_select_simple: { pgsplit: ratio(cell('-S simple', 'pgsplit-tls')?.tps, cell('-S simple', 'pgsplit')?.tps), direct: ratio(cell('-S simple', 'direct-tls')?.tps, cell('-S simple', 'direct')?.tps) },
   };
   const r2 = (x: number | null | undefined): string => fmt(x, 2);
@@ -432,6 +490,10 @@ async function main(): Promise<void> {
     const p = (t: string) => latency.find((c) => c.target === t)?.stats?.p50Ms ?? null;
     say(`one-client p50: direct ${us(p('direct'))} µs, pgsplit ${us(p('pgsplit'))} µs (+${us((p('pgsplit') ?? NaN) - (p('direct') ?? NaN))}), pgsplit-2w ${us(p('pgsplit-2w'))} µs (+${us((p('pgsplit-2w') ?? NaN) - (p('direct') ?? NaN))}), pgbouncer ${us(p('pgbouncer'))} µs (+${us((p('pgbouncer') ?? NaN) - (p('direct') ?? NaN))}); pgsplit/pgbouncer ${r2(ratio(p('pgsplit'), p('pgbouncer')))}`);
   }
+  for (const c of statsCost) {
+    const s = summary.stats_on_vs_off[c.workload]!;
+    say(`statement statistics, ${c.workload.padEnd(11)}: TPS on / off ${fmt(s.medians, 3)} (medians), ${fmt(s.by_round, 3)} (round by round) [on by default only if >= 0.97]`);
+  }
   for (const c of idle) say(`${IDLE_CLIENTS} idle clients via ${c.target} [pgsplit target <= 250 MB]: ${c.failure ? `fails (${short(c.failure, 100)}); ` : ''}${c.connected} connected, RSS ${mb(c.rssWithClientsBytes)} MB, ${c.bytesPerClient === null ? '-' : (c.bytesPerClient / 1024).toFixed(1)} KB/client`);
   for (const c of storm) say(`${STORM_CLIENTS} clients, max_connections ${STORM_MAX_CONNECTIONS}, via ${c.target}: ${c.works ? `works, p50 ${fmt(c.stats?.p50Ms, 1)} ms, p99 ${fmt(c.stats?.p99Ms, 1)} ms` : `fails: ${short(c.reason, 120)}`}`);
 
@@ -445,10 +507,12 @@ async function main(): Promise<void> {
         duration_seconds: Math.round((Date.now() - started) / 1000),
         phase_seconds: phaseTimes,
         machine: { load_average_start: loadStart, load_average_end: loadEnd, cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model ?? null, node: process.version, platform: `${os.platform()} ${os.release()}` },
-        params: { cases: [...ONLY], targets: [...TARGET_SET], clients: CLIENTS, jobs: JOBS, seconds: SECONDS, rounds: ROUNDS, warmup_seconds: WARMUP_SECONDS, scale: SCALE, latency_seconds: LATENCY_SECONDS, idle_clients: IDLE_CLIENTS, storm_clients: STORM_CLIENTS, storm_seconds: STORM_SECONDS, storm_max_connections: STORM_MAX_CONNECTIONS, pgsplit_extra: PGSPLIT_YAML },
+        params: { cases: [...ONLY], targets: [...TARGET_SET], clients: CLIENTS, jobs: JOBS, seconds: SECONDS, rounds: ROUNDS, stats_rounds: STATS_ROUNDS, warmup_seconds: WARMUP_SECONDS, scale: SCALE, latency_seconds: LATENCY_SECONDS, idle_clients: IDLE_CLIENTS, storm_clients: STORM_CLIENTS, storm_seconds: STORM_SECONDS, storm_max_connections: STORM_MAX_CONNECTIONS, pgsplit_extra: PGSPLIT_YAML },
         versions,
         results: matrixRows,
         latency: latency.map((c) => ({ target: c.target, ok: c.ok, error: c.error, avg_ms: c.avgMs, ...c.stats })),
+        stats_top_statements: statsTop,
+        stats_cost: statsCost.map((c) => ({ workload: c.workload, ...Object.fromEntries((['off', 'on'] as const).map((k) => { const x = c[k]; return [k, x && { ok: x.ok, tps: x.tps, round_tps: x.roundTps, cpu_us_per_tx: x.cpuPerTx === null ? null : x.cpuPerTx * 1e6, error: x.error }]; })) })),
         idle: idle.map((c) => ({ target: c.target, wanted: c.wanted, connected: c.connected, failure: c.failure, open_seconds: c.openSeconds, logins_per_second: c.loginsPerSecond, rss_before_bytes: c.rssBeforeBytes, rss_with_clients_bytes: c.rssWithClientsBytes, bytes_per_client: c.bytesPerClient, max_server_connections: c.serverConnections })),
         many_clients: storm.map((c) => ({ target: c.target, works: c.works, reason: c.reason, tps: c.tps, connection_ms: c.connectionMs, ...c.stats, max_server_connections: c.serverConnections, pgbench_output_tail: c.output ?? null })),
         skipped,

@@ -8,10 +8,12 @@ import { PoolerUnavailable, startPgbouncer, startPgpool } from './poolers.js';
 // pgsplit routes (reads to replicas, the default); pgsplit-2w is the same with workers: 2 (a coordinator and two worker
 // processes sharing the client port; pool.size is split between them); pgsplit-relay is routing.enabled: false, bytes
 // relayed to the primary. direct-tls and pgsplit-tls (client TLS and server_tls require, routing on) run -S simple only,
-// with sslmode=require.
-export const TARGETS = ['direct', 'pgsplit', 'pgsplit-2w', 'pgsplit-relay', 'pgbouncer', 'pgpool-II', 'direct-tls', 'pgsplit-tls'] as const;
+// with sslmode=require. pgsplit-stats-off and pgsplit-stats-on are pgsplit with stats.enabled false and true, for the
+// stats case only (what statement statistics cost).
+export const TARGETS = ['direct', 'pgsplit', 'pgsplit-2w', 'pgsplit-relay', 'pgbouncer', 'pgpool-II', 'direct-tls', 'pgsplit-tls', 'pgsplit-stats-off', 'pgsplit-stats-on'] as const;
+export const STATS_TARGETS = ['pgsplit-stats-off', 'pgsplit-stats-on'] as const satisfies readonly TargetName[];
 export type TargetName = (typeof TARGETS)[number];
-export const isPgsplit = (t: string): boolean => t === 'pgsplit' || t === 'pgsplit-2w' || t === 'pgsplit-relay' || t === 'pgsplit-tls';
+export const isPgsplit = (t: string): boolean => t.startsWith('pgsplit');
 /** Worker processes of pgsplit-2w. */
 export const TWO_WORKERS = 2;
 export const TLS_WORKLOAD = '-S simple';
@@ -97,6 +99,11 @@ export async function startTarget(name: TargetName, ctx: TargetContext, s: Targe
       return startPgsplit(ctx, s, name, `routing on, pool transaction/20 split over ${TWO_WORKERS} workers`, `routing: { enabled: true }\n${withWorkers(ctx.pgsplitExtra, TWO_WORKERS)}`);
     case 'pgsplit-relay':
       return startPgsplit(ctx, s, name, 'routing off', `routing: { enabled: false }\n${ctx.pgsplitExtra}`);
+    case 'pgsplit-stats-off':
+    case 'pgsplit-stats-on': {
+      const on = name === 'pgsplit-stats-on';
+      return startPgsplit(ctx, s, name, `routing on, pool transaction/20, stats ${on ? 'on' : 'off'}`, `routing: { enabled: true }\nstats: { enabled: ${on} }\n${ctx.pgsplitExtra}`);
+    }
     case 'pgbouncer': {
       const p = await startPgbouncer({ server: direct, clients: s.clients, poolSize: s.poolSize, maxClientConn: s.maxClientConn, scramSecret: ctx.scramSecret ?? undefined });
       const how = ctx.scramSecret ? 'auth_file holds the SCRAM secret from pg_authid (as auth_query would return it): no PBKDF2 per login' : 'auth_file holds the plain password: a PBKDF2 per login';

@@ -20,7 +20,12 @@ export interface Workload {
   mode: 'simple' | 'extended' | 'prepared';
   /** pgbench -C: a new connection (and login) for every transaction. */
   connect?: boolean;
+  /** Built-in scripts with weights (pgbench -b name@weight) instead of -S or TPC-B alone. */
+  builtins?: string[];
 }
+
+/** Reads and writes together (`npm run bench` stats case): 9 select-only transactions to 1 TPC-B-like one. */
+export const MIXED: Workload = { name: 'mixed 9:1', key: 'mixed', select: false, mode: 'simple', builtins: ['select-only@9', 'tpcb-like@1'] };
 
 export const WORKLOADS: Workload[] = [
   { name: '-S simple', key: 'simple', select: true, mode: 'simple' },
@@ -90,7 +95,7 @@ export async function pgbench(bin: string, ep: Endpoint, r: PgbenchRun): Promise
     '-h', ep.host, '-p', String(ep.port), '-U', ep.user,
     '--no-vacuum',
     '-M', r.workload.mode,
-    ...(r.workload.select ? ['-S'] : []),
+    ...(r.workload.builtins ? r.workload.builtins.flatMap((b) => ['-b', b]) : r.workload.select ? ['-S'] : []),
     ...(r.workload.connect ? ['-C'] : []),
     ...(r.logPrefix ? ['-l', `--log-prefix=${r.logPrefix}`] : []),
     '-c', String(r.clients), '-j', String(r.jobs), '-T', String(r.seconds),
