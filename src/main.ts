@@ -87,6 +87,7 @@ export async function startPgsplit(initial: Config, opts: { logger?: Logger; con
     gather: async () => ({ status: statusDocument(config, control, totals(), startedAt), totals: totals() }),
     listing: async () => frontend.listing(),
     reload: () => reloader.reloadConfig(),
+    statements,
   }));
   try {
     admin = await startAdmin({ config: () => config, control, totals, reloader, statements, status: () => statusDocument(config, control, totals(), startedAt) }, log);

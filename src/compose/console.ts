@@ -5,7 +5,7 @@ import type { StatusDocument } from './status.js';
 import { trafficEntries, type FrontendTotals, type SessionListing } from '../workers/frontend-snapshot.js';
 import { runCommand, type ConsoleDeps, type ReloadOutcome } from '../console/commands.js';
 import type { ConsoleBackend } from '../console/console-session.js';
-import type { ConsoleReply } from '../console/reply.js';
+import type { StatementsSource } from '../stats/statements-source.js';
 import { pgsplitVersion } from '../util/version.js';
 
 export interface ConsoleParts {
@@ -16,7 +16,7 @@ export interface ConsoleParts {
   /** Every process's client and server connections. */
   listing(): Promise<SessionListing>;
   reload(): Promise<ReloadOutcome>;
-  statements?(): Promise<ConsoleReply>;
+  statements: StatementsSource;
 }
 
 export function consoleDeps(p: ConsoleParts): ConsoleDeps {

@@ -5,7 +5,8 @@ import { SwitchoverRefused } from '../errors.js';
 import { maskConninfo } from '../config/redact.js';
 import type { ConsoleCommand } from './parse-command.js';
 import { consoleError, type ConsoleReply } from './reply.js';
-import { clientRows, configRows, helpRows, nodeRows, poolRows, serverRows, statsRows, versionRows, type ClientRow, type NodeStatus, type PoolRow, type ServerRow, type TrafficRow } from './rows.js';
+import type { StatementsSource } from '../stats/statements-source.js';
+import { clientRows, configRows, helpRows, nodeRows, poolRows, serverRows, statementRows, statsRows, versionRows, type ClientRow, type NodeStatus, type PoolRow, type ServerRow, type TrafficRow } from './rows.js';
 
 /** What SHOW needs, gathered afresh for each command (a coordinator asks its workers first). */
 export interface ConsoleFacts {
@@ -44,8 +45,8 @@ export interface ConsoleDeps {
   resume(): boolean;
   pausedUntil(): number | null;
   switchover(to: string): Promise<{ old_primary: string | null; new_primary: string; duration_ms: number }>;
-  /** SHOW STATEMENTS, once statement statistics exist; without it the console says they are not built. */
-  statements?(): Promise<ConsoleReply>;
+  /** Statement statistics (this process's table, or every worker's added up by the coordinator). */
+  statements: StatementsSource;
 }
 
 async function show(topic: Extract<ConsoleCommand, { kind: 'show' }>['topic'], d: ConsoleDeps): Promise<ConsoleReply> {
@@ -67,7 +68,7 @@ async function show(topic: Extract<ConsoleCommand, { kind: 'show' }>['topic'], d
       return statsRows(f.traffic, f.nodes.map((n) => n.name));
     }
     case 'statements':
-      return d.statements ? d.statements() : consoleError('0A000', 'statement statistics are not built yet');
+      return d.statements.enabled ? statementRows(await d.statements.rows()) : statsOff();
     case 'config':
       return configRows((await d.facts()).config);
     case 'version':
@@ -97,6 +98,8 @@ function ban(c: Extract<ConsoleCommand, { kind: 'ban' | 'unban' }>, d: ConsoleDe
   return { kind: 'done', tag: 'BAN', ...(others === 0 ? { notice: 'no replica serves reads now: reads go to the primary (routing.primary_reads)' } : {}) };
 }
 
+const statsOff = () => consoleError('0A000', 'statement statistics are off (stats.enabled: false)', undefined, 'Set stats.enabled: true and restart pgsplit.');
+
 function reloadReply(r: ReloadOutcome): ConsoleReply {
   if (r.result === 'rejected') return consoleError('F0000', `config reload rejected: ${r.error ?? 'no reason given'}`, 'The running config is unchanged.');
   const parts: string[] = [];
@@ -124,6 +127,11 @@ export async function runCommand(c: ConsoleCommand, d: ConsoleDeps): Promise<Con
       }
       case 'resume':
         return d.resume() ? { kind: 'done', tag: 'RESUME' } : { kind: 'done', tag: 'RESUME', notice: 'pgsplit was not paused' };
+      case 'reset-stats':
+        if (!d.statements.enabled) return statsOff();
+        await d.statements.reset();
+        d.log.info('RESET STATS: statement statistics emptied');
+        return { kind: 'done', tag: 'RESET' };
       case 'switchover': {
         const e = await d.switchover(c.node);
         return { kind: 'done', tag: 'SWITCHOVER', notice: `${e.old_primary ?? '(none)'} -> ${e.new_primary} in ${e.duration_ms} ms` };

@@ -11,7 +11,8 @@ export type ConsoleCommand =
   | { kind: 'resume' }
   | { kind: 'ban'; node: string }
   | { kind: 'unban'; node: string }
-  | { kind: 'switchover'; node: string };
+  | { kind: 'switchover'; node: string }
+  | { kind: 'reset-stats' };
 
 /** Every command with its arguments, one line each: the 42601 hint and SHOW HELP. */
 export const COMMANDS: readonly [syntax: string, what: string][] = [
@@ -20,7 +21,7 @@ export const COMMANDS: readonly [syntax: string, what: string][] = [
   ['SHOW CLIENTS', 'one row per client connection'],
   ['SHOW SERVERS', 'one row per server connection'],
   ['SHOW STATS', 'units, bytes and time per node and target'],
-  ['SHOW STATEMENTS', 'statement statistics'],
+  ['SHOW STATEMENTS', 'statement statistics: calls, time, rows, errors and routing per normalized statement'],
   ['SHOW CONFIG', 'the running config, secrets masked'],
   ['SHOW VERSION', 'the pgsplit version'],
   ['SHOW HELP', 'this list'],
@@ -30,6 +31,7 @@ export const COMMANDS: readonly [syntax: string, what: string][] = [
   ['BAN node', 'take a replica out of reads until UNBAN'],
   ['UNBAN node', 'lift an operator ban'],
   ['SWITCHOVER node', 'planned promotion of a replica'],
+  ['RESET STATS', 'forget the statement statistics (every worker\'s)'],
 ];
 
 /** At most this many commands in one Query (a client must not make one message cost unbounded work). */
@@ -125,6 +127,9 @@ function parseOne(stmt: string): ConsoleCommand | string {
       if (node === null) return `${verb.toUpperCase()} takes one node name (letters, digits, "_", "." or "-")`;
       return { kind: verb, node };
     }
+    case 'reset':
+      if (rest.length !== 1 || rest[0]!.toLowerCase() !== 'stats') return 'RESET takes STATS';
+      return { kind: 'reset-stats' };
     default:
       return `unknown admin console command "${stmt.length > 60 ? `${stmt.slice(0, 57)}...` : stmt}"`;
   }

@@ -1,6 +1,7 @@
 // The admin console's result sets, built from plain data (the /status document, pool and session listings, counters); pure.
 import type { Cell, ConsoleReply } from './reply.js';
 import { COMMANDS } from './parse-command.js';
+import type { StatementRow } from '../stats/statement-stats.js';
 
 /** A node as GET /status describes it (compose/status.ts); SHOW NODES shows the same facts. */
 export interface NodeStatus {
@@ -139,6 +140,16 @@ export function configRows(config: unknown): ConsoleReply {
   };
   walk(config, '');
   return rows(['key', 'value'], out);
+}
+
+export const STATEMENT_COLUMNS = ['query', 'calls', 'errors', 'rows', 'total_ms', 'mean_ms', 'min_ms', 'max_ms', 'p99_ms', 'primary_calls', 'replica_calls', 'routes', 'fingerprint'] as const;
+
+/** As GET /statements gives them (the most total time first); routes as "target/reason:calls" joined by commas. */
+export function statementRows(statements: readonly StatementRow[]): ConsoleReply {
+  return rows(STATEMENT_COLUMNS, statements.map((s) => [
+    s.query, num(s.calls), num(s.errors), num(s.rows), num(s.total_ms), num(s.mean_ms), num(s.min_ms), num(s.max_ms), num(s.p99_ms),
+    num(s.primary_calls), num(s.replica_calls), s.routes.map((r) => `${r.target}/${r.reason}:${r.calls}`).join(','), s.fingerprint,
+  ]));
 }
 
 export function versionRows(version: string): ConsoleReply {

@@ -412,6 +412,7 @@ export async function startCoordinator(initial: Config, count: number, log: Logg
     },
     listing,
     reload: () => reloader.reloadConfig(),
+    statements,
   }));
   try {
     admin = await startAdmin({

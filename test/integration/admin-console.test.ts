@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { clusterInfo, startCluster, type Cluster, type ClusterInfo } from '../harness/cluster.js';
 import { configYamlFor, REPO_ROOT, spawnProxy, startProxy, type ProxyProcess, type RunningProxy } from '../harness/proxy.js';
 import { adminGet, endQuietly, eventually, metricValue, rawExchange, rejection, run, startupMessage } from './helpers.js';
-import { CLIENT_COLUMNS, NODE_COLUMNS, POOL_COLUMNS, SERVER_COLUMNS, STATS_COLUMNS } from '../../src/console/rows.js';
+import { CLIENT_COLUMNS, NODE_COLUMNS, POOL_COLUMNS, SERVER_COLUMNS, STATEMENT_COLUMNS, STATS_COLUMNS } from '../../src/console/rows.js';
 
 const info = inject('cluster');
 
@@ -142,9 +142,14 @@ async function checkEveryShow(port: number, workers: boolean): Promise<void> {
     for (const secret of [OPS.password, info.app.password, 'md5secret', 'test-admin-token']) expect(allConfig).not.toContain(secret);
 
     expect((await show(ops, 'VERSION')).rows).toEqual([{ version: `pgsplit ${version}` }]);
-    const statements = await rejection(ops.query('SHOW STATEMENTS'));
-    expect(statements.code).toBe('0A000');
-    expect(statements.message).toBe('statement statistics are not built yet');
+    const statements = await show(ops, 'STATEMENTS');
+    expect(statements.columns).toEqual([...STATEMENT_COLUMNS]);
+    const tx = statements.rows.find((r) => r.query === 'SELECT txid_current()');
+    expect(tx).toMatchObject({ primary_calls: '1', replica_calls: '0', errors: '0', rows: '1' });
+    expect(tx!.routes).toMatch(/^primary\//);
+    expect(tx!.fingerprint).toMatch(/^[0-9a-f]{16}$/);
+    expect((await ops.query('RESET STATS')).command).toBe('RESET');
+    expect((await show(ops, 'STATEMENTS')).rows.find((r) => r.query === 'SELECT txid_current()')).toBeUndefined();
   } finally {
     await endQuietly(app);
     await endQuietly(ops);

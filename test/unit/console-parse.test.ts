@@ -36,6 +36,8 @@ describe('parseCommands', () => {
     // Node names keep their case: they are compared with the config's exactly.
     ['BAN PG2', { kind: 'ban', node: 'PG2' }],
     ['\tSHOW\nNODES\n', { kind: 'show', topic: 'nodes' }],
+    ['RESET STATS', { kind: 'reset-stats' }],
+    ['reset stats;', { kind: 'reset-stats' }],
   ])('%j', (text, command) => {
     expect(ok(text)).toEqual([command]);
   });
@@ -75,6 +77,8 @@ describe('parseCommands', () => {
     ['BAN pg2;drop', /unknown admin console command "drop"/],
     ['SWITCHOVER', /SWITCHOVER takes one node name/],
     ['RELOAD now', /RELOAD takes no arguments/],
+    ['RESET', /RESET takes STATS/],
+    ['RESET ALL', /RESET takes STATS/],
     ["BAN 'pg2", /unterminated/],
     ['SHOW NODES /* open', /unterminated/],
   ])('%j is a syntax error', (text, message) => {

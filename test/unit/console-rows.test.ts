@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig, redactConfig } from '../../src/config/load.js';
 import { Topology } from '../../src/topology/topology.js';
 import { silentLogger } from '../../src/util/logger.js';
-import { clientRows, configRows, nodeRows, NODE_COLUMNS, poolRows, serverRows, statsRows, CLIENT_COLUMNS, SERVER_COLUMNS, STATS_COLUMNS, type NodeStatus } from '../../src/console/rows.js';
+import { clientRows, configRows, nodeRows, NODE_COLUMNS, poolRows, serverRows, statsRows, CLIENT_COLUMNS, SERVER_COLUMNS, STATS_COLUMNS, STATEMENT_COLUMNS, type NodeStatus } from '../../src/console/rows.js';
+import type { StatementRow } from '../../src/stats/statement-stats.js';
 import { runCommand, type ConsoleDeps } from '../../src/console/commands.js';
 import { encodeReply } from '../../src/console/result-set.js';
 import type { ConsoleReply } from '../../src/console/reply.js';
@@ -137,6 +138,7 @@ function fakeDeps(topology: Topology, o: Partial<ConsoleDeps> = {}): ConsoleDeps
     resume: () => true,
     pausedUntil: () => null,
     switchover: async (to) => ({ old_primary: 'pg1', new_primary: to, duration_ms: 12 }),
+    statements: { enabled: false, rows: async () => [], reset: async () => {} },
     ...o,
   };
 }
@@ -187,8 +189,24 @@ describe('runCommand', () => {
     expect([...w.operatorBans.keys()]).toEqual(['pg3']);
   });
 
-  it('SHOW STATEMENTS without statement statistics answers 0A000', async () => {
-    expect(await runCommand({ kind: 'show', topic: 'statements' }, fakeDeps(cluster()))).toMatchObject({ kind: 'error', sqlstate: '0A000', message: 'statement statistics are not built yet' });
+  it('SHOW STATEMENTS: the rows of the statement statistics; RESET STATS empties them; with stats off both answer 0A000', async () => {
+    const table: StatementRow[] = [{
+      fingerprint: '0123456789abcdef', query: 'SELECT * FROM t WHERE id = ?', calls: 3, errors: 1, rows: 2, total_ms: 1.5, mean_ms: 0.5, min_ms: 0.25, max_ms: 1, p99_ms: 1,
+      primary_calls: 1, replica_calls: 2, routes: [{ target: 'replica', reason: 'select', calls: 2 }, { target: 'primary', reason: 'retry-25006', calls: 1 }],
+    }];
+    let resets = 0;
+    const on = fakeDeps(cluster(), { statements: { enabled: true, rows: async () => table, reset: async () => void resets++ } });
+    const r = await runCommand({ kind: 'show', topic: 'statements' }, on);
+    expect(r).toMatchObject({ kind: 'rows', tag: 'SHOW', columns: STATEMENT_COLUMNS });
+    expect(rowsOf(r)).toEqual([{
+      query: 'SELECT * FROM t WHERE id = ?', calls: '3', errors: '1', rows: '2', total_ms: '1.5', mean_ms: '0.5', min_ms: '0.25', max_ms: '1', p99_ms: '1',
+      primary_calls: '1', replica_calls: '2', routes: 'replica/select:2,primary/retry-25006:1', fingerprint: '0123456789abcdef',
+    }]);
+    expect(await runCommand({ kind: 'reset-stats' }, on)).toEqual({ kind: 'done', tag: 'RESET' });
+    expect(resets).toBe(1);
+    const off = fakeDeps(cluster());
+    expect(await runCommand({ kind: 'show', topic: 'statements' }, off)).toMatchObject({ kind: 'error', sqlstate: '0A000', message: 'statement statistics are off (stats.enabled: false)' });
+    expect(await runCommand({ kind: 'reset-stats' }, off)).toMatchObject({ kind: 'error', sqlstate: '0A000' });
   });
 
   it('RELOAD: what applied and what was kept in a notice; a rejected file is F0000', async () => {
