@@ -4,6 +4,7 @@ import { TEST_ADMIN_TOKEN, configFor } from '../test/harness/proxy.js';
 import { startPgsplit, type Pgsplit } from '../src/main.js';
 import { onShutdownSignal } from '../test/harness/cleanup.js';
 import { preferredPort } from '../test/harness/ports.js';
+import { guardDir } from './lib/orphan-reaper.js';
 import { prettyLogger } from './lib/pretty-log.js';
 import { which } from './lib/proc.js';
 
@@ -56,6 +57,9 @@ async function main(): Promise<void> {
     say('pgsplit demo: starting a primary and two streaming replicas (this takes a few seconds)...');
     starting = startCluster({ log: (l) => say(`  [cluster] ${l}`), signalHandlers: false });
     cluster = await starting;
+    // Under tsx a Ctrl-C the script does not acknowledge within ~60 ms (a loaded machine) gets it SIGKILLed half-way
+    // through shutdown(): the watchdog then stops the servers and removes the directory.
+    guardDir(cluster.dir);
     if (shuttingDown) return;
     const info = clusterInfo(cluster);
     const port = await preferredPort(6432);
