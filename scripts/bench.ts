@@ -8,9 +8,10 @@
 //   tls                         -S simple with sslmode=require, direct and through pgsplit with TLS on both sides
 //   cpu                         the CPU columns (measured during the runs above; alone it means `simple`)
 //   latency                     one client (pgbench -c 1 -S, per-transaction logs): p50/p99 round trip per target
-//   stats                       what statement statistics cost: pgsplit with stats.enabled false and true side by side
-//                               (pgsplit-stats-off, pgsplit-stats-on), -S simple, -S extended and a 9:1 mix of -S and
-//                               TPC-B-like, BENCH_STATS_ROUNDS interleaved rounds; prints TPS on / off per workload
+//   stats                       what statement statistics cost: pgsplit with stats.enabled false and true
+//                               (pgsplit-stats-off, pgsplit-stats-on), both started afresh for each of BENCH_STATS_ROUNDS
+//                               rounds, back to back on -S simple, -S extended and a 9:1 mix of -S and TPC-B-like;
+//                               prints TPS on / off per workload (of the medians, and round by round)
 //   idle                        BENCH_IDLE_CLIENTS (10,000) idle SCRAM-authenticated clients through pgsplit, pgsplit-2w and
 //                               pgbouncer: RSS before and with them, bytes per client
 //   c1000                       BENCH_STORM_CLIENTS (1,000) pgbench clients (-j 4 -S) against PostgreSQL restarted with
@@ -24,7 +25,7 @@
 // target is reported as "fails" with the reason; nothing here asserts a figure.
 //
 // Environment (defaults in brackets): BENCH_CLIENTS [8], BENCH_SECONDS [5] per run, BENCH_ROUNDS [3] interleaved
-// rounds (median reported), BENCH_STATS_ROUNDS [8] for the stats case, BENCH_WARMUP_SECONDS [2], BENCH_SCALE [10], BENCH_ONLY [all cases],
+// rounds (median reported), BENCH_STATS_ROUNDS [6] for the stats case, BENCH_WARMUP_SECONDS [2], BENCH_SCALE [10], BENCH_ONLY [all cases],
 // BENCH_TARGETS [all: direct,pgsplit,pgsplit-2w,pgsplit-relay,pgbouncer,pgpool-II,direct-tls,pgsplit-tls] for the
 // matrix and latency cases, BENCH_LATENCY_SECONDS [5], BENCH_IDLE_CLIENTS [10000], BENCH_IDLE_SECONDS [120] (deadline for
 // opening them), BENCH_STORM_CLIENTS [1000], BENCH_STORM_SECONDS [10] + BENCH_STORM_CONNECT_SECONDS [10] (pgbench -T
@@ -50,7 +51,8 @@ import { restartWithSetting } from './lib/cluster-settings.js';
 import { reexecWithOpenFiles } from './lib/nofile.js';
 import { MIXED, pgbenchInit, WORKLOADS, type Endpoint, type Workload } from './lib/pgbench.js';
 import { killRunningTools, run } from './lib/proc.js';
-import { conns, pairedRatio, printIdle, printLatency, printMatrix, printStatsCost, printStorm, short, us, type StatsCost } from './lib/bench-report.js';
+import { conns, printIdle, printLatency, printMatrix, printStatsCost, printStorm, short, us } from './lib/bench-report.js';
+import { medianOf, pairedRatio, runStatsRounds, type StatsCost } from './lib/bench-stats.js';
 import { fmt, mb, ratio } from './lib/table.js';
 
 const say = (s = ''): void => void process.stdout.write(`${s}\n`);
@@ -86,7 +88,7 @@ const CLIENTS = envInt('BENCH_CLIENTS', 8, 1);
 const SECONDS = envInt('BENCH_SECONDS', 5, 1);
 const ROUNDS = envInt('BENCH_ROUNDS', 3, 1);
 // A cost of a few percent is within one round's noise on a shared machine: the stats case takes more rounds.
-const STATS_ROUNDS = envInt('BENCH_STATS_ROUNDS', 8, 1);
+const STATS_ROUNDS = envInt('BENCH_STATS_ROUNDS', 6, 1);
 const WARMUP_SECONDS = envInt('BENCH_WARMUP_SECONDS', 2, 0);
 const SCALE = envInt('BENCH_SCALE', 10, 1);
 const LATENCY_SECONDS = envInt('BENCH_LATENCY_SECONDS', 5, 1);
@@ -305,45 +307,32 @@ async function main(): Promise<void> {
     await stopTargets(live);
   }
 
-  // 2. What statement statistics cost: the same pgsplit with them off and on, interleaved like the matrix.
+  // 2. What statement statistics cost: pgsplit with them off and on, fresh processes every round.
   await phase('stats', async () => {
-    if (!ONLY.has('stats')) return;
-    const live = await startTargets([...STATS_TARGETS], ctx, { clients: CLIENTS }, skipped, 'stats');
-    for (const t of live) versions[t.name] = t.version;
-    try {
-      if (live.length < 2) return;
-      const m = await runMatrix({
-        pgbenchBin,
-        workloads: statsWorkloads,
-        targets: live,
-        clients: CLIENTS,
-        jobs: JOBS,
-        seconds: SECONDS,
-        rounds: STATS_ROUNDS,
-        warmupSeconds: WARMUP_SECONDS,
-        beforeTpcb: () => resetForTpcb(psqlBin, direct),
-        interrupted: () => interrupted,
-        say,
-      });
-      // What the table saw over the whole case: the statements that took most time.
-      const on = live.find((t) => t.name === 'pgsplit-stats-on');
-      if (on?.adminPort) {
-        try {
-          const r = (await (await fetch(`http://127.0.0.1:${on.adminPort}/statements?limit=5`)).json()) as { statements: { query: string; calls: number; rows: number; errors: number; mean_ms: number; p99_ms: number; replica_calls: number }[] };
-          statsTop = r.statements;
-          for (const x of r.statements) say(`  stats        ${String(x.calls).padStart(8)} calls ${String(x.replica_calls).padStart(8)} on replicas  mean ${x.mean_ms.toFixed(3)} ms  p99 ${x.p99_ms.toFixed(3)} ms  ${x.errors} errors  ${x.query.replace(/\s+/g, ' ').slice(0, 70)}`);
-        } catch (err) {
-          say(`bench: could not read GET /statements: ${(err as Error).message}`);
-        }
-      }
-      statsCost = statsWorkloads.map((w) => {
-        const off = m.get(`${w.name}|pgsplit-stats-off`);
-        const on = m.get(`${w.name}|pgsplit-stats-on`);
-        return { workload: w.name, off: off ?? null, on: on ?? null };
-      });
-    } finally {
-      await stopTargets(live);
+    if (!ONLY.has('stats') || ctx.buildError) {
+      if (ONLY.has('stats') && ctx.buildError) skipped.push({ target: 'pgsplit-stats-*', case: 'stats', reason: ctx.buildError });
+      return;
     }
+    const r = await runStatsRounds({
+      pgbenchBin,
+      workloads: statsWorkloads,
+      clients: CLIENTS,
+      jobs: JOBS,
+      seconds: SECONDS,
+      rounds: STATS_ROUNDS,
+      warmupSeconds: WARMUP_SECONDS,
+      start: async (side) => {
+        const t = await startTarget(side === 'on' ? 'pgsplit-stats-on' : 'pgsplit-stats-off', ctx, { clients: CLIENTS });
+        cleanups.push(() => t.stop());
+        versions[t.name] = t.version;
+        return t;
+      },
+      beforeWrites: () => resetForTpcb(psqlBin, direct),
+      interrupted: () => interrupted,
+      say,
+    });
+    statsCost = r.costs;
+    statsTop = r.top;
   });
 
   // 3. Idle clients: fresh pgsplit and pgbouncer that accept that many clients.
@@ -464,7 +453,7 @@ async function main(): Promise<void> {
     },
     // Statement statistics: pgsplit-stats-on's TPS over pgsplit-stats-off's, per workload (the issue: on by default only if >= 0.97);
     // of the medians, and the median of the ratios round by round.
-    stats_on_vs_off: Object.fromEntries(statsCost.map((c) => [c.workload, { medians: ratio(c.on?.ok ? c.on.tps : null, c.off?.ok ? c.off.tps : null), by_round: pairedRatio(c) }])),
+    stats_on_vs_off: Object.fromEntries(statsCost.map((c) => [c.workload, { medians: ratio(medianOf(c, 'tps', 'on'), medianOf(c, 'tps', 'off')), by_round: pairedRatio(c) }])),
     tls_vs_plaintext_select_simple: { pgsplit: ratio(cell('-S simple', 'pgsplit-tls')?.tps, cell('-S simple', 'pgsplit')?.tps), direct: ratio(cell('-S simple', 'direct-tls')?.tps, cell('-S simple', 'direct')?.tps) },
   };
   const r2 = (x: number | null | undefined): string => fmt(x, 2);
@@ -512,7 +501,7 @@ async function main(): Promise<void> {
         results: matrixRows,
         latency: latency.map((c) => ({ target: c.target, ok: c.ok, error: c.error, avg_ms: c.avgMs, ...c.stats })),
         stats_top_statements: statsTop,
-        stats_cost: statsCost.map((c) => ({ workload: c.workload, ...Object.fromEntries((['off', 'on'] as const).map((k) => { const x = c[k]; return [k, x && { ok: x.ok, tps: x.tps, round_tps: x.roundTps, cpu_us_per_tx: x.cpuPerTx === null ? null : x.cpuPerTx * 1e6, error: x.error }]; })) })),
+        stats_cost: statsCost.map((c) => ({ workload: c.workload, tps: c.tps, cpu_us_per_tx: { off: c.cpuPerTx.off.map((x) => (x === null ? null : x * 1e6)), on: c.cpuPerTx.on.map((x) => (x === null ? null : x * 1e6)) }, errors: c.errors })),
         idle: idle.map((c) => ({ target: c.target, wanted: c.wanted, connected: c.connected, failure: c.failure, open_seconds: c.openSeconds, logins_per_second: c.loginsPerSecond, rss_before_bytes: c.rssBeforeBytes, rss_with_clients_bytes: c.rssWithClientsBytes, bytes_per_client: c.bytesPerClient, max_server_connections: c.serverConnections })),
         many_clients: storm.map((c) => ({ target: c.target, works: c.works, reason: c.reason, tps: c.tps, connection_ms: c.connectionMs, ...c.stats, max_server_connections: c.serverConnections, pgbench_output_tail: c.output ?? null })),
         skipped,

@@ -22,8 +22,6 @@ export interface MatrixOptions {
 export interface MatrixCell extends PgbenchResult {
   /** Median over the rounds of the proxy's CPU seconds (its process tree, user + system) per transaction; null for direct. */
   cpuPerTx: number | null;
-  /** TPS of each round in order (null: that run failed), to compare two targets round by round. */
-  roundTps: (number | null)[];
 }
 
 /** Results keyed `${workload}|${target}`. */
@@ -74,9 +72,8 @@ export async function runMatrix(o: MatrixOptions): Promise<MatrixResults> {
               transactions: good.reduce((a, r) => a + (r.transactions ?? 0), 0),
               failed: good.reduce((a, r) => a + (r.failed ?? 0), 0),
               cpuPerTx: median(cpus),
-              roundTps: rs.map((r) => (r.ok ? r.tps : null)),
             }
-          : { ...rs.find((r) => !r.ok)!, roundTps: rs.map((r) => (r.ok ? r.tps : null)) };
+          : rs.find((r) => !r.ok)!;
       results.set(`${w.name}|${name}`, pick);
     }
   }

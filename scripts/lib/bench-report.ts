@@ -1,10 +1,11 @@
 // The benchmark's tables: the pgbench matrix with ratios and CPU per transaction, one-client latency, idle-client memory, many clients.
 import os from 'node:os';
 import type { IdleCase, LatencyCase, StormCase } from './bench-cases.js';
-import type { MatrixCell, MatrixResults } from './bench-matrix.js';
+import type { MatrixResults } from './bench-matrix.js';
+import { medianOf, pairedRatio, type StatsCost } from './bench-stats.js';
 import { isPgsplit, TARGETS } from './bench-targets.js';
 import type { Workload } from './pgbench.js';
-import { fmt, formatTable, mb, median, ratio } from './table.js';
+import { fmt, formatTable, mb, ratio } from './table.js';
 
 const say = (s = ''): void => void process.stdout.write(`${s}\n`);
 
@@ -79,40 +80,19 @@ export function printMatrix(results: MatrixResults, workloads: Workload[], p: Ma
   return rows;
 }
 
-/** One workload of the stats case: pgsplit with statement statistics off and on (null: that target did not run). */
-export interface StatsCost {
-  workload: string;
-  off: MatrixCell | null;
-  on: MatrixCell | null;
-}
-
-/**
- * Median over the rounds of on's TPS / off's TPS in the same round. The two runs of a round are back to back, so
- * load that drifts on a shared machine hits both alike: steadier than the ratio of the two medians.
- */
-export function pairedRatio(c: StatsCost): number | null {
-  if (!c.on?.ok || !c.off?.ok) return null;
-  const ratios: number[] = [];
-  c.on.roundTps.forEach((on, i) => {
-    const off = c.off!.roundTps[i];
-    if (on && off) ratios.push(on / off);
-  });
-  return median(ratios);
-}
-
 export function printStatsCost(cases: StatsCost[], p: MatrixParams): void {
-  const tps = (c: MatrixCell | null) => (c && c.ok ? c.tps : null);
+  const us = (x: number | null) => (x === null ? null : x * 1e6);
   const body = cases.map((c) => [
     c.workload,
-    fmt(tps(c.off), 0),
-    fmt(tps(c.on), 0),
-    fmt(ratio(tps(c.on), tps(c.off)), 3),
+    fmt(medianOf(c, 'tps', 'off'), 0),
+    fmt(medianOf(c, 'tps', 'on'), 0),
+    fmt(ratio(medianOf(c, 'tps', 'on'), medianOf(c, 'tps', 'off')), 3),
     fmt(pairedRatio(c), 3),
-    fmt(c.off?.cpuPerTx === null || c.off?.cpuPerTx === undefined ? null : c.off.cpuPerTx * 1e6, 1),
-    fmt(c.on?.cpuPerTx === null || c.on?.cpuPerTx === undefined ? null : c.on.cpuPerTx * 1e6, 1),
-    [c.off, c.on].filter((x) => x && !x.ok).map((x) => short(x!.error ?? `pgbench exited with ${x!.exitCode}`, 60)).join('; '),
+    fmt(us(medianOf(c, 'cpuPerTx', 'off')), 1),
+    fmt(us(medianOf(c, 'cpuPerTx', 'on')), 1),
+    c.errors.length ? short(c.errors.join('; '), 90) : '',
   ]);
-  say(`Statement statistics (stats.enabled): pgsplit with them off and on, pgbench ${p.clients} clients / ${p.jobs} threads / median of ${p.rounds} interleaved x ${p.seconds}s, scale ${p.scale}`);
+  say(`Statement statistics (stats.enabled): two fresh pgsplit processes per round, off and on, back to back; pgbench ${p.clients} clients / ${p.jobs} threads, ${p.rounds} rounds x ${p.seconds}s, scale ${p.scale}; medians`);
   for (const l of formatTable(['workload', 'TPS off', 'TPS on', 'on / off', 'on / off by round', 'CPU µs/tx off', 'CPU µs/tx on', 'note'], body, { right: [1, 2, 3, 4, 5, 6] })) say(l);
 }
 
