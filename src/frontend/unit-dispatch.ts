@@ -200,6 +200,11 @@ function dispatch(s: SessionCore, u: Unit, link: ServerLink): void {
       link.settings = UNKNOWN_SETTINGS;
       s.prepared.unsureOn(u, link);
     }
+    // The session ended while the server was still preparing (the client left or broke the protocol; the cancel
+    // sent then for the busy connection is often what failed the preparation). Its connections were given back
+    // when it ended, this one to be closed (it owed answers), so the unit is dropped here. Retried on the
+    // primary, it would check out a connection for a session that never gives one back again.
+    if (s.closed) return;
     if (failed && link !== s.home) {
       // The replica could not take the session's state: keep the session on the primary from now on.
       s.ctx.log.warn({ pid: s.key.pid, node: link.node }, 'replaying session state on a replica failed; the session stays on the primary');

@@ -49,18 +49,26 @@ function rssMb(pid: number): number {
 
 const openFds = (pid: number): number => fs.readdirSync(`/proc/${pid}/fd`).length;
 
-async function appBackends(): Promise<number> {
-  let n = 0;
+/**
+ * Server connections of the app user besides the steady client's, as pg_stat_activity shows them: if some stay, their
+ * last query tells what held them (a probe's text carries its case seed; the proxy's replay of session settings,
+ * set_config(...), means the statement it prepared the connection for never ran).
+ */
+async function appBackends(): Promise<string[]> {
+  const out: string[] = [];
   for (const node of info.nodes) {
     const d = await directClient(node, info);
     try {
-      const r = await d.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1 AND backend_type = 'client backend' AND application_name <> 'fuzz-steady'", [info.app.user]);
-      n += r.rows[0].n as number;
+      const r = await d.query(
+        "SELECT pid, state, application_name, round(extract(epoch FROM now() - state_change))::int AS seconds, left(query, 200) AS query FROM pg_stat_activity WHERE usename = $1 AND backend_type = 'client backend' AND application_name <> 'fuzz-steady'",
+        [info.app.user],
+      );
+      for (const row of r.rows) out.push(`${node.name} pid ${row.pid}: ${row.state} for ${row.seconds} s, application_name ${JSON.stringify(row.application_name)}, last query ${JSON.stringify(row.query)}`);
     } finally {
       await d.end().catch(() => {});
     }
   }
-  return n;
+  return out;
 }
 
 describe('protocol fuzzer', () => {
@@ -240,7 +248,7 @@ describe('protocol fuzzer', () => {
         250,
       ).catch(() => false);
       const fdsAfter = openFds(pid);
-      const backendsSettled = await eventually('server connections of closed sessions to go', async () => ((await appBackends()) === 0 ? true : undefined), 15_000, 250).catch(() => false);
+      const backendsSettled = await eventually('server connections of closed sessions to go', async () => ((await appBackends()).length === 0 ? true : undefined), 15_000, 250).catch(() => false);
       const backendsLeft = await appBackends();
 
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
@@ -249,7 +257,7 @@ describe('protocol fuzzer', () => {
           `fuzz: seed=${SEED}, ${messages} messages over ${connections} connections in ${seconds} s${failures.length > MAX_CASE_FAILURES ? ` (stopped early: over ${MAX_CASE_FAILURES} failed cases)` : ''} ` +
             `(connections: pre-auth ${phases['pre-auth']}, auth ${phases.auth}, post-auth ${phases['post-auth']}; ${closedByProxy} closed by the proxy; ${checks} well-behaved checks)`,
           `fuzz: connection time: pre-auth ${(busy['pre-auth'] / 1000).toFixed(1)} s, auth ${(busy.auth / 1000).toFixed(1)} s, post-auth ${(busy['post-auth'] / 1000).toFixed(1)} s (${CONCURRENCY} at a time)`,
-          `fuzz: proxy RSS max ${maxRss.toFixed(0)} MB; open fds ${fdsBefore} before, ${fdsAfter} after; server connections left ${backendsLeft}; proxy error log lines ${errorLines}`,
+          `fuzz: proxy RSS max ${maxRss.toFixed(0)} MB; open fds ${fdsBefore} before, ${fdsAfter} after; server connections left ${backendsLeft.length}; proxy error log lines ${errorLines}`,
           `fuzz: SQLSTATEs from the proxy: ${[...sqlstates].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} x${v}`).join(', ') || 'none'}`,
           ...[...notes].map(([n, e]) => `fuzz: note (${e.count}x, e.g. case ${e.example.seed}: ${describePlan(e.example).slice(0, 200)}): ${n}`),
           ...failures.map(({ c, o }) => `fuzz: FAILED case ${c.seed}: ${describePlan(c).slice(0, 600)}\n      -> ${o.failure}`),
@@ -257,7 +265,7 @@ describe('protocol fuzzer', () => {
       );
       expect(failures.map(({ c, o }) => `case ${c.seed}: ${o.failure}`), `cases that failed (seed ${SEED}; replay with PGSPLIT_FUZZ_CASES=...)`).toEqual([]);
       expect(fdSettled, `the proxy still holds ${fdsAfter - fdsBefore} more file descriptors than before the fuzzer ran (sockets not closed)`).toBe(true);
-      expect(backendsSettled, `${backendsLeft} server connections of closed fuzz sessions are still open`).toBe(true);
+      expect(backendsSettled, `${backendsLeft.length} server connections of closed fuzz sessions are still open:\n${backendsLeft.join('\n')}`).toBe(true);
     },
     Math.max(240_000, MESSAGES * 80),
   );
