@@ -2,6 +2,8 @@
 import type { Cell, ConsoleReply } from './reply.js';
 import { COMMANDS } from './parse-command.js';
 import type { StatementRow } from '../stats/statement-stats.js';
+import type { PoolStatus } from '../backend/pool.js';
+import type { ClientInfo } from '../frontend/client-session.js';
 
 /** A node as GET /status describes it (compose/status.ts); SHOW NODES shows the same facts. */
 export interface NodeStatus {
@@ -24,30 +26,11 @@ export interface NodeStatus {
   last_error: string | null;
 }
 
-export interface PoolRow {
-  node: string;
-  user: string;
-  database: string;
-  active: number;
-  idle: number;
-  opening: number;
-  waiting: number;
-  max: number;
-}
+/** A pool as the pools report it (SHOW POOLS leaves out draining). */
+export type PoolRow = Omit<PoolStatus, 'draining'>;
 
-export interface ClientRow {
-  worker: number | null;
-  pid: number;
-  user: string;
-  database: string;
-  applicationName: string;
-  address: string | null;
-  state: string;
-  connectedAt: number;
-  pins: readonly string[];
-  target: string | null;
-  replica: string | null;
-}
+/** A client as its session describes itself, with the worker serving it (null: one process). */
+export type ClientRow = Omit<ClientInfo, 'servers'> & { worker: number | null };
 
 export interface ServerRow {
   worker: number | null;
