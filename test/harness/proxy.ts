@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { startPgsplit, type Pgsplit } from '../../src/main.js';
-import { silentLogger, createLogger } from '../../src/util/logger.js';
+import { silentLogger, createLogger, type Logger } from '../../src/util/logger.js';
 import type { ClusterInfo } from './cluster.js';
 import { freePort } from './ports.js';
 import { terminate } from './processes.js';
@@ -59,10 +59,10 @@ export interface RunningProxy extends Pgsplit {
   host: string;
 }
 
-/** pgsplit in this process; logs are silent unless PGSPLIT_TEST_VERBOSE is set. */
-export async function startProxy(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'superuser'>, o: Parameters<typeof configYamlFor>[1] = {}): Promise<RunningProxy> {
+/** pgsplit in this process; logs are silent unless PGSPLIT_TEST_VERBOSE is set or the test passes its own `logger`. */
+export async function startProxy(cluster: Pick<ClusterInfo, 'nodes' | 'app' | 'superuser'>, o: Parameters<typeof configYamlFor>[1] = {}, run: { logger?: Logger } = {}): Promise<RunningProxy> {
   const config = configFor(cluster, o);
-  const logger = process.env.PGSPLIT_TEST_VERBOSE ? createLogger('debug') : silentLogger;
+  const logger = run.logger ?? (process.env.PGSPLIT_TEST_VERBOSE ? createLogger('debug') : silentLogger);
   const p = await startPgsplit(config, { logger });
   const { user, password, database } = cluster.app;
   return Object.assign(p, { host: '127.0.0.1', url: `postgres://${user}:${password}@127.0.0.1:${p.listenPort}/${database}` });
