@@ -66,6 +66,26 @@ export async function outcome(p: Promise<pg.QueryResult>): Promise<Outcome> {
   }
 }
 
+/** What a settled query ended with (for Promise.allSettled over pipelined queries). */
+export function settledOutcome(s: PromiseSettledResult<pg.QueryResult>): Promise<Outcome> {
+  return outcome(s.status === 'fulfilled' ? Promise.resolve(s.value) : Promise.reject(s.reason));
+}
+
+/** A statement as node-postgres takes it: text (simple protocol, unless the client pipelines) or a query config. */
+export type Step = string | pg.QueryConfig;
+
+/**
+ * Runs the statements one after another, or, pipelined, submits them all at once (a client in pipeline mode then has
+ * them all on the wire before the first answer); each one's result or error, in order, without throwing.
+ */
+export async function runSteps(c: pg.Client, steps: Step[], pipelined: boolean): Promise<PromiseSettledResult<pg.QueryResult>[]> {
+  const submit = (q: Step): Promise<pg.QueryResult> => (typeof q === 'string' ? c.query(q) : c.query(q));
+  if (pipelined) return Promise.allSettled(steps.map(submit));
+  const out: PromiseSettledResult<pg.QueryResult>[] = [];
+  for (const q of steps) out.push((await Promise.allSettled([submit(q)]))[0]!);
+  return out;
+}
+
 /** Records the status byte of every ReadyForQuery a node-postgres client receives (I, T or E). */
 export function recordStatuses(c: pg.Client): string[] {
   const statuses: string[] = [];
