@@ -158,7 +158,8 @@ export class ServerLink {
       this.counting = true;
       this.scanner.setModes(COUNTING_MODES);
     }
-    this.runs.push(run);
+    const last = this.runs.length > 0 ? this.runs[this.runs.length - 1] : undefined;
+    if (last === undefined || !last.absorb(run)) this.runs.push(run);
   }
 
   /** The unit the answer being scanned belongs to; Flush-ended pieces that can take no more are complete. */

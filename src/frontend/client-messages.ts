@@ -4,12 +4,12 @@ import { F, TX } from '../protocol/codes.js';
 import { readyForQuery } from '../protocol/backend-messages.js';
 import { localReply } from '../protocol/local-replies.js';
 import { relayWrite } from '../util/read-slot.js';
-import { addFrame, addPart, newUnit, NOT_ROUTED, push } from './unit.js';
+import { addFrame, addPart, FRAME_COST, newUnit, NOT_ROUTED, push } from './unit.js';
 import { intercept, interceptBatch, type PgsplitSettings } from './intercept.js';
 import { statusChar, type SessionCore } from './session-core.js';
 import { enqueue } from './unit-dispatch.js';
 
-// A batch that grows this large before its Sync/Flush is sent on in pieces, so the proxy never holds it whole.
+// A batch that grows this large before its Sync/Flush (its bytes plus a cost per message) is sent on in pieces, so the proxy never holds it whole.
 const MAX_BATCH_PIECE = 1024 * 1024;
 const PARSE_COMPLETE = localReply.parseComplete();
 
@@ -48,7 +48,7 @@ export function clientMessage(s: SessionCore & PgsplitSettings, type: number, bo
       addFrame(u, s.prepared.analyze(u, type, body, frame));
       // Each Execute is a call of the statement last bound (null: one the proxy saw no Parse for, not counted).
       if (type === F.Execute && s.ctx.statements) u.statements = push(u.statements, s.ctx.statements.keys.of(s.prepared.bound));
-      if (u.bytes > MAX_BATCH_PIECE && u.refusal === null) {
+      if (u.bytes + FRAME_COST * u.frames.length > MAX_BATCH_PIECE && u.refusal === null) {
         // Sent on without waiting for the Sync (the server runs messages as they come anyway); the rest follows it.
         s.batch = null;
         u.split = true;

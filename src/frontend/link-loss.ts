@@ -7,7 +7,7 @@ import { closeSocket } from '../util/close-socket.js';
 import type { Unit } from './unit.js';
 import { answerLostUnits } from './failed-transaction.js';
 import { REPLICA_RETRY_AFTER, type SessionCore } from './session-core.js';
-import { flow, pump, retryOnPrimary } from './unit-dispatch.js';
+import { flow, pump, release, retryOnPrimary } from './unit-dispatch.js';
 
 export function linkLost(s: SessionCore, link: ServerLink): void {
   link.closed = true;
@@ -83,6 +83,7 @@ function primaryLost(s: SessionCore, link: ServerLink): void {
 function takeLost(s: SessionCore, link: ServerLink): Unit[] {
   const lost = s.inflight.filter((u) => u.link === link);
   if (lost.length > 0) s.inflight.splice(0, s.inflight.length, ...s.inflight.filter((u) => u.link !== link));
+  for (const u of lost) release(s, u);
   return lost;
 }
 

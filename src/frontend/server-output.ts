@@ -4,7 +4,7 @@ import { errors } from '../errors.js';
 import type { ServerLink } from '../backend/server-link.js';
 import { relayWrite } from '../util/read-slot.js';
 import type { SessionCore } from './session-core.js';
-import { pump, retryOnPrimary } from './unit-dispatch.js';
+import { pump, release, retryOnPrimary } from './unit-dispatch.js';
 
 /** A chunk of a link's output for the client (already past the link's hold or private mode). */
 export function forward(s: SessionCore, link: ServerLink, chunk: Buffer, owned: boolean): void {
@@ -33,8 +33,8 @@ export function unitDone(s: SessionCore, link: ServerLink, status: number, faile
   const u = s.inflight[i];
   if (u.traffic !== null) u.traffic.ms += performance.now() - u.sentAt;
   // Units before it on the same link that owe nothing (Flush-ended parts of this batch) are done too.
-  if (i === 0) s.inflight.shift();
-  else s.inflight.splice(0, i + 1);
+  if (i === 0) release(s, s.inflight.shift()!);
+  else for (const done of s.inflight.splice(0, i + 1)) release(s, done);
   if (readOnlyRefusal && u.retryable && !u.retried) {
     s.ctx.stats.readOnlyRetries++;
     u.retried = true;

@@ -88,8 +88,11 @@ export abstract class SessionCore {
   cut: { error: ProxyError | null } | null = null;
   /** An error ended an extended-protocol batch early: the client's messages up to its Sync are discarded. */
   discardUntilSync = false;
-  /** Bytes of client messages queued in the proxy (units waiting for a server); bounded by limits.max_pipeline. */
-  queuedBytes = 0;
+  /**
+   * What the session's units hold in the proxy, queued or in flight (their bytes plus a cost per unit and per
+   * message, see unitCost); the client is not read while it is over limits.max_pipeline.
+   */
+  pipelined = 0;
   /** A server connection's socket did not take the last write at once: stop reading the client until it drains. */
   writeBlocked = false;
   clientPaused = false;

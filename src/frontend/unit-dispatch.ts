@@ -12,7 +12,7 @@ import { placeUnit } from '../router/placement.js';
 import type { PrimaryReadReason } from '../router/read-choice.js';
 import { relayWrite } from '../util/read-slot.js';
 import { StatementRun } from '../stats/statement-run.js';
-import { own, type Unit } from './unit.js';
+import { own, unitCost, type Unit } from './unit.js';
 import { failedTransactionReply } from './failed-transaction.js';
 import { refuseUnit } from './refusal.js';
 import { statusChar, type SessionCore } from './session-core.js';
@@ -26,9 +26,22 @@ export function enqueue(s: SessionCore, u: Unit): void {
     if (s.state.settingsAfter(u.parts) > max) u.refusal = errors.sessionLimit('recorded settings (SET)', max, 'limits.max_session_settings');
   }
   if (u.refusal !== null) refuseUnit(u);
-  s.queuedBytes += u.bytes;
+  charge(s, u);
   s.queue.push(u);
   pump(s);
+}
+
+/** A unit is held from enqueue until its answer is complete (or lost): its cost counts against limits.max_pipeline. */
+function charge(s: SessionCore, u: Unit): void {
+  if (u.held > 0) return;
+  u.held = unitCost(u);
+  s.pipelined += u.held;
+}
+
+/** The unit is done (answered, lost, or replaced by the next piece of its batch): the proxy no longer holds it. */
+export function release(s: SessionCore, u: Unit): void {
+  s.pipelined -= u.held;
+  u.held = 0;
 }
 
 /** Send what can go now: local answers in order, every other unit to the server placeUnit chooses. */
@@ -38,7 +51,7 @@ export function pump(s: SessionCore): void {
     if (u.local) {
       if (s.inflight.length > 0) return;
       s.queue.shift();
-      s.queuedBytes -= u.bytes;
+      release(s, u);
       if (u.local.length > 0) s.client.write(u.local);
       continue;
     }
@@ -52,15 +65,17 @@ export function pump(s: SessionCore): void {
     // now, this one would reach the server first, and the server's answers would no longer match the units.
     if (link.privateOwed > 0) break;
     s.queue.shift();
-    s.queuedBytes -= u.bytes;
     dispatch(s, u, link);
   }
   if (s.clientPaused) flow(s);
 }
 
-/** Read the client only while its queued data is under limits.max_pipeline and every server takes what it is sent. */
+/**
+ * Read the client only while what its units hold (queued, and in flight until answered) is under limits.max_pipeline
+ * and every server takes what it is sent.
+ */
 export function flow(s: SessionCore): void {
-  const pause = s.writeBlocked || s.queuedBytes > s.ctx.limits().maxPipeline;
+  const pause = s.writeBlocked || s.pipelined > s.ctx.limits().maxPipeline;
   if (pause === s.clientPaused || s.closed) return;
   s.clientPaused = pause;
   if (pause) {
@@ -79,7 +94,7 @@ const PEEK_EVERY_MS = 1000;
 const PEEK_ALLOWANCE = 1024 * 1024;
 
 function peek(s: SessionCore): void {
-  if (s.closed || !s.clientPaused || s.writeBlocked || s.queuedBytes > s.ctx.limits().maxPipeline + PEEK_ALLOWANCE) return;
+  if (s.closed || !s.clientPaused || s.writeBlocked || s.pipelined > s.ctx.limits().maxPipeline + PEEK_ALLOWANCE) return;
   s.client.resume();
   setImmediate(() => {
     if (s.clientPaused && !s.closed) s.client.pause();
@@ -178,7 +193,19 @@ function replicaFor(s: SessionCore, u: Unit): ServerLink | 'wait' | PrimaryReadR
 
 function dispatch(s: SessionCore, u: Unit, link: ServerLink): void {
   u.link = link;
-  s.inflight.push(u);
+  const tail = s.inflight.length > 0 ? s.inflight[s.inflight.length - 1] : null;
+  if (!u.sync && tail !== null && !tail.sync && tail.link === link && !tail.retryable && !u.retryable) {
+    // The next Flush-ended piece of a batch on the same server: it takes the place of the piece before it, whose
+    // answers have been asked for already. Only the last piece matters once they all end at the batch's Sync (or
+    // are lost), so a client that reads a portal in Flush-ended steps without a Sync (a cursor read 100 rows at a
+    // time) holds one unit, not one per step.
+    if (tail.opensTransaction) u.opensTransaction = true;
+    if (tail.mayWrite) u.mayWrite = true;
+    if (tail.commits) u.commits = true;
+    if (tail.effects) u.effects = true;
+    s.inflight[s.inflight.length - 1] = u;
+    release(s, tail);
+  } else s.inflight.push(u);
   if (u.sync) link.owed++;
   s.copyLink = link;
   if (!u.sync) s.sticky = link; // the rest of this batch must follow
@@ -212,6 +239,7 @@ function dispatch(s: SessionCore, u: Unit, link: ServerLink): void {
       if (u.sync) link.owed--;
       const i = s.inflight.indexOf(u);
       if (i >= 0) s.inflight.splice(i, 1);
+      release(s, u);
       if (s.sticky === link && !u.sync) s.sticky = null;
       retryOnPrimary(s, u, 'replay-failed');
       pump(s);
@@ -265,11 +293,10 @@ export function retryOnPrimary(s: SessionCore, u: Unit, reason: string): void {
   u.reason = reason;
   u.forcePrimary = true;
   if (!u.owned) own(u);
+  charge(s, u);
   s.queue.unshift(u);
-  s.queuedBytes += u.bytes;
   const p = s.links.primary();
   if (p !== null && p.privateOwed === 0) {
-    s.queuedBytes -= u.bytes;
     dispatch(s, s.queue.shift()!, p);
   }
   pump(s);

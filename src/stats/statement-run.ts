@@ -7,6 +7,9 @@
 // is run again on the primary, and only that run counts.
 import type { RouteTarget, StatementKey, StatementStats } from './statement-stats.js';
 
+// A run keeps its statements' keys up to this many; Executes of later pieces it takes in are stepped through uncounted.
+const MAX_KEYS = 1000;
+
 export class StatementRun {
   /** Statements whose answer ended (or failed). */
   private done = 0;
@@ -19,11 +22,15 @@ export class StatementRun {
   private firstRows = 0;
   private moreMs: number[] | null = null;
   private moreRows: number[] | null = null;
+  /** Executes after the keys (pieces taken in past MAX_KEYS): their answers are stepped through, never recorded. */
+  private uncounted = 0;
+  /** The keys list is this run's own (it starts as the unit's, which must not grow). */
+  private ownKeys = false;
 
   constructor(
     private readonly table: StatementStats,
     /** Per Execute (or the Query's text), in order; null for one the proxy cannot name (it is not counted). */
-    private readonly keys: readonly (StatementKey | null)[],
+    private keys: readonly (StatementKey | null)[],
     /** A simple Query: one call, ending at ReadyForQuery (its statements' own ends need no clock reading). */
     readonly whole: boolean,
     /** The unit ends with Sync (or is a Query): a ReadyForQuery ends it. Otherwise its last Execute's answer does. */
@@ -39,7 +46,25 @@ export class StatementRun {
 
   /** Nothing more of this unit can complete: a later answer belongs to the next unit (Flush-ended pieces of a batch). */
   get spent(): boolean {
-    return this.failedAt >= 0 || (!this.whole && this.done >= this.keys.length);
+    return this.failedAt >= 0 || (!this.whole && this.done >= this.keys.length + this.uncounted);
+  }
+
+  /**
+   * Take in the next Flush-ended piece of the same batch while this one still waits for answers, instead of the
+   * server connection keeping a run per piece. A server that skips a batch after an error answers none of its
+   * pieces until Sync, so a client sending Execute+Flush without end (and no Sync) would otherwise grow the list
+   * without bound. False when the two cannot be one (a Sync, a simple Query, a retryable read, or this one is spent).
+   */
+  absorb(next: StatementRun): boolean {
+    if (this.whole || next.whole || this.sync || next.sync || this.retryable || next.retryable || this.spent) return false;
+    if (this.uncounted === 0 && this.keys.length + next.keys.length <= MAX_KEYS) {
+      if (!this.ownKeys) {
+        this.keys = [...this.keys];
+        this.ownKeys = true;
+      }
+      (this.keys as (StatementKey | null)[]).push(...next.keys);
+    } else this.uncounted += next.keys.length;
+    return true;
   }
 
   /** A statement's answer ended (CommandComplete with `rows` from its tag, EmptyQueryResponse, PortalSuspended). */
@@ -48,7 +73,11 @@ export class StatementRun {
       this.firstRows += rows;
       return;
     }
-    if (this.failedAt >= 0 || this.done >= this.keys.length) return;
+    if (this.failedAt >= 0 || this.done >= this.keys.length + this.uncounted) return;
+    if (this.done >= this.keys.length) {
+      this.done++;
+      return;
+    }
     this.take(now - this.mark, rows);
     this.mark = now;
   }

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type pg from 'pg';
 import { backendsRunning, directClient, eventually, rejection, sleep } from './helpers.js';
 import {
-  ChildProxy, copyData, copyDone, currentPrimary, endedWithin, errorIn, nextClientError, queryMsg, RawConn, rssMB, rssPeak, streamInto, within,
+  bindMsg, ChildProxy, copyData, copyDone, currentPrimary, endedWithin, errorIn, executeMsg, flushMsg, nextClientError, parseMsg, queryMsg, RawConn, rssMB, rssPeak, streamInto, syncMsg, within,
 } from './hardening-support.js';
 
 const info = inject('cluster');
@@ -97,6 +97,7 @@ describe('a client that sends faster than its server reads is paused, not buffer
       const q = queryMsg(`${hint}SELECT repeat('x', 1000000) /* ${'p'.repeat(60_000)} */`);
       const r = await streamInto(c.socket, 80 * MB, () => q, { deadline: Date.now() + 30_000, stallMs: 1_500 });
       const held = peak.stop() - base;
+      console.log(`[pipeline] ${_what}: proxy RSS +${held.toFixed(1)} MB while ${(r.written / MB).toFixed(1)} MB of queries were pipelined`);
       expect(held, `proxy RSS grew by ${held.toFixed(0)} MB while ${(r.written / MB).toFixed(0)} MB of queries were pipelined (limits.max_pipeline: 1MB)`).toBeLessThan(48);
       proxy.expectAlive();
     } finally {
@@ -112,12 +113,13 @@ describe('a client that sends faster than its server reads is paused, not buffer
     const c = await RawConn.login(proxy.port, login);
     try {
       await c.query('SELECT 1');
-      // A long statement, then 1.5 MB pipelined behind it: over limits.max_pipeline (1 MB), so the proxy stops reading
-      // the client; and within the 1 MB more it reads while paused to see whether the client is still there (beyond
-      // that, a vanished client is only noticed when its statement ends, as with PostgreSQL itself).
+      // A long statement, then 250 statements of 2 kB pipelined behind it: about 1.6 MB as the proxy counts them (their
+      // bytes plus its own cost per unit), over limits.max_pipeline (1 MB), so the proxy stops reading the client; and
+      // within the 1 MB more it reads while paused to see whether the client is still there (beyond that, a vanished
+      // client is only noticed when its statement ends, as with PostgreSQL itself).
       c.socket.write(queryMsg(`SELECT pg_sleep(60) /* ${marker} */`));
       const q = queryMsg(`SELECT 1 /* ${'p'.repeat(2000)} */`);
-      c.socket.write(Buffer.concat(Array.from({ length: 768 }, () => q)));
+      c.socket.write(Buffer.concat(Array.from({ length: 250 }, () => q)));
       await eventually('the long statement to run', async () => ((await backendsRunning(everywhere, marker)).some((b) => b.state === 'active') ? true : undefined));
       await sleep(300);
       c.destroy();
@@ -129,6 +131,70 @@ describe('a client that sends faster than its server reads is paused, not buffer
       await Promise.all(everywhere.map((d) => d.end().catch(() => {})));
     }
   });
+});
+
+describe('tiny statements pipelined by a client that reads no answers (default limits)', () => {
+  // limits.max_pipeline counts what the proxy holds per statement, not only the bytes: before, 16 MB of pipelined
+  // SELECT 1 held 1.1 GB (a unit's bookkeeping is ~4 kB for a 14-byte message), and Execute+Flush without a Sync
+  // kept a unit and a statistics run per step: 1.5 GB. Statistics stay on (the default), as their runs grew too.
+  const proxy = new ChildProxy(info, { auth: 'trust' });
+  beforeAll(() => proxy.ensure());
+  afterAll(() => proxy.stop());
+
+  it.each([
+    ['Query SELECT 1, routed to a replica', 'SELECT 1', () => queryMsg('SELECT 1')],
+    ['Query SELECT 1 on the primary', 'SELECT 1', () => queryMsg('/* pgsplit:primary */ SELECT 1')],
+    ['Bind/Execute/Sync of a prepared SELECT 1', 'SELECT 1', () => Buffer.concat([bindMsg('', 's1'), executeMsg(''), syncMsg()])],
+    ['Bind/Execute/Flush without a Sync', 'SELECT 1', () => Buffer.concat([bindMsg('', 's1'), executeMsg(''), flushMsg()])],
+    ['Bind/Execute/Flush without a Sync, after an error (the server skips to the Sync and answers nothing)', 'SELECT 1/0', () => Buffer.concat([bindMsg('', 's1'), executeMsg(''), flushMsg()])],
+  ])('%s: the proxy holds tens of MB, not a GB', async (_what, statement, message) => {
+    await proxy.fresh();
+    const c = await RawConn.login(proxy.port, login);
+    try {
+      await c.query('SELECT 1');
+      c.socket.write(Buffer.concat([parseMsg('s1', statement), syncMsg()]));
+      await c.until('Z', 10_000);
+      c.socket.pause();
+      const base = rssMB(proxy.pid);
+      const peak = rssPeak(proxy.pid);
+      const chunk = Buffer.concat(Array.from({ length: 500 }, message));
+      const r = await streamInto(c.socket, 120 * MB, () => chunk, { deadline: Date.now() + 12_000, stallMs: 2_000 });
+      await sleep(500);
+      const held = peak.stop() - base;
+      console.log(`[pipeline] ${_what}: proxy RSS +${held.toFixed(1)} MB while ${(r.written / MB).toFixed(1)} MB (${Math.round(r.written / (chunk.length / 500))} messages) were sent`);
+      expect(held, `proxy RSS grew by ${held.toFixed(0)} MB`).toBeLessThan(150);
+      proxy.expectAlive();
+    } finally {
+      c.destroy();
+    }
+    await proxy.stillServes();
+  }, 60_000);
+
+  it('a portal read one row at a time with Execute+Flush and no Sync (as a cursor does) runs 20,000 steps and then its Sync', async () => {
+    const c = await RawConn.login(proxy.port, login);
+    try {
+      const steps = 20_000;
+      c.socket.write(Buffer.concat([parseMsg('', `SELECT g FROM generate_series(1, ${steps}) g`), bindMsg('cur', ''), flushMsg()]));
+      await c.until('2', 10_000);
+      const base = rssMB(proxy.pid);
+      let rows = 0;
+      for (let i = 0; i < steps; i++) {
+        c.socket.write(Buffer.concat([executeMsg('cur', 1), flushMsg()]));
+        const got = await c.until('s', 10_000);
+        rows += got.filter((m) => m.type === 'D').length;
+      }
+      c.socket.write(syncMsg());
+      const end = await c.until('Z', 10_000);
+      const grew = rssMB(proxy.pid) - base;
+      console.log(`[pipeline] cursor: ${rows} rows in ${steps} Execute+Flush steps; proxy RSS +${grew.toFixed(1)} MB`);
+      expect(rows).toBe(steps);
+      // Each step used to stay in flight until the Sync: +100 MB for these 20,000 steps.
+      expect(grew, 'proxy RSS growth over the cursor read (MB)').toBeLessThan(40);
+      expect(errorIn(end)).toBeUndefined();
+    } finally {
+      c.destroy();
+    }
+  }, 120_000);
 });
 
 describe('per-session bounds on prepared statements and recorded settings', () => {

@@ -22,6 +22,15 @@ const cstr = (s: string): Buffer => Buffer.from(`${s}\0`, 'utf8');
 export const queryMsg = (sql: string): Buffer => frame('Q', cstr(sql));
 export const parseMsg = (name: string, sql: string): Buffer => frame('P', Buffer.concat([cstr(name), cstr(sql), Buffer.from([0, 0])]));
 export const syncMsg = (): Buffer => frame('S');
+export const flushMsg = (): Buffer => frame('H');
+/** Bind of `statement` to `portal`, no parameters, text results. */
+export const bindMsg = (portal: string, statement: string): Buffer => frame('B', Buffer.concat([cstr(portal), cstr(statement), Buffer.from([0, 0, 0, 0, 0, 0])]));
+/** Execute of `portal`, at most `maxRows` rows (0: all). */
+export const executeMsg = (portal: string, maxRows = 0): Buffer => {
+  const rows = Buffer.alloc(4);
+  rows.writeInt32BE(maxRows, 0);
+  return frame('E', Buffer.concat([cstr(portal), rows]));
+};
 export const copyData = (data: Buffer): Buffer => frame('d', data);
 export const copyDone = (): Buffer => frame('c');
 

@@ -113,6 +113,37 @@ describe('ServerLink statement runs', () => {
     expect(byId(t).q).toMatchObject({ calls: 1, errors: 1 });
   });
 
+  it('keeps one run for Flush-ended pieces written while the server answers none (a batch it skips after an error), not one per piece', () => {
+    const t = new StatementStats(10);
+    const { link } = makeLink();
+    link.track(new StatementRun(t, [key('x')], false, false, false, 'primary', 'transaction', performance.now()));
+    link.data(Buffer.concat([bindComplete, error('22012')]));
+    for (let i = 0; i < 10_000; i++) link.track(new StatementRun(t, [key('y')], false, false, false, 'primary', 'transaction', performance.now()));
+    expect(link.runs.length).toBeLessThanOrEqual(2);
+    link.owed = 1;
+    link.track(new StatementRun(t, [], false, true, false, 'primary', 'transaction', performance.now()));
+    link.data(ready('I'));
+    expect(link.runs).toHaveLength(0);
+    expect(byId(t).x).toMatchObject({ calls: 1, errors: 1 });
+    expect(byId(t).y).toBeUndefined();
+  });
+
+  it('steps through the Executes of pieces taken in past its key limit uncounted, and the next unit still gets its own answer', () => {
+    const t = new StatementStats(10);
+    const { link } = makeLink();
+    link.track(new StatementRun(t, [key('p')], false, false, false, 'primary', 'transaction', performance.now()));
+    for (let i = 0; i < 1_500; i++) link.track(new StatementRun(t, [key('p')], false, false, false, 'primary', 'transaction', performance.now()));
+    expect(link.runs).toHaveLength(1);
+    link.data(Buffer.concat(Array.from({ length: 1_501 }, () => Buffer.concat([bindComplete, complete('SELECT 1')]))));
+    link.owed = 1;
+    link.track(new StatementRun(t, [key('z')], false, true, false, 'primary', 'transaction', performance.now()));
+    link.data(Buffer.concat([bindComplete, complete('SELECT 5'), ready('I')]));
+    expect(link.runs).toHaveLength(0);
+    // The run kept keys for its first 1,000 Executes; the other 501 were answered in order but not counted.
+    expect(byId(t).p).toMatchObject({ calls: 1_000, rows: 1_000 });
+    expect(byId(t).z).toMatchObject({ calls: 1, rows: 5 });
+  });
+
   it('drops what was running when the connection closes', () => {
     const t = new StatementStats(10);
     const { link } = makeLink();

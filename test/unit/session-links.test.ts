@@ -85,7 +85,7 @@ function setup(opts: { primary?: string | null; freeLink?: boolean; holdTimeoutM
   const owner = {} as LinkOwner;
   const s = {
     poolMode: 'session', closed: false, txStatus: TX.Idle, sticky: null, cut: null, discardUntilSync: false, hint: 'auto',
-    inflight: [] as Unit[], queue: [] as Unit[], queuedBytes: 0, clientPaused: false, writeBlocked: false, copyLink: null,
+    inflight: [] as Unit[], queue: [] as Unit[], pipelined: 0, clientPaused: false, writeBlocked: false, copyLink: null,
     user: 'app', database: 'app', key: { pid: 7, secret: 1 }, clientSlot: { fresh: true },
     state: { pins: new Set<string>(), replayFor: () => null },
     prepared: { prepareOn: () => false },
