@@ -13,6 +13,8 @@ const info = inject('cluster');
 // PGSPLIT_FUZZ_CASES=<case seed>,<case seed> (case seeds are printed with every failure).
 const SEED = Number(process.env.PGSPLIT_FUZZ_SEED ?? 90017) >>> 0;
 const MESSAGES = Math.max(1, Number(process.env.PGSPLIT_FUZZ_MESSAGES ?? 3000));
+// PGSPLIT_FUZZ_WORKERS=2 fuzzes a proxy with worker processes (workers: N), where sessions live in the workers.
+const WORKERS = Math.max(0, Number(process.env.PGSPLIT_FUZZ_WORKERS ?? 0));
 const ONLY = process.env.PGSPLIT_FUZZ_CASES ? process.env.PGSPLIT_FUZZ_CASES.split(',').map((s) => Number(s.trim()) >>> 0) : null;
 const BATCH_MESSAGES = 100;
 const CONCURRENCY = ONLY ? 1 : 4;
@@ -42,12 +44,48 @@ function within<T>(what: string, ms: number, p: Promise<T>): Promise<T> {
   return Promise.race([p, new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
 }
 
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+)\s+kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : 0;
+/** The proxy and its worker processes (workers: N), read from /proc. */
+function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    try {
+      for (const task of fs.readdirSync(`/proc/${out[i]}/task`)) {
+        const kids = fs.readFileSync(`/proc/${out[i]}/task/${task}/children`, 'utf8').trim();
+        if (kids) out.push(...kids.split(/\s+/).map(Number));
+      }
+    } catch {
+      /* the process is gone */
+    }
+  }
+  return out;
 }
 
-const openFds = (pid: number): number => fs.readdirSync(`/proc/${pid}/fd`).length;
+/** RSS of the largest process of the proxy (each worker holds its own sessions). */
+function rssMb(pid: number): number {
+  let max = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const m = /VmRSS:\s+(\d+)\s+kB/.exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'));
+      if (m) max = Math.max(max, Number(m[1]) / 1024);
+    } catch {
+      /* the process is gone */
+    }
+  }
+  return max;
+}
+
+/** Open file descriptors of the proxy and its workers together. */
+function openFds(pid: number): number {
+  let n = 0;
+  for (const p of processTree(pid)) {
+    try {
+      n += fs.readdirSync(`/proc/${p}/fd`).length;
+    } catch {
+      /* the process is gone */
+    }
+  }
+  return n;
+}
 
 /**
  * Server connections of the app user besides the steady client's, as pg_stat_activity shows them: if some stay, their
@@ -75,7 +113,7 @@ describe('protocol fuzzer', () => {
   beforeAll(async () => {
     proxy = await spawnProxy(info, {
       logLevel: 'warn',
-      extra: 'pool: { server_idle_timeout: 1s }\nlimits: { max_message_size: 1MB, client_login_timeout: 2s, max_pipeline: 1MB, max_prepared_statements: 200, max_session_settings: 100 }',
+      extra: `${WORKERS > 0 ? `workers: ${WORKERS}\n` : ''}pool: { server_idle_timeout: 1s }\nlimits: { max_message_size: 1MB, client_login_timeout: 2s, max_pipeline: 1MB, max_prepared_statements: 200, max_session_settings: 100 }`,
     });
     proxy.child.stderr!.on('data', (d: Buffer) => {
       const text = d.toString();
@@ -117,7 +155,7 @@ describe('protocol fuzzer', () => {
   it(
     `survives ${ONLY ? `cases ${ONLY.join(',')}` : `${MESSAGES} seeded messages`} in every session state (seed ${SEED})`,
     async () => {
-      console.log(`fuzz: seed=${SEED} messages=${MESSAGES}${ONLY ? ` cases=${ONLY.join(',')}` : ''} (replay with PGSPLIT_FUZZ_SEED=${SEED} PGSPLIT_FUZZ_MESSAGES=${MESSAGES})`);
+      console.log(`fuzz: seed=${SEED} messages=${MESSAGES}${ONLY ? ` cases=${ONLY.join(',')}` : ''} (replay with PGSPLIT_FUZZ_SEED=${SEED} PGSPLIT_FUZZ_MESSAGES=${MESSAGES}${WORKERS ? ` PGSPLIT_FUZZ_WORKERS=${WORKERS}` : ''})`);
       const pid = proxy.child.pid!;
       const ctx: CaseContext = { port: proxy.port, targets, loginTimeoutMs: LOGIN_TIMEOUT_MS, probeTimeoutMs: 10_000 };
       const started = Date.now();
@@ -257,7 +295,7 @@ describe('protocol fuzzer', () => {
           `fuzz: seed=${SEED}, ${messages} messages over ${connections} connections in ${seconds} s${failures.length > MAX_CASE_FAILURES ? ` (stopped early: over ${MAX_CASE_FAILURES} failed cases)` : ''} ` +
             `(connections: pre-auth ${phases['pre-auth']}, auth ${phases.auth}, post-auth ${phases['post-auth']}; ${closedByProxy} closed by the proxy; ${checks} well-behaved checks)`,
           `fuzz: connection time: pre-auth ${(busy['pre-auth'] / 1000).toFixed(1)} s, auth ${(busy.auth / 1000).toFixed(1)} s, post-auth ${(busy['post-auth'] / 1000).toFixed(1)} s (${CONCURRENCY} at a time)`,
-          `fuzz: proxy RSS max ${maxRss.toFixed(0)} MB; open fds ${fdsBefore} before, ${fdsAfter} after; server connections left ${backendsLeft.length}; proxy error log lines ${errorLines}`,
+          `fuzz: proxy RSS max ${maxRss.toFixed(0)} MB${WORKERS ? ` (largest of the coordinator and ${WORKERS} workers)` : ''}; open fds ${fdsBefore} before, ${fdsAfter} after; server connections left ${backendsLeft.length}; proxy error log lines ${errorLines}`,
           `fuzz: SQLSTATEs from the proxy: ${[...sqlstates].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} x${v}`).join(', ') || 'none'}`,
           ...[...notes].map(([n, e]) => `fuzz: note (${e.count}x, e.g. case ${e.example.seed}: ${describePlan(e.example).slice(0, 200)}): ${n}`),
           ...failures.map(({ c, o }) => `fuzz: FAILED case ${c.seed}: ${describePlan(c).slice(0, 600)}\n      -> ${o.failure}`),
