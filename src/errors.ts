@@ -67,6 +67,10 @@ export const errors = {
     new ProxyError('25P03', 'idle_in_transaction_timeout', `pgsplit: terminating connection due to idle-in-transaction timeout (limits.idle_transaction_timeout = ${ms} ms)`, 'FATAL'),
   sessionLimit: (what: string, max: number, key: string) =>
     new ProxyError('53400', 'session_limit', `pgsplit: too many ${what} in this session (at most ${max})`, 'ERROR', undefined, `Raise ${key}, or release some (DEALLOCATE, Close, RESET).`),
+  preparedBytesLimit: (bytes: number, max: number) =>
+    new ProxyError('53400', 'session_limit', `pgsplit: this Parse would make the session's prepared statements ${bytes} bytes, more than limits.max_prepared_bytes (${max})`, 'ERROR',
+      'pgsplit keeps every named prepared statement of a session, to prepare it on whichever server runs it.',
+      'Close (DEALLOCATE) statements the session no longer uses, or raise limits.max_prepared_bytes.'),
   poolTimeout: (node: string, waitedMs: number, size: number) =>
     new ProxyError('53300', 'pool_timeout', `pgsplit: no server connection to "${node}" became free within ${waitedMs} ms (pool.max_client_wait)`, 'ERROR',
       `All ${size} server connections of the pool (pool.size) stayed busy.`,

@@ -1,4 +1,5 @@
 // One server connection in a routing session: what it owes (ReadyForQuery), what state it holds, and how its output reaches the client.
+import { PreparedOnServer } from './prepared-on-server.js';
 import type { ServerConnection } from './connect.js';
 import { B } from '../protocol/codes.js';
 import { decodeErrorFields, decodeParameterStatus } from '../protocol/backend-messages.js';
@@ -50,7 +51,7 @@ export class ServerLink {
    */
   settings = '';
   /** Named prepared statements this server has, by (pgsplit's) name, with the Parse message that made them; oldest use first. */
-  readonly prepared = new Map<string, Buffer>();
+  readonly prepared = new PreparedOnServer();
   /** Cancel requests sent for this connection and not yet done: it must not serve anyone else before they are. */
   cancelling = 0;
   /** Set by the pool while a released connection waits for its cancels (see cancelDone). */

@@ -42,6 +42,7 @@ function frontendSettings(c: Config, t: TlsState): FrontendSettings {
       idleTransactionTimeoutMs: c.limits.idle_transaction_timeout,
       maxPipeline: c.limits.max_pipeline,
       maxPreparedStatements: c.limits.max_prepared_statements,
+      maxPreparedBytes: c.limits.max_prepared_bytes,
       maxSessionSettings: c.limits.max_session_settings,
     },
     backendConnectTimeout: c.backend.connect_timeout,

@@ -237,6 +237,11 @@ export const configSchema = section({
     max_pipeline: size(64 * 1024, 1024 ** 3).default('16MB'),
     /** Named prepared statements per client session (protocol-level Parse); one more gets 53400. */
     max_prepared_statements: int(1, 10_000_000).default(10000),
+    /**
+     * Total size of a session's named prepared statements (their Parse messages, kept to prepare them on other
+     * servers); one more gets 53400. Also what each server connection keeps prepared (least recently used closed beyond it).
+     */
+    max_prepared_bytes: size(64 * 1024, 1024 ** 3).default('16MB'),
     /** Session settings (SET) recorded per client for replay on other servers; one more gets 53400. */
     max_session_settings: int(1, 100_000).default(1000),
   }).default({}),

@@ -39,6 +39,8 @@ export interface ClientLimits {
   idleTransactionTimeoutMs: number;
   maxPipeline: number;
   maxPreparedStatements: number;
+  /** Bytes of a session's named prepared statements, and of those each server connection keeps. */
+  maxPreparedBytes: number;
   maxSessionSettings: number;
 }
 
@@ -126,6 +128,7 @@ function sessionContext(ctx: FrontendContext): SessionContext {
       routing: () => (routing = ctx.settings().routing ?? routing),
       limits: () => ctx.settings().limits,
       maxPreparedPerServer: () => ctx.settings().pool.maxPreparedStatements,
+      maxPreparedBytes: () => ctx.settings().limits.maxPreparedBytes,
     };
     sessionContexts.set(ctx, c);
   }

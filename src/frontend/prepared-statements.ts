@@ -16,6 +16,8 @@ import type { StatementKeys } from './statement-keys.js';
 interface Statement {
   server: RegisteredStatement;
   cls: Classification;
+  /** Size of its Parse message, counted against limits.max_prepared_bytes. */
+  bytes: number;
 }
 
 const SYNC = MessageWriter.message(F.Sync, () => {});
@@ -31,6 +33,8 @@ export class PreparedStatements {
   private unnamed: { parse: Buffer; cls: Classification } | null = null;
   /** The statement of the last Bind: what the next Execute runs (for the statement statistics). */
   bound: Classification | null = null;
+  /** Bytes of the named statements' Parse messages (each client name counts its own). */
+  private namedBytes = 0;
 
   constructor(
     private readonly classifier: Classifier,
@@ -38,6 +42,8 @@ export class PreparedStatements {
     private readonly maxNamed: () => number = () => Infinity,
     /** With statement statistics: each Parse's text is named here once, so its Executes need no text. */
     private readonly keys: StatementKeys | null = null,
+    /** limits.max_prepared_bytes, read when a statement is prepared under a name. */
+    private readonly maxBytes: () => number = () => Infinity,
   ) {}
 
   get size(): number {
@@ -56,6 +62,14 @@ export class PreparedStatements {
         u.refusal ??= errors.sessionLimit('prepared statements', this.maxNamed(), 'limits.max_prepared_statements');
         return frame;
       }
+      if (name !== '') {
+        // The count alone would let 10,000 statements of up to max_message_size each stay in the proxy.
+        const after = this.namedBytes - (this.named.get(name)?.bytes ?? 0) + frame.length;
+        if (after > this.maxBytes()) {
+          u.refusal ??= errors.preparedBytesLimit(after, this.maxBytes());
+          return frame;
+        }
+      }
       const cls = this.classifier.classify(query);
       addPart(u, cls);
       if (this.keys !== null) this.keys.forText(cls, query);
@@ -68,7 +82,8 @@ export class PreparedStatements {
       }
       const server = statementRegistry.acquire(body, nameEnd, (n) => renameStatement(frame, n));
       this.forget(name);
-      const st = { server, cls };
+      const st = { server, cls, bytes: frame.length };
+      this.namedBytes += st.bytes;
       if (this.named === NO_NAMED) {
         this.named = new Map();
         this.byServerName = new Map();
@@ -166,6 +181,7 @@ export class PreparedStatements {
     const old = this.named.get(name);
     if (old === undefined) return;
     this.named.delete(name);
+    this.namedBytes -= old.bytes;
     statementRegistry.release(old.server);
     // Another of the client's names may stand for the same statement.
     const entry = this.byServerName.get(old.server.name);
@@ -177,7 +193,7 @@ export class PreparedStatements {
    * server still has, the Parse of each statement the unit uses that the server lacks, Closes of the least
    * recently used ones beyond `maxPerServer`, then a Sync. True if it appended anything (one more ReadyForQuery).
    */
-  prepareOn(u: Unit, link: ServerLink, out: Buffer[], maxPerServer: number): boolean {
+  prepareOn(u: Unit, link: ServerLink, out: Buffer[], maxPerServer: number, maxBytes: number): boolean {
     let extended = false;
     const unsure = link.unsure;
     for (const [name] of u.parses) {
@@ -211,16 +227,20 @@ export class PreparedStatements {
       link.prepared.set(name, want);
       extended = true;
     }
-    // Room for what the unit itself Parses, without closing what it needs.
+    // Room for what the unit itself Parses, without closing what it needs: at most maxPerServer statements and
+    // maxBytes of them (a server connection outlives its sessions, and keeps what they prepared).
     let excess = link.prepared.size + u.parses.length - maxPerServer;
-    if (excess > 0) {
-      for (const name of link.prepared.keys()) {
-        if (excess <= 0) break;
+    let excessBytes = link.prepared.bytes - maxBytes;
+    for (const [, parse] of u.parses) excessBytes += parse.length;
+    if (excess > 0 || excessBytes > 0) {
+      for (const [name, parse] of link.prepared) {
+        if (excess <= 0 && excessBytes <= 0) break;
         if (u.needs.includes(name)) continue;
         link.prepared.delete(name);
         out.push(closeStatement(name));
         extended = true;
         excess--;
+        excessBytes -= parse.length;
       }
     }
     if (extended) out.push(SYNC);

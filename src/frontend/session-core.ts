@@ -46,6 +46,8 @@ export interface SessionContext {
   pools: Pools;
   /** pool.max_prepared_statements: prepared statements kept per server connection. */
   maxPreparedPerServer(): number;
+  /** limits.max_prepared_bytes: bytes of prepared statements per session and per server connection. */
+  maxPreparedBytes(): number;
 }
 
 /** What a client asked for at login that shapes its session. */

@@ -58,7 +58,7 @@ export class Session extends SessionCore implements ClientSession, LinkOwner, Pg
   ) {
     super(client, clientSlot, key, user, ctx, startup);
     this.readTags = startup.readTags;
-    this.prepared = new PreparedStatements(ctx.classifier, () => ctx.limits().maxPreparedStatements, ctx.statements?.keys ?? null);
+    this.prepared = new PreparedStatements(ctx.classifier, () => ctx.limits().maxPreparedStatements, ctx.statements?.keys ?? null, () => ctx.limits().maxPreparedBytes);
     this.state = new SessionState(startup.poolMode === 'transaction');
     this.replicas = new ReplicaChoice(ctx.topology, ctx.lsn, ctx.stats);
     this.links = new SessionLinks(this, this);

@@ -279,7 +279,7 @@ function preparation(s: SessionCore, u: Unit, link: ServerLink): { frames: Buffe
     out.push(replay);
     ready++;
   }
-  if (s.prepared.prepareOn(u, link, out, s.ctx.maxPreparedPerServer())) ready++;
+  if (s.prepared.prepareOn(u, link, out, s.ctx.maxPreparedPerServer(), s.ctx.maxPreparedBytes())) ready++;
   return out.length ? { frames: Buffer.concat(out), ready } : null;
 }
 

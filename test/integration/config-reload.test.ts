@@ -163,6 +163,27 @@ describe('config reload, one process', () => {
     }
   });
 
+  it('limits.max_prepared_bytes and max_prepared_statements: a running session\'s next Parse follows the reloaded bounds', async () => {
+    const c = await proxyClient(r.target, info);
+    try {
+      const pad = 'p'.repeat(100 * 1024);
+      const prepare = (i: number) => c.query({ name: `rl${i}`, text: `SELECT ${i}::int AS n /* ${pad} */` });
+      await prepare(1);
+      rewrite(r, { extra: `${BASE}\nlimits: { max_prepared_bytes: 128kB }` });
+      expect((await postReload(r)).body).toMatchObject({ result: 'applied', applied: ['limits.max_prepared_bytes'] });
+      expect((await rejection(prepare(2))).code).toBe('53400');
+      rewrite(r, { extra: `${BASE}\nlimits: { max_prepared_statements: 2 }` });
+      expect((await postReload(r)).body).toMatchObject({ result: 'applied', applied: expect.arrayContaining(['limits.max_prepared_bytes', 'limits.max_prepared_statements']) });
+      // A new name: node-postgres took the refused rl2 for prepared (the refusal fails at Execute, after a ParseComplete).
+      expect((await prepare(3)).rows).toEqual([{ n: 3 }]);
+      const err = await rejection(prepare(4));
+      expect(err.code).toBe('53400');
+      expect(err.message).toContain('prepared statements');
+    } finally {
+      await endQuietly(c);
+    }
+  });
+
   it('routing.parse_cache_size: with 0 every statement is parsed again, with a cache repeats are answered from it (POST /reload)', async () => {
     const classified = async () => {
       const m = await metrics(r);

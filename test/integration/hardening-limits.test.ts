@@ -220,6 +220,38 @@ describe('per-session bounds on prepared statements and recorded settings', () =
     proxy.expectAlive();
   });
 
+  it('prepared statements of 1 MB: past limits.max_prepared_bytes (16MB) a Parse gets 53400, the session goes on, and the proxy holds no more', async () => {
+    await proxy.fresh();
+    const c = await proxy.client();
+    try {
+      const base = rssMB(proxy.pid);
+      const pad = 'x'.repeat(1024 * 1024);
+      let prepared = 0;
+      let refused = 0;
+      for (let i = 1; i <= 150; i++) {
+        try {
+          await c.query({ name: `mb${i}`, text: `SELECT ${i}::int AS n /* ${pad} */` });
+          prepared++;
+        } catch (err) {
+          expect((err as { code?: string }).code, (err as Error).message).toBe('53400');
+          expect((err as Error).message).toContain('limits.max_prepared_bytes');
+          refused++;
+        }
+      }
+      const grew = rssMB(proxy.pid) - base;
+      console.log(`[prepared] 150 Parses of 1 MB: ${prepared} prepared, ${refused} refused; proxy RSS +${grew.toFixed(0)} MB`);
+      expect(prepared).toBe(15);
+      expect(refused).toBe(135);
+      // Before the byte bound every one was kept: +313 MB.
+      expect(grew, 'proxy RSS growth (MB)').toBeLessThan(120);
+      expect((await c.query({ name: 'mb1', text: `SELECT 1::int AS n /* ${pad} */` })).rows).toEqual([{ n: 1 }]);
+      expect((await c.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+    } finally {
+      await c.end().catch(() => {});
+    }
+    proxy.expectAlive();
+  }, 120_000);
+
   it('the 21st distinct SET gets 53400 and the session goes on with its settings', async () => {
     const c = await proxy.client();
     try {

@@ -35,6 +35,7 @@ describe('parseConfig defaults and conversions', () => {
         idle_transaction_timeout: 0,
         max_pipeline: 16 * 1024 * 1024,
         max_prepared_statements: 10000,
+        max_prepared_bytes: 16 * 1024 * 1024,
         max_session_settings: 1000,
       },
       pool: {

@@ -98,6 +98,7 @@ function setup(opts: { primary?: string | null; freeLink?: boolean; holdTimeoutM
       log: { warn() {}, debug() {}, info() {}, error() {} },
       limits: () => ({ maxPipeline: 1 << 20 }),
       maxPreparedPerServer: () => 100,
+      maxPreparedBytes: () => 1 << 24,
       stats: Object.assign(new ProxyStats(), { routed: vi.fn(), readOnPrimary: vi.fn() }),
     },
     links: null as unknown as SessionLinks,
