@@ -14,12 +14,23 @@ const REFUSED: Classification = Object.freeze({ target: 'primary', reason: 'refu
 
 const literal = (t: string | undefined): string => `'${(t ?? '').replace(/'/g, "''")}'`;
 
-/** Rewrite `u` (whose `refusal` is set) in place: same protocol shape (simple, or a batch ending in Sync/Flush), nothing of the client's left. */
-export function refuseUnit(u: Unit): void {
+/**
+ * Rewrite `u` (whose `refusal` is set) in place, nothing of the client's left. `continues` says that an earlier piece
+ * of the same extended-protocol batch (Flush-ended) is already queued or on the server.
+ */
+export function refuseUnit(u: Unit, continues = false): void {
   const e = u.refusal!;
   const sql = `DO $pgsplit$BEGIN RAISE EXCEPTION USING ERRCODE = ${literal(e.sqlstate)}, MESSAGE = ${literal(e.message)}, HINT = ${literal(e.hint)}; END$pgsplit$`;
   if (u.frames.length > 0 && u.frames[0][0] === F.Query) u.frames = [query(sql)];
-  else {
+  else if (u.sync && !continues) {
+    // A whole batch: as a simple Query the server answers exactly ErrorResponse and ReadyForQuery, what PostgreSQL
+    // answers a batch whose Parse fails. As Parse/Bind/Execute it would first answer ParseComplete, and drivers
+    // would take the client's refused statement for prepared (a retry under its name then got 26000).
+    const q = query(sql);
+    u.frames = [q];
+    // A simple Query destroys the server's unnamed statement: the session's own is prepared again when next used.
+    u.unnamedParse = q;
+  } else {
     const parse = MessageWriter.message(F.Parse, (w) => w.cstring('').cstring(sql).int8(0).int8(0));
     const bind = MessageWriter.message(F.Bind, (w) => w.cstring('').cstring('').int8(0).int8(0).int8(0).int8(0).int8(0).int8(0));
     const execute = MessageWriter.message(F.Execute, (w) => w.cstring('').int32(0));

@@ -25,7 +25,10 @@ export function enqueue(s: SessionCore, u: Unit): void {
     const max = s.ctx.limits().maxSessionSettings;
     if (s.state.settingsAfter(u.parts) > max) u.refusal = errors.sessionLimit('recorded settings (SET)', max, 'limits.max_session_settings');
   }
-  if (u.refusal !== null) refuseUnit(u);
+  if (u.refusal !== null) {
+    const last = s.queue.length > 0 ? s.queue[s.queue.length - 1] : s.inflight[s.inflight.length - 1];
+    refuseUnit(u, last !== undefined && !last.sync);
+  }
   charge(s, u);
   s.queue.push(u);
   pump(s);

@@ -210,6 +210,9 @@ describe('per-session bounds on prepared statements and recorded settings', () =
       }
       const err = await rejection(c.query({ name: 'hs51', text: 'SELECT 51::int AS n' }));
       expect(err.code, err.message).toBe('53400');
+      // As on PostgreSQL, the refused statement does not exist: node-postgres prepares it again (before, it took it
+      // for prepared after the refusal's ParseComplete, and the retry got 26000).
+      expect((await rejection(c.query({ name: 'hs51', text: 'SELECT 51::int AS n' }))).code).toBe('53400');
       expect((await c.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
       // The statements prepared before the limit still run.
       expect((await c.query({ name: 'hs1', text: 'SELECT 1::int AS n' })).rows).toEqual([{ n: 1 }]);

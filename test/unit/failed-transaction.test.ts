@@ -174,15 +174,23 @@ describe('refuseUnit', () => {
     expect(u).toMatchObject({ effects: false, mayWrite: false, sync: true, local: null });
   });
 
-  it('a batch keeps its shape: Parse/Bind/Execute and the same ending (Sync, or Flush so the server discards the rest up to the Sync)', () => {
-    for (const sync of [true, false]) {
-      const u = extended('SELECT 1', sync);
-      u.refusal = errors.sessionLimit('prepared statements', 1, 'limits.max_prepared_statements');
-      refuseUnit(u);
-      const types: string[] = [];
-      forEachMessage(u.frames, (t) => types.push(String.fromCharCode(t)));
-      expect(types).toEqual(['P', 'B', 'E', sync ? 'S' : 'H']);
-      expect(u.parses).toEqual([]);
-    }
+  const refusedTypes = (sync: boolean, continues: boolean): string[] => {
+    const u = extended('SELECT 1', sync);
+    u.refusal = errors.sessionLimit('prepared statements', 1, 'limits.max_prepared_statements');
+    refuseUnit(u, continues);
+    expect(u.parses).toEqual([]);
+    const types: string[] = [];
+    forEachMessage(u.frames, (t) => types.push(String.fromCharCode(t)));
+    return types;
+  };
+
+  it('a whole batch ending in Sync becomes one simple Query, so the server answers only the error and ReadyForQuery (no ParseComplete a driver would cache)', () => {
+    expect(refusedTypes(true, false)).toEqual(['Q']);
+  });
+
+  it('a piece of a batch keeps its shape: Parse/Bind/Execute and the same ending (Sync, or Flush so the server discards the rest up to the Sync)', () => {
+    expect(refusedTypes(true, true)).toEqual(['P', 'B', 'E', 'S']);
+    expect(refusedTypes(false, false)).toEqual(['P', 'B', 'E', 'H']);
+    expect(refusedTypes(false, true)).toEqual(['P', 'B', 'E', 'H']);
   });
 });
