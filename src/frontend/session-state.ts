@@ -99,11 +99,26 @@ export class SessionState {
           }
           key = s.setting.name;
         } else continue;
-        if (inTransaction) this.txEntries.push({ key, sql: s.text ?? '' });
+        if (inTransaction) this.pending(key, s.text ?? '');
         else this.record(key, s.text ?? '', ranOn);
       }
     }
     return droppedStatements;
+  }
+
+  /**
+   * A setting made inside the transaction, kept until it commits. One made again since the last savepoint replaces
+   * its earlier entry (the last value wins either way): a transaction repeating a SET (a client looping, or hostile)
+   * would otherwise add an entry per statement, and only distinct settings are bounded (limits.max_session_settings).
+   */
+  private pending(key: string, sql: string): void {
+    const floor = this.savepoints.length > 0 ? this.savepoints[this.savepoints.length - 1].made : 0;
+    for (let i = this.txEntries.length - 1; i >= floor; i--) {
+      if (this.txEntries[i].key !== key) continue;
+      this.txEntries.splice(i, 1);
+      break;
+    }
+    this.txEntries.push({ key, sql });
   }
 
   /** How many distinct settings would be recorded (held or pending in the transaction) once `parts` ran. */
