@@ -71,6 +71,10 @@ export const errors = {
     new ProxyError('53400', 'session_limit', `pgsplit: this Parse would make the session's prepared statements ${bytes} bytes, more than limits.max_prepared_bytes (${max})`, 'ERROR',
       'pgsplit keeps every named prepared statement of a session, to prepare it on whichever server runs it.',
       'Close (DEALLOCATE) statements the session no longer uses, or raise limits.max_prepared_bytes.'),
+  settingsBytesLimit: (bytes: number, max: number) =>
+    new ProxyError('53400', 'session_limit', `pgsplit: this SET would make the session's recorded settings ${bytes} bytes, more than limits.max_session_settings_bytes (${max})`, 'ERROR',
+      'pgsplit keeps the SET statements of a session, to replay them on whichever server runs its next statement.',
+      'RESET settings the session no longer needs, or raise limits.max_session_settings_bytes.'),
   poolTimeout: (node: string, waitedMs: number, size: number) =>
     new ProxyError('53300', 'pool_timeout', `pgsplit: no server connection to "${node}" became free within ${waitedMs} ms (pool.max_client_wait)`, 'ERROR',
       `All ${size} server connections of the pool (pool.size) stayed busy.`,

@@ -44,6 +44,7 @@ function frontendSettings(c: Config, t: TlsState): FrontendSettings {
       maxPreparedStatements: c.limits.max_prepared_statements,
       maxPreparedBytes: c.limits.max_prepared_bytes,
       maxSessionSettings: c.limits.max_session_settings,
+      maxSessionSettingsBytes: c.limits.max_session_settings_bytes,
     },
     backendConnectTimeout: c.backend.connect_timeout,
     holdTimeout: c.failover.hold_timeout,

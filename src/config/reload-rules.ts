@@ -31,6 +31,7 @@ export const RELOAD_RULES: Readonly<Record<string, ReloadRule>> = Object.freeze(
   'limits.max_prepared_statements': live('every session, at its next Parse'),
   'limits.max_prepared_bytes': live('every session, at its next Parse; every server connection, at its next checkout'),
   'limits.max_session_settings': live('every session, at its next SET'),
+  'limits.max_session_settings_bytes': live('every session, at its next SET'),
   'pool.mode': live('sessions that start after the reload'),
   'pool.size': live('every pool: raised, waiting clients get connections at once; lowered, connections over it close when released (workers: split between them, at least one each)'),
   'pool.min_idle': live('every pool, at its next sweep (each second)'),

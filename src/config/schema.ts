@@ -244,6 +244,8 @@ export const configSchema = section({
     max_prepared_bytes: size(64 * 1024, 1024 ** 3).default('16MB'),
     /** Session settings (SET) recorded per client for replay on other servers; one more gets 53400. */
     max_session_settings: int(1, 100_000).default(1000),
+    /** Total length of those recorded SET statements (the text replayed on another server); beyond it a SET gets 53400. */
+    max_session_settings_bytes: size(1024, 1024 ** 3).default('1MB'),
   }).default({}),
   /** Server connections shared by client sessions, per node, user and database. */
   pool: section({

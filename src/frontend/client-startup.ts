@@ -42,6 +42,8 @@ export interface ClientLimits {
   /** Bytes of a session's named prepared statements, and of those each server connection keeps. */
   maxPreparedBytes: number;
   maxSessionSettings: number;
+  /** Length of the recorded SET statements' text. */
+  maxSessionSettingsBytes: number;
 }
 
 export interface FrontendSettings {

@@ -121,13 +121,18 @@ export class SessionState {
     this.txEntries.push({ key, sql });
   }
 
-  /** How many distinct settings would be recorded (held or pending in the transaction) once `parts` ran. */
-  settingsAfter(parts: readonly Classification[]): number {
-    const keys = new Set<string | null>();
-    for (const e of this.entries) keys.add(e.key);
-    for (const e of this.txEntries) keys.add(e.key);
-    for (const cls of parts) for (const s of cls.statements) if (s.setting && !s.setting.local && s.text && s.setting.valueParam === undefined) keys.add(s.setting.name);
-    return keys.size;
+  /**
+   * The distinct settings that would be recorded (held or pending in the transaction) once `parts` ran: how many, and
+   * the length of the text that replays them (what limits.max_session_settings and max_session_settings_bytes bound).
+   */
+  settingsAfter(parts: readonly Classification[]): { count: number; bytes: number } {
+    const latest = new Map<string | null, string>();
+    for (const e of this.entries) latest.set(e.key, e.sql);
+    for (const e of this.txEntries) latest.set(e.key, e.sql);
+    for (const cls of parts) for (const s of cls.statements) if (s.setting && !s.setting.local && s.text && s.setting.valueParam === undefined) latest.set(s.setting.name, s.text);
+    let bytes = 0;
+    for (const sql of latest.values()) bytes += sql.length;
+    return { count: latest.size, bytes };
   }
 
   /** The open transaction committed: the settings made in it now hold. */

@@ -22,8 +22,10 @@ const EMPTY = Buffer.alloc(0);
 
 export function enqueue(s: SessionCore, u: Unit): void {
   if (u.effects && u.refusal === null) {
-    const max = s.ctx.limits().maxSessionSettings;
-    if (s.state.settingsAfter(u.parts) > max) u.refusal = errors.sessionLimit('recorded settings (SET)', max, 'limits.max_session_settings');
+    const limits = s.ctx.limits();
+    const after = s.state.settingsAfter(u.parts);
+    if (after.count > limits.maxSessionSettings) u.refusal = errors.sessionLimit('recorded settings (SET)', limits.maxSessionSettings, 'limits.max_session_settings');
+    else if (after.bytes > limits.maxSessionSettingsBytes) u.refusal = errors.settingsBytesLimit(after.bytes, limits.maxSessionSettingsBytes);
   }
   if (u.refusal !== null) {
     const last = s.queue.length > 0 ? s.queue[s.queue.length - 1] : s.inflight[s.inflight.length - 1];

@@ -255,6 +255,26 @@ describe('per-session bounds on prepared statements and recorded settings', () =
     proxy.expectAlive();
   }, 120_000);
 
+  it('SETs of 60 kB: the one that takes the recorded text past limits.max_session_settings_bytes (1MB) gets 53400, and the rest hold', async () => {
+    const c = await proxy.client();
+    try {
+      const value = (i: number) => `${i}`.padEnd(60_000, 'v');
+      // 17 of them make about 1.02 MB of SET text: under the limit.
+      for (let i = 1; i <= 17; i++) await c.query(`SET big.s${i} = '${value(i)}'`);
+      const err = await rejection(c.query(`SET big.s18 = '${value(18)}'`));
+      expect(err.code, err.message).toBe('53400');
+      expect(err.message).toContain('limits.max_session_settings_bytes');
+      // A short value for a recorded name fits, and every recorded setting holds wherever the next statement runs.
+      await c.query("SET big.s17 = 'short'");
+      await c.query(`SET big.s18 = '${value(18)}'`);
+      const r = await c.query("SELECT length(current_setting('big.s1')) AS s1, current_setting('big.s17') AS s17, length(current_setting('big.s18')) AS s18");
+      expect(r.rows).toEqual([{ s1: 60_000, s17: 'short', s18: 60_000 }]);
+    } finally {
+      await c.end().catch(() => {});
+    }
+    proxy.expectAlive();
+  });
+
   it('the 21st distinct SET gets 53400 and the session goes on with its settings', async () => {
     const c = await proxy.client();
     try {

@@ -37,6 +37,7 @@ describe('parseConfig defaults and conversions', () => {
         max_prepared_statements: 10000,
         max_prepared_bytes: 16 * 1024 * 1024,
         max_session_settings: 1000,
+        max_session_settings_bytes: 1024 * 1024,
       },
       pool: {
         mode: 'transaction',

@@ -100,7 +100,7 @@ describe('failedTransactionReply', () => {
 });
 
 describe('idleTimeoutError', () => {
-  const limits = { maxMessageSize: 1, loginTimeoutMs: 1, clientIdleTimeoutMs: 1000, idleTransactionTimeoutMs: 500, maxPipeline: 1, maxPreparedStatements: 1, maxPreparedBytes: 1, maxSessionSettings: 1 };
+  const limits = { maxMessageSize: 1, loginTimeoutMs: 1, clientIdleTimeoutMs: 1000, idleTransactionTimeoutMs: 500, maxPipeline: 1, maxPreparedStatements: 1, maxPreparedBytes: 1, maxSessionSettings: 1, maxSessionSettingsBytes: 1 };
   it('idle outside a transaction: 57P05 after client_idle_timeout', () => {
     expect(idleTimeoutError(0x49, 999, limits)).toBeNull();
     expect(idleTimeoutError(0x49, 1000, limits)?.sqlstate).toBe('57P05');

@@ -54,4 +54,16 @@ describe('settings made in a transaction', () => {
     st.abortTransaction();
     expect(replayText(st)).toBe('');
   });
+
+  it('counts the settings and the length of their text as they would be once a SET ran (the last value of each name)', () => {
+    const st = new SessionState(true);
+    const on = link();
+    st.applyEffects([k.classify("SET app.a = 'xxxxxxxxxx'")], false, on);
+    st.applyEffects([k.classify("SET app.b = 'y'")], true, on);
+    const a = "SET app.a = 'xxxxxxxxxx'".length;
+    const b = "SET app.b = 'y'".length;
+    expect(st.settingsAfter([])).toEqual({ count: 2, bytes: a + b });
+    expect(st.settingsAfter([k.classify("SET app.a = 'z'")])).toEqual({ count: 2, bytes: "SET app.a = 'z'".length + b });
+    expect(st.settingsAfter([k.classify("SET app.c = 'w'")])).toEqual({ count: 3, bytes: a + b + "SET app.c = 'w'".length });
+  });
 });
