@@ -7,7 +7,7 @@ import { relayWrite } from '../util/read-slot.js';
 import { addFrame, addPart, FRAME_COST, newUnit, NOT_ROUTED, push } from './unit.js';
 import { intercept, interceptBatch, type PgsplitSettings } from './intercept.js';
 import { statusChar, type SessionCore } from './session-core.js';
-import { enqueue } from './unit-dispatch.js';
+import { batchOnServer, enqueue } from './unit-dispatch.js';
 
 // A batch that grows this large before its Sync/Flush (its bytes plus a cost per message) is sent on in pieces, so the proxy never holds it whole.
 const MAX_BATCH_PIECE = 1024 * 1024;
@@ -119,10 +119,4 @@ export function clientMessage(s: SessionCore & PgsplitSettings, type: number, bo
 function refuseInsideBatch(s: SessionCore): void {
   if (s.batch === null && !batchOnServer(s)) return;
   throw errors.protocolViolation('a simple Query or FunctionCall arrived inside an unfinished extended-protocol batch; send Sync first');
-}
-
-/** The batch being received has a piece (ended by Flush, or sent on early) already queued or on a server. */
-function batchOnServer(s: SessionCore): boolean {
-  const last = s.queue.length > 0 ? s.queue[s.queue.length - 1] : s.inflight[s.inflight.length - 1];
-  return last !== undefined && !last.sync;
 }

@@ -27,13 +27,16 @@ export function enqueue(s: SessionCore, u: Unit): void {
     if (after.count > limits.maxSessionSettings) u.refusal = errors.sessionLimit('recorded settings (SET)', limits.maxSessionSettings, 'limits.max_session_settings');
     else if (after.bytes > limits.maxSessionSettingsBytes) u.refusal = errors.settingsBytesLimit(after.bytes, limits.maxSessionSettingsBytes);
   }
-  if (u.refusal !== null) {
-    const last = s.queue.length > 0 ? s.queue[s.queue.length - 1] : s.inflight[s.inflight.length - 1];
-    refuseUnit(u, last !== undefined && !last.sync);
-  }
+  if (u.refusal !== null) refuseUnit(u, batchOnServer(s));
   charge(s, u);
   s.queue.push(u);
   pump(s);
+}
+
+/** The batch being received has a piece (ended by Flush, or sent on early) already queued or on a server. */
+export function batchOnServer(s: SessionCore): boolean {
+  const last = s.queue.length > 0 ? s.queue[s.queue.length - 1] : s.inflight[s.inflight.length - 1];
+  return last !== undefined && !last.sync;
 }
 
 /** A unit is held from enqueue until its answer is complete (or lost): its cost counts against limits.max_pipeline. */
