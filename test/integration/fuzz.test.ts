@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { caseSeed, describePlan, generateCase, planMessages, type Case, type FuzzTargets } from '../harness/fuzz.js';
 import { playCase, type CaseContext, type CaseOutcome } from '../harness/fuzz-client.js';
 import { spawnProxy, type ProxyProcess } from '../harness/proxy.js';
+import { processTree } from '../../scripts/lib/proc-stats.js';
 import { directClient, eventually } from './helpers.js';
 
 const info = inject('cluster');
@@ -44,15 +45,12 @@ function within<T>(what: string, ms: number, p: Promise<T>): Promise<T> {
   return Promise.race([p, new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
 }
 
-/** The proxy and its worker processes (workers: N), read from /proc. */
-function processTree(pid: number): number[] {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
+/** `read` of each process of the proxy (its workers too, with workers: N); a process gone meanwhile is skipped. */
+function perProcess(pid: number, read: (p: number) => number): number[] {
+  const out: number[] = [];
+  for (const p of processTree(pid) ?? [pid]) {
     try {
-      for (const task of fs.readdirSync(`/proc/${out[i]}/task`)) {
-        const kids = fs.readFileSync(`/proc/${out[i]}/task/${task}/children`, 'utf8').trim();
-        if (kids) out.push(...kids.split(/\s+/).map(Number));
-      }
+      out.push(read(p));
     } catch {
       /* the process is gone */
     }
@@ -61,31 +59,11 @@ function processTree(pid: number): number[] {
 }
 
 /** RSS of the largest process of the proxy (each worker holds its own sessions). */
-function rssMb(pid: number): number {
-  let max = 0;
-  for (const p of processTree(pid)) {
-    try {
-      const m = /VmRSS:\s+(\d+)\s+kB/.exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'));
-      if (m) max = Math.max(max, Number(m[1]) / 1024);
-    } catch {
-      /* the process is gone */
-    }
-  }
-  return max;
-}
+const rssMb = (pid: number): number =>
+  Math.max(0, ...perProcess(pid, (p) => Number(/VmRSS:\s+(\d+)\s+kB/.exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0) / 1024));
 
 /** Open file descriptors of the proxy and its workers together. */
-function openFds(pid: number): number {
-  let n = 0;
-  for (const p of processTree(pid)) {
-    try {
-      n += fs.readdirSync(`/proc/${p}/fd`).length;
-    } catch {
-      /* the process is gone */
-    }
-  }
-  return n;
-}
+const openFds = (pid: number): number => perProcess(pid, (p) => fs.readdirSync(`/proc/${p}/fd`).length).reduce((a, b) => a + b, 0);
 
 /**
  * Server connections of the app user besides the steady client's, as pg_stat_activity shows them: if some stay, their
